@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+//
+// Kiln — a self-hosted VM image builder that speaks Azure VM Image Builder's template language.
+// Module layout and dependency direction: see DESIGN.md (shared) and README.md.
+import PackageDescription
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kiln", targets: ["kiln"]),
+        .library(name: "KilnTemplates", targets: ["KilnTemplates"]),
+        .library(name: "KilnGit", targets: ["KilnGit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // libgit2 from Debian's libgit2-dev, found through pkg-config.
+        .systemLibrary(
+            name: "CLibGit2",
+            pkgConfig: "libgit2",
+            providers: [.apt(["libgit2-dev"])]
+        ),
+        // The AIB template model, decoding (JSON, YAML, ARM deployment templates), validation, content hash.
+        .target(
+            name: "KilnTemplates",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // A small Swift layer over libgit2.
+        .target(
+            name: "KilnGit",
+            dependencies: ["CLibGit2"]
+        ),
+        // The CLI: parse, call, print.
+        .executableTarget(
+            name: "kiln",
+            dependencies: [
+                "KilnTemplates",
+                "KilnGit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "KilnTemplatesTests",
+            dependencies: ["KilnTemplates"],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "KilnCLITests",
+            dependencies: ["kiln", "KilnGit"]
+        ),
+    ]
+)

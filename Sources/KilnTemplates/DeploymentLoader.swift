@@ -1,0 +1,250 @@
+import Foundation
+
+/// Expands an ARM deployment template: resolves parameters (command line, then the parameters file,
+/// then `defaultValue`), evaluates variables and expressions, and decodes each imageTemplates resource.
+struct DeploymentLoader {
+    let path: String
+    let options: LoadOptions
+
+    private static let imageTemplatesType = "microsoft.virtualmachineimages/imagetemplates"
+
+    func load(_ root: SourceNode, parameters paramsFile: (path: String, text: String)?, into file: inout LoadedFile) {
+        var sink = DiagnosticSink(file: path)
+        guard let members = root.members else {
+            sink.error(.invalidTemplate, "a deployment template must be a JSON object, found \(root.kindName)", at: .root, root.position)
+            file.diagnostics = sink.items
+            return
+        }
+        let ctx = DecodeContext(sink: sink, apiVersion: .latest)
+        ctx.strict = false
+        var eval = ARMEvaluator(scope: options.scope)
+
+        for m in members {
+            switch m.key.lowercased() {
+            case "$schema", "contentversion", "apiprofile", "parameters", "variables", "resources", "outputs", "metadata", "languageversion", "definitions":
+                break
+            case "functions":
+                ctx.warning(.invalidTemplate, "user-defined functions are not supported; expressions that call them fail", JSONPath.root / m.key, m.keyPosition)
+            default:
+                ctx.warning(.invalidTemplate, "unknown deployment template property '\(m.key)' is ignored", JSONPath.root / m.key, m.keyPosition)
+            }
+        }
+
+        // Parameters file.
+        var fileValues: [String: (node: SourceNode, keyPosition: SourcePosition)] = [:]
+        var paramsCtx: DecodeContext?
+        if let paramsFile {
+            file.parametersFile = paramsFile.path
+            let pctx = DecodeContext(sink: DiagnosticSink(file: paramsFile.path), apiVersion: .latest)
+            paramsCtx = pctx
+            fileValues = readParametersFile(paramsFile, ctx: pctx)
+        }
+
+        // Declared parameters, resolved in declaration order (defaults may refer to earlier ones).
+        let declared = root.member(caseInsensitive: "parameters")
+        var declaredNames: Set<String> = []
+        if let declared {
+            if let decls = declared.members {
+                eval.allowVariables = false
+                for d in decls {
+                    declaredNames.insert(d.key.lowercased())
+                    let p = JSONPath.root / "parameters" / d.key
+                    if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()], eval: &eval, ctx: ctx) {
+                        eval.parameters[d.key] = v
+                    }
+                }
+                eval.allowVariables = true
+            } else {
+                ctx.error(.invalidTemplate, "parameters must be an object, found \(declared.kindName)", JSONPath.root / "parameters", declared.position)
+            }
+        }
+        for (name, v) in fileValues where !declaredNames.contains(name) {
+            paramsCtx?.error(.invalidTemplate, "parameter '\(name)' is not declared in the template \((path as NSString).lastPathComponent)", JSONPath.root / "parameters" / name, v.keyPosition)
+        }
+        for name in options.parameters.keys where !declaredNames.contains(name.lowercased()) {
+            ctx.error(.invalidTemplate, "parameter '\(name)' given on the command line is not declared in the template", JSONPath.root / "parameters", declared?.position ?? root.position)
+        }
+
+        // Variables.
+        if let vars = root.member(caseInsensitive: "variables") {
+            if let vm = vars.members {
+                for v in vm {
+                    if v.key.lowercased() == "copy" {
+                        ctx.error(.invalidTemplate, "variable copy loops are not supported", JSONPath.root / "variables" / v.key, v.keyPosition)
+                        continue
+                    }
+                    eval.variableDefinitions[v.key] = v.value
+                }
+            } else {
+                ctx.error(.invalidTemplate, "variables must be an object, found \(vars.kindName)", JSONPath.root / "variables", vars.position)
+            }
+        }
+
+        // Resources.
+        var resources: [(node: SourceNode, path: JSONPath)] = []
+        if let r = root.member(caseInsensitive: "resources") {
+            if let elements = r.elements {
+                resources = elements.enumerated().map { ($0.element, JSONPath.root / "resources" / $0.offset) }
+            } else if let named = r.members {
+                // languageVersion 2.0: resources keyed by symbolic name.
+                resources = named.map { ($0.value, JSONPath.root / "resources" / $0.key) }
+            } else {
+                ctx.error(.invalidTemplate, "resources must be an array, found \(r.kindName)", JSONPath.root / "resources", r.position)
+            }
+        } else {
+            ctx.error(.invalidTemplate, "a deployment template needs 'resources'", JSONPath.root / "resources", root.position)
+        }
+
+        var names: [String: JSONPath] = [:]
+        for (node, rpath) in resources {
+            guard var rmembers = node.members else {
+                ctx.error(.invalidTemplate, "a resource must be an object, found \(node.kindName)", rpath, node.position)
+                continue
+            }
+            let typeText = node.member(caseInsensitive: "type")?.stringValue ?? ""
+            let nameNode = node.member(caseInsensitive: "name")
+            if typeText.lowercased() != Self.imageTemplatesType {
+                var name = nameNode?.stringValue
+                if let n = name, ARMExpression.isExpression(n) {
+                    name = (try? eval.evaluateStrict(nameNode!))?.stringValue ?? n
+                }
+                let reason = typeText.lowercased() == "microsoft.resources/deployments"
+                    ? "nested deployments are not expanded by Kiln"
+                    : "Kiln handles only Microsoft.VirtualMachineImages/imageTemplates"
+                file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText.isEmpty ? "(no type)" : typeText, name: name, reason: reason))
+                ctx.warning(.invalidTemplate, "skipped resource of type '\(typeText.isEmpty ? "(no type)" : typeText)'\(name.map { " '\($0)'" } ?? ""): \(reason)", rpath, node.position)
+                continue
+            }
+            if let cond = node.member(caseInsensitive: "condition") {
+                let v = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx)
+                if case .bool(false) = v.value {
+                    file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText, name: nameNode?.stringValue, reason: "condition is false"))
+                    continue
+                }
+            }
+            if let copy = node.member(caseInsensitive: "copy") {
+                ctx.error(.invalidTemplate, "resource copy loops are not supported for imageTemplates; declare each template as its own resource", rpath / "copy", copy.position)
+                continue
+            }
+            // dependsOn and child resources have no meaning for a single template.
+            rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
+            if let child = node.member(caseInsensitive: "resources"), !(child.elements?.isEmpty ?? true) {
+                ctx.warning(.invalidTemplate, "child resources of an image template are ignored", rpath / "resources", child.position)
+            }
+            let evaluated = eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
+
+            var vsink = DiagnosticSink(file: path)
+            let version = TemplateLoader.apiVersion(of: evaluated, path: rpath, sink: &vsink)
+            ctx.sink.append(contentsOf: vsink.items)
+            let rctx = DecodeContext(sink: ctx.sink, apiVersion: version)
+            rctx.suppressed = ctx.suppressed
+            let (template, status) = TemplateDecoder(ctx: rctx).decodeResource(evaluated, path: rpath, fallbackName: nil)
+            ctx.sink = rctx.sink
+            ctx.suppressed = rctx.suppressed
+            guard let template else { continue }
+            if let first = names[template.name.lowercased()] {
+                ctx.error(.invalidTemplate, "the template '\(template.name)' is declared twice (also at \(first))", rpath / "name", nameNode?.position ?? node.position)
+                continue
+            }
+            names[template.name.lowercased()] = rpath
+            file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line))
+        }
+        file.diagnostics = ctx.sink.items + (paramsCtx?.sink.items ?? [])
+    }
+
+    /// `{"parameters": {"name": {"value": ...}}}`, names lower-cased.
+    private func readParametersFile(_ pf: (path: String, text: String), ctx: DecodeContext) -> [String: (node: SourceNode, keyPosition: SourcePosition)] {
+        let root: SourceNode
+        do {
+            root = try TemplateLoader.parse(pf.text, format: TemplateLoader.format(forPath: pf.path) ?? .json)
+        } catch {
+            ctx.error(.invalidRequestContent, "cannot parse the parameters file: \(error.message)", .root, error.position)
+            return [:]
+        }
+        guard let params = root.member(caseInsensitive: "parameters") else {
+            ctx.error(.invalidTemplate, "a parameters file needs a 'parameters' object", .root, root.position)
+            return [:]
+        }
+        guard let members = params.members else {
+            ctx.error(.invalidTemplate, "parameters must be an object, found \(params.kindName)", JSONPath.root / "parameters", params.position)
+            return [:]
+        }
+        var out: [String: (node: SourceNode, keyPosition: SourcePosition)] = [:]
+        for m in members {
+            let p = JSONPath.root / "parameters" / m.key
+            if m.value.member(caseInsensitive: "reference") != nil {
+                ctx.error(.invalidTemplate, "Key Vault references are not supported; pass the value with --parameter \(m.key)=VALUE", p / "reference", m.value.position)
+                continue
+            }
+            guard let v = m.value.member(caseInsensitive: "value") else {
+                ctx.error(.invalidTemplate, "parameter '\(m.key)' needs a 'value'", p, m.value.position)
+                continue
+            }
+            out[m.key.lowercased()] = (v, m.keyPosition)
+        }
+        return out
+    }
+
+    private func resolveParameter(_ d: SourceNode.Member, path: JSONPath, fileValue: (node: SourceNode, keyPosition: SourcePosition)?,
+                                  eval: inout ARMEvaluator, ctx: DecodeContext) -> SourceNode? {
+        guard let decl = d.value.members.map({ SourceNode(.object($0), at: d.value.position) }) else {
+            ctx.error(.invalidTemplate, "the declaration of parameter '\(d.key)' must be an object with a 'type'", path, d.value.position)
+            return nil
+        }
+        guard let typeText = decl.member(caseInsensitive: "type")?.stringValue?.lowercased() else {
+            ctx.error(.invalidTemplate, "parameter '\(d.key)' has no 'type'", path / "type", decl.position)
+            return nil
+        }
+        let known = ["string", "securestring", "int", "bool", "object", "secureobject", "array"]
+        guard known.contains(typeText) else {
+            ctx.error(.invalidTemplate, "parameter '\(d.key)' has unknown type '\(typeText)'; expected one of \(known.joined(separator: ", "))", path / "type", decl.position)
+            return nil
+        }
+        var value: SourceNode?
+        var where_ = ""
+        if let cli = options.parameters.first(where: { $0.key.lowercased() == d.key.lowercased() })?.value {
+            where_ = "--parameter \(d.key)"
+            if typeText == "string" || typeText == "securestring" {
+                value = SourceNode(.string(cli), at: d.keyPosition)
+            } else if let parsed = try? JSONSourceParser.parse(cli) {
+                value = SourceNode(parsed.value, at: d.keyPosition)
+            } else {
+                ctx.error(.invalidTemplate, "the command-line value of parameter '\(d.key)' is not valid JSON for type \(typeText)", path, d.keyPosition)
+                return nil
+            }
+        } else if let fv = fileValue {
+            where_ = "the parameters file"
+            value = eval.evaluateTree(fv.node, path: path, ctx: ctx)
+        } else if let def = decl.member(caseInsensitive: "defaultValue") {
+            where_ = "defaultValue"
+            value = eval.evaluateTree(def, path: path / "defaultValue", ctx: ctx)
+            if ctx.isSuppressed(value!) { return nil }
+        }
+        guard let value else {
+            let file = TemplateLoader.siblingParametersPath(for: self.path)
+            ctx.error(.invalidTemplate, "no value for parameter '\(d.key)': give it a defaultValue, set it in \((file as NSString).lastPathComponent), or pass --parameter \(d.key)=VALUE", path, d.keyPosition)
+            return nil
+        }
+        let ok: Bool
+        switch (typeText, value.value) {
+        case ("string", .string), ("securestring", .string), ("bool", .bool), ("object", .object), ("secureobject", .object), ("array", .array): ok = true
+        case ("int", .number(let n)): ok = n.int != nil
+        default: ok = false
+        }
+        guard ok else {
+            ctx.error(.invalidTemplate, "parameter '\(d.key)' is declared \(typeText) but \(where_) gives \(value.kindName)", path, d.keyPosition)
+            return nil
+        }
+        if let allowed = decl.member(caseInsensitive: "allowedValues")?.elements {
+            let matches = allowed.contains { a in
+                if case .string(let x) = a.value, case .string(let y) = value.value { return x.lowercased() == y.lowercased() }
+                return a.jsonText() == value.jsonText()
+            }
+            if !matches {
+                ctx.error(.invalidTemplate, "parameter '\(d.key)' is \(value.jsonText()), which is not among its allowedValues \(allowed.map { $0.jsonText() }.joined(separator: ", "))", path, d.keyPosition)
+                return nil
+            }
+        }
+        return value
+    }
+}

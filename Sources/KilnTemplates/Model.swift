@@ -1,0 +1,554 @@
+// The imageTemplates model of AIB api-version 2025-10-01, as user input with AIB's defaults applied.
+//
+// Read-only properties (provisioningState, lastRunStatus, exactVersion, ...) live in `ImageTemplateStatus`,
+// never in these types: a template is what a person wrote, the status is what Kiln observed. Everything
+// here is a value type; encoding produces the canonical JSON shape AIB uses (property names and enum
+// spellings exactly as in the REST API), which is also what the content hash is computed over.
+
+/// An enum whose raw values are AIB's spellings; input is matched case-insensitively.
+public protocol AIBEnum: RawRepresentable<String>, CaseIterable, Sendable, Hashable, Encodable {}
+
+extension AIBEnum {
+    /// The case whose spelling matches `text` ignoring case.
+    public static func matching(_ text: String) -> Self? {
+        let lower = text.lowercased()
+        return allCases.first { $0.rawValue.lowercased() == lower }
+    }
+    /// `'A', 'B' or 'C'`, for messages.
+    public static var spellings: String {
+        let all = allCases.map { "'\($0.rawValue)'" }
+        guard all.count > 1 else { return all.joined() }
+        return all.dropLast().joined(separator: ", ") + " or " + all.last!
+    }
+}
+
+// MARK: - Resource
+
+/// A user's image template: the envelope plus `properties`, without read-only state.
+public struct ImageTemplate: Sendable, Hashable, Encodable {
+    public var name: String
+    /// Normalised as Azure does: lower case, no spaces ("West US 2" → "westus2").
+    public var location: String
+    public var tags: [String: String]
+    public var identity: ImageTemplateIdentity
+    public var properties: ImageTemplateProperties
+
+    public init(name: String, location: String, tags: [String: String] = [:], identity: ImageTemplateIdentity = .none, properties: ImageTemplateProperties) {
+        self.name = name
+        self.location = location
+        self.tags = tags
+        self.identity = identity
+        self.properties = properties
+    }
+
+    enum CodingKeys: String, CodingKey { case name, location, tags, identity, properties }
+}
+
+public struct ImageTemplateIdentity: Sendable, Hashable, Encodable {
+    public enum Kind: String, AIBEnum { case userAssigned = "UserAssigned", none = "None" }
+    public var type: Kind
+    /// Identity resource ids (AIB allows at most one).
+    public var userAssignedIdentities: [String]
+
+    public init(type: Kind, userAssignedIdentities: [String] = []) {
+        self.type = type
+        self.userAssignedIdentities = userAssignedIdentities
+    }
+    public static let none = ImageTemplateIdentity(type: .none)
+
+    enum CodingKeys: String, CodingKey { case type, userAssignedIdentities }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(type, forKey: .type)
+        if !userAssignedIdentities.isEmpty {
+            var map: [String: [String: String]] = [:]
+            for id in userAssignedIdentities { map[id] = [:] }
+            try c.encode(map, forKey: .userAssignedIdentities)
+        }
+    }
+}
+
+public struct ImageTemplateProperties: Sendable, Hashable, Encodable {
+    public var source: ImageSource
+    public var customize: [Customizer]
+    public var validate: Validation
+    public var distribute: [Distributor]
+    public var optimize: Optimize
+    public var errorHandling: ErrorHandling
+    /// 0 or omitted in input → 240; at most 960.
+    public var buildTimeoutInMinutes: Int
+    public var vmProfile: VMProfile
+    public var additionalDataDisks: [DataDisk]
+    /// A resource-group id, or nil for the generated `IT_<rg>_<name>_<guid>`.
+    public var stagingResourceGroup: String?
+    public var autoRun: AutoRun
+    public var managedResourceTags: [String: String]
+
+    public init(source: ImageSource, customize: [Customizer] = [], validate: Validation = Validation(), distribute: [Distributor],
+                optimize: Optimize = Optimize(), errorHandling: ErrorHandling = ErrorHandling(), buildTimeoutInMinutes: Int = 240,
+                vmProfile: VMProfile = VMProfile(), additionalDataDisks: [DataDisk] = [], stagingResourceGroup: String? = nil,
+                autoRun: AutoRun = AutoRun(), managedResourceTags: [String: String] = [:]) {
+        self.source = source
+        self.customize = customize
+        self.validate = validate
+        self.distribute = distribute
+        self.optimize = optimize
+        self.errorHandling = errorHandling
+        self.buildTimeoutInMinutes = buildTimeoutInMinutes
+        self.vmProfile = vmProfile
+        self.additionalDataDisks = additionalDataDisks
+        self.stagingResourceGroup = stagingResourceGroup
+        self.autoRun = autoRun
+        self.managedResourceTags = managedResourceTags
+    }
+
+    public static let defaultBuildTimeoutInMinutes = 240
+    public static let maxBuildTimeoutInMinutes = 960
+}
+
+// MARK: - Source
+
+public enum ImageSource: Sendable, Hashable, Encodable {
+    case platformImage(PlatformImageSource)
+    case managedImage(ManagedImageSource)
+    case sharedImageVersion(SharedImageVersionSource)
+
+    public enum Kind: String, AIBEnum {
+        case platformImage = "PlatformImage", managedImage = "ManagedImage", sharedImageVersion = "SharedImageVersion"
+    }
+    public var kind: Kind {
+        switch self {
+        case .platformImage: return .platformImage
+        case .managedImage: return .managedImage
+        case .sharedImageVersion: return .sharedImageVersion
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try encodeTyped(kind.rawValue, to: encoder)
+        switch self {
+        case .platformImage(let s): try s.encode(to: encoder)
+        case .managedImage(let s): try s.encode(to: encoder)
+        case .sharedImageVersion(let s): try s.encode(to: encoder)
+        }
+    }
+}
+
+public struct PlatformImageSource: Sendable, Hashable, Encodable {
+    public var publisher: String
+    public var offer: String
+    public var sku: String
+    /// `latest` or `x.y.z`.
+    public var version: String
+    public var planInfo: PlanInfo?
+    public init(publisher: String, offer: String, sku: String, version: String, planInfo: PlanInfo? = nil) {
+        self.publisher = publisher
+        self.offer = offer
+        self.sku = sku
+        self.version = version
+        self.planInfo = planInfo
+    }
+}
+
+public struct PlanInfo: Sendable, Hashable, Encodable {
+    public var planName: String
+    public var planProduct: String
+    public var planPublisher: String
+}
+
+public struct ManagedImageSource: Sendable, Hashable, Encodable {
+    public var imageId: String
+}
+
+public struct SharedImageVersionSource: Sendable, Hashable, Encodable {
+    /// A gallery image version id; `.../versions/latest` allowed.
+    public var imageVersionId: String
+}
+
+// MARK: - Customizers and validators
+
+/// Where a script comes from: exactly one of `scriptUri` or `inline`.
+public enum ScriptSource: Sendable, Hashable {
+    case uri(String)
+    case inline([String])
+}
+
+public struct ShellScript: Sendable, Hashable, Encodable {
+    public var name: String?
+    public var script: ScriptSource
+    public var sha256Checksum: String?
+
+    enum CodingKeys: String, CodingKey { case name, scriptUri, inline, sha256Checksum }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(name, forKey: .name)
+        switch script {
+        case .uri(let u): try c.encode(u, forKey: .scriptUri)
+        case .inline(let lines): try c.encode(lines, forKey: .inline)
+        }
+        try c.encodeIfPresent(sha256Checksum, forKey: .sha256Checksum)
+    }
+}
+
+public struct PowerShellScript: Sendable, Hashable, Encodable {
+    public var name: String?
+    public var script: ScriptSource
+    public var sha256Checksum: String?
+    public var runElevated: Bool
+    public var runAsSystem: Bool
+    /// Defaults to `[0]`.
+    public var validExitCodes: [Int]
+
+    enum CodingKeys: String, CodingKey { case name, scriptUri, inline, sha256Checksum, runElevated, runAsSystem, validExitCodes }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(name, forKey: .name)
+        switch script {
+        case .uri(let u): try c.encode(u, forKey: .scriptUri)
+        case .inline(let lines): try c.encode(lines, forKey: .inline)
+        }
+        try c.encodeIfPresent(sha256Checksum, forKey: .sha256Checksum)
+        try c.encode(runElevated, forKey: .runElevated)
+        try c.encode(runAsSystem, forKey: .runAsSystem)
+        try c.encode(validExitCodes, forKey: .validExitCodes)
+    }
+}
+
+public struct FileCopy: Sendable, Hashable, Encodable {
+    public var name: String?
+    public var sourceUri: String
+    /// An absolute path in the guest (`/etc/x` or `C:\x`).
+    public var destination: String
+    public var sha256Checksum: String?
+}
+
+public struct WindowsRestart: Sendable, Hashable, Encodable {
+    public var name: String?
+    public var restartCommand: String
+    public var restartCheckCommand: String
+    /// A duration such as `5m`, `10m`, `2h`.
+    public var restartTimeout: String
+
+    public static let defaultRestartCommand = "shutdown /r /f /t 0 /c \"packer restart\""
+    public static let defaultRestartTimeout = "5m"
+}
+
+public struct WindowsUpdate: Sendable, Hashable, Encodable {
+    public var name: String?
+    public var searchCriteria: String?
+    public var filters: [String]
+    /// 0 or omitted in input → 1000.
+    public var updateLimit: Int
+    public static let defaultUpdateLimit = 1000
+}
+
+public enum Customizer: Sendable, Hashable, Encodable {
+    case shell(ShellScript)
+    case powerShell(PowerShellScript)
+    case file(FileCopy)
+    case windowsRestart(WindowsRestart)
+    case windowsUpdate(WindowsUpdate)
+
+    public enum Kind: String, AIBEnum {
+        case shell = "Shell", powerShell = "PowerShell", file = "File", windowsRestart = "WindowsRestart", windowsUpdate = "WindowsUpdate"
+    }
+    public var kind: Kind {
+        switch self {
+        case .shell: return .shell
+        case .powerShell: return .powerShell
+        case .file: return .file
+        case .windowsRestart: return .windowsRestart
+        case .windowsUpdate: return .windowsUpdate
+        }
+    }
+    public var name: String? {
+        switch self {
+        case .shell(let s): return s.name
+        case .powerShell(let s): return s.name
+        case .file(let s): return s.name
+        case .windowsRestart(let s): return s.name
+        case .windowsUpdate(let s): return s.name
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try encodeTyped(kind.rawValue, to: encoder)
+        switch self {
+        case .shell(let s): try s.encode(to: encoder)
+        case .powerShell(let s): try s.encode(to: encoder)
+        case .file(let s): try s.encode(to: encoder)
+        case .windowsRestart(let s): try s.encode(to: encoder)
+        case .windowsUpdate(let s): try s.encode(to: encoder)
+        }
+    }
+}
+
+public enum InVMValidation: Sendable, Hashable, Encodable {
+    case shell(ShellScript)
+    case powerShell(PowerShellScript)
+    case file(FileCopy)
+
+    public enum Kind: String, AIBEnum { case shell = "Shell", powerShell = "PowerShell", file = "File" }
+    public var kind: Kind {
+        switch self {
+        case .shell: return .shell
+        case .powerShell: return .powerShell
+        case .file: return .file
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try encodeTyped(kind.rawValue, to: encoder)
+        switch self {
+        case .shell(let s): try s.encode(to: encoder)
+        case .powerShell(let s): try s.encode(to: encoder)
+        case .file(let s): try s.encode(to: encoder)
+        }
+    }
+}
+
+public struct Validation: Sendable, Hashable, Encodable {
+    public var continueDistributeOnFailure: Bool
+    public var sourceValidationOnly: Bool
+    public var inVMValidations: [InVMValidation]
+    public init(continueDistributeOnFailure: Bool = false, sourceValidationOnly: Bool = false, inVMValidations: [InVMValidation] = []) {
+        self.continueDistributeOnFailure = continueDistributeOnFailure
+        self.sourceValidationOnly = sourceValidationOnly
+        self.inVMValidations = inVMValidations
+    }
+}
+
+// MARK: - Distribution
+
+public struct ManagedImageDistributor: Sendable, Hashable, Encodable {
+    public var runOutputName: String
+    public var artifactTags: [String: String]
+    public var imageId: String
+    public var location: String
+}
+
+public enum StorageAccountType: String, AIBEnum {
+    case standardLRS = "Standard_LRS", standardZRS = "Standard_ZRS", premiumLRS = "Premium_LRS"
+}
+
+public struct TargetRegion: Sendable, Hashable, Encodable {
+    public var name: String
+    /// At least 1; default 1.
+    public var replicaCount: Int
+    public var storageAccountType: StorageAccountType
+    public init(name: String, replicaCount: Int = 1, storageAccountType: StorageAccountType = .standardLRS) {
+        self.name = name
+        self.replicaCount = replicaCount
+        self.storageAccountType = storageAccountType
+    }
+}
+
+public struct Versioning: Sendable, Hashable, Encodable {
+    public enum Scheme: String, AIBEnum { case latest = "Latest", source = "Source" }
+    public var scheme: Scheme
+    /// For `Latest`: the major version to increment within; -1 (unset) → the highest major.
+    public var major: Int
+    public init(scheme: Scheme, major: Int = -1) {
+        self.scheme = scheme
+        self.major = major
+    }
+    enum CodingKeys: String, CodingKey { case scheme, major }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(scheme, forKey: .scheme)
+        if scheme == .latest { try c.encode(major, forKey: .major) }
+    }
+}
+
+public struct SharedImageDistributor: Sendable, Hashable, Encodable {
+    public enum ReplicationMode: String, AIBEnum { case full = "Full", shallow = "Shallow" }
+    public var runOutputName: String
+    public var artifactTags: [String: String]
+    /// A gallery image id (version generated) or a gallery image version id (explicit).
+    public var galleryImageId: String
+    /// Regions with replica counts. The deprecated `replicationRegions` + `storageAccountType` input is
+    /// folded in here; `usesDeprecatedReplicationRegions` remembers which form the user wrote.
+    public var targetRegions: [TargetRegion]
+    public var usesDeprecatedReplicationRegions: Bool
+    public var excludeFromLatest: Bool
+    /// nil when the id names an explicit version; `Latest` when omitted otherwise.
+    public var versioning: Versioning?
+    public var replicationMode: ReplicationMode
+
+    enum CodingKeys: String, CodingKey {
+        case runOutputName, artifactTags, galleryImageId, targetRegions, excludeFromLatest, versioning, replicationMode
+    }
+    public func encode(to encoder: any Encoder) throws {
+        // The canonical form always uses targetRegions: the same meaning gives the same JSON and hash.
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(runOutputName, forKey: .runOutputName)
+        try c.encode(artifactTags, forKey: .artifactTags)
+        try c.encode(galleryImageId, forKey: .galleryImageId)
+        try c.encode(targetRegions, forKey: .targetRegions)
+        try c.encode(excludeFromLatest, forKey: .excludeFromLatest)
+        try c.encodeIfPresent(versioning, forKey: .versioning)
+        try c.encode(replicationMode, forKey: .replicationMode)
+    }
+}
+
+public struct VHDDistributor: Sendable, Hashable, Encodable {
+    public var runOutputName: String
+    public var artifactTags: [String: String]
+    /// nil → the VHD stays in the staging area.
+    public var uri: String?
+}
+
+public enum Distributor: Sendable, Hashable, Encodable {
+    case managedImage(ManagedImageDistributor)
+    case sharedImage(SharedImageDistributor)
+    case vhd(VHDDistributor)
+
+    public enum Kind: String, AIBEnum { case managedImage = "ManagedImage", sharedImage = "SharedImage", vhd = "VHD" }
+    public var kind: Kind {
+        switch self {
+        case .managedImage: return .managedImage
+        case .sharedImage: return .sharedImage
+        case .vhd: return .vhd
+        }
+    }
+    public var runOutputName: String {
+        switch self {
+        case .managedImage(let d): return d.runOutputName
+        case .sharedImage(let d): return d.runOutputName
+        case .vhd(let d): return d.runOutputName
+        }
+    }
+    public var artifactTags: [String: String] {
+        switch self {
+        case .managedImage(let d): return d.artifactTags
+        case .sharedImage(let d): return d.artifactTags
+        case .vhd(let d): return d.artifactTags
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try encodeTyped(kind.rawValue, to: encoder)
+        switch self {
+        case .managedImage(let d): try d.encode(to: encoder)
+        case .sharedImage(let d): try d.encode(to: encoder)
+        case .vhd(let d): try d.encode(to: encoder)
+        }
+    }
+}
+
+// MARK: - Other settings
+
+public enum FeatureState: String, AIBEnum { case enabled = "Enabled", disabled = "Disabled" }
+
+public struct Optimize: Sendable, Hashable, Encodable {
+    public struct VMBoot: Sendable, Hashable, Encodable {
+        public var state: FeatureState
+        public init(state: FeatureState) { self.state = state }
+    }
+    public struct Workload: Sendable, Hashable, Encodable {
+        public var state: FeatureState
+        public var scriptUri: String?
+        public var sha256Checksum: String?
+    }
+    public var vmBoot: VMBoot
+    public var workload: Workload?
+    public init(vmBoot: VMBoot = VMBoot(state: .disabled), workload: Workload? = nil) {
+        self.vmBoot = vmBoot
+        self.workload = workload
+    }
+}
+
+public struct ErrorHandling: Sendable, Hashable, Encodable {
+    public enum Action: String, AIBEnum { case cleanup, abort }
+    public var onCustomizerError: Action
+    public var onValidationError: Action
+    public init(onCustomizerError: Action = .cleanup, onValidationError: Action = .cleanup) {
+        self.onCustomizerError = onCustomizerError
+        self.onValidationError = onValidationError
+    }
+}
+
+public struct VNetConfig: Sendable, Hashable, Encodable {
+    public var subnetId: String?
+    public var containerInstanceSubnetId: String?
+    public var proxyVmSize: String?
+}
+
+public struct VMProfile: Sendable, Hashable, Encodable {
+    /// "" → Standard_D1_v2 (Gen1) or Standard_D2ds_v4 (Gen2), decided once the source's generation is known.
+    public var vmSize: String
+    /// 0 → the source's size; can only grow.
+    public var osDiskSizeGB: Int
+    public var userAssignedIdentities: [String]
+    public var vnetConfig: VNetConfig?
+    public init(vmSize: String = "", osDiskSizeGB: Int = 0, userAssignedIdentities: [String] = [], vnetConfig: VNetConfig? = nil) {
+        self.vmSize = vmSize
+        self.osDiskSizeGB = osDiskSizeGB
+        self.userAssignedIdentities = userAssignedIdentities
+        self.vnetConfig = vnetConfig
+    }
+    public static let defaultGen1VMSize = "Standard_D1_v2"
+    public static let defaultGen2VMSize = "Standard_D2ds_v4"
+}
+
+public struct DataDisk: Sendable, Hashable, Encodable {
+    public var sizeGB: Int
+}
+
+public struct AutoRun: Sendable, Hashable, Encodable {
+    public var state: FeatureState
+    public init(state: FeatureState = .disabled) { self.state = state }
+}
+
+// MARK: - Read-only state
+
+/// What AIB reports about a template and Kiln keeps apart from user input. Values found in an input file
+/// (a template exported from Azure) are read here and ignored for building and hashing.
+public struct ImageTemplateStatus: Sendable, Hashable, Encodable {
+    public enum ProvisioningState: String, AIBEnum {
+        case creating = "Creating", updating = "Updating", succeeded = "Succeeded", failed = "Failed", deleting = "Deleting", canceled = "Canceled"
+    }
+    public struct ProvisioningError: Sendable, Hashable, Encodable {
+        public var provisioningErrorCode: ErrorCode
+        public var message: String
+        public init(provisioningErrorCode: ErrorCode, message: String) {
+            self.provisioningErrorCode = provisioningErrorCode
+            self.message = message
+        }
+    }
+    public struct LastRunStatus: Sendable, Hashable, Encodable {
+        public enum RunState: String, AIBEnum {
+            case running = "Running", canceling = "Canceling", succeeded = "Succeeded", partiallySucceeded = "PartiallySucceeded", failed = "Failed", canceled = "Canceled"
+        }
+        public enum RunSubState: String, AIBEnum {
+            case queued = "Queued", building = "Building", customizing = "Customizing", optimizing = "Optimizing", validating = "Validating", distributing = "Distributing"
+        }
+        public var startTime: String?
+        public var endTime: String?
+        public var runState: RunState?
+        public var runSubState: RunSubState?
+        public var message: String?
+    }
+    public var provisioningState: ProvisioningState?
+    public var provisioningError: ProvisioningError?
+    public var lastRunStatus: LastRunStatus?
+    public var exactStagingResourceGroup: String?
+    /// `properties.source.exactVersion`.
+    public var sourceExactVersion: String?
+    public init() {}
+}
+
+// MARK: - Encoding helper
+
+private struct TypeKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Writes the `type` discriminator; the payload's own `encode(to:)` then adds its keys to the same object.
+func encodeTyped(_ type: String, to encoder: any Encoder) throws {
+    var c = encoder.container(keyedBy: TypeKey.self)
+    try c.encode(type, forKey: TypeKey(stringValue: "type"))
+}

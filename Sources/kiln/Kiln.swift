@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// The `kiln` command. Thin: parse, call the library, print.
+@main
+struct Kiln: AsyncParsableCommand {
+    static let version = "0.1.0"
+
+    static let configuration = CommandConfiguration(
+        commandName: "kiln",
+        abstract: "Build golden VM images from Azure VM Image Builder templates, on your own machines.",
+        discussion: """
+            Kiln speaks AIB's image template language (api-version 2025-10-01 and older), builds in QEMU \
+            VMs over SSH, and reconciles templates from a git repository.
+            """,
+        version: version,
+        subcommands: [Validate.self, Version.self]
+    )
+
+    /// Runs the command with Kiln's exit-code convention: usage errors exit 2 (not sysexits' 64).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp("Kiln's data directory.", valueName: "DIR"))
+    var dataDir: String?
+
+    @Option(name: .long, help: "Output format: text or json.")
+    var output: OutputFormat = .text
+
+    @Flag(name: .long, help: "Print more detail.")
+    var verbose = false
+
+    func bootstrapLogging() {
+        let level: Logger.Level = verbose ? .debug : .warning
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+}
+
+/// Writes a line to standard error.
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// Encodes a value as pretty JSON on standard output.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    FileHandle.standardOutput.write(try encoder.encode(value))
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
