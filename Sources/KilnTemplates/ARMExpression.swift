@@ -156,6 +156,8 @@ public struct DeploymentScope: Sendable, Hashable {
 /// Evaluates ARM expressions against a deployment's parameters and variables.
 struct ARMEvaluator {
     struct EvalError: Error { var message: String }
+    /// A value that depends on something already reported (a parameter without a valid value).
+    struct AlreadyReported: Error {}
 
     /// The functions Kiln evaluates, lower-cased.
     static let supported: Set<String> = [
@@ -165,6 +167,8 @@ struct ARMEvaluator {
     var scope: DeploymentScope
     /// Parameter values, already resolved.
     var parameters: [String: SourceNode] = [:]
+    /// Declared parameters whose value was missing or invalid (already reported).
+    var failedParameters: Set<String> = []
     /// Variable definitions (unevaluated) and evaluated cache.
     var variableDefinitions: [String: SourceNode] = [:]
     var variableCache: [String: SourceNode] = [:]
@@ -218,6 +222,8 @@ struct ARMEvaluator {
             ctx.error(.invalidTemplate, "cannot parse the expression: \(e.message)", path, node.position)
         } catch let e as EvalError {
             ctx.error(.invalidTemplate, "\(e.message) (in \(s))", path, node.position)
+        } catch is AlreadyReported {
+            // The cause was reported where it is (the parameter's declaration).
         } catch {
             ctx.error(.invalidTemplate, "\(error)", path, node.position)
         }
@@ -279,6 +285,7 @@ struct ARMEvaluator {
             try arity(1...1)
             let p = try stringArg(args[0], name)
             guard let v = parameters.first(where: { $0.key.lowercased() == p.lowercased() })?.value else {
+                if failedParameters.contains(p.lowercased()) { throw AlreadyReported() }
                 throw EvalError(message: "parameter '\(p)' is not defined in the template's parameters")
             }
             return v

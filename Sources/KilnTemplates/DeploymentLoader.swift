@@ -31,7 +31,7 @@ struct DeploymentLoader {
         }
 
         // Parameters file.
-        var fileValues: [String: (node: SourceNode, keyPosition: SourcePosition)] = [:]
+        var fileValues: [String: (name: String, node: SourceNode, keyPosition: SourcePosition)] = [:]
         var paramsCtx: DecodeContext?
         if let paramsFile {
             file.parametersFile = paramsFile.path
@@ -49,8 +49,10 @@ struct DeploymentLoader {
                 for d in decls {
                     declaredNames.insert(d.key.lowercased())
                     let p = JSONPath.root / "parameters" / d.key
-                    if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()], eval: &eval, ctx: ctx) {
+                    if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()].map { ($0.node, $0.keyPosition) }, eval: &eval, ctx: ctx) {
                         eval.parameters[d.key] = v
+                    } else {
+                        eval.failedParameters.insert(d.key.lowercased())
                     }
                 }
                 eval.allowVariables = true
@@ -58,8 +60,8 @@ struct DeploymentLoader {
                 ctx.error(.invalidTemplate, "parameters must be an object, found \(declared.kindName)", JSONPath.root / "parameters", declared.position)
             }
         }
-        for (name, v) in fileValues where !declaredNames.contains(name) {
-            paramsCtx?.error(.invalidTemplate, "parameter '\(name)' is not declared in the template \((path as NSString).lastPathComponent)", JSONPath.root / "parameters" / name, v.keyPosition)
+        for (key, v) in fileValues.sorted(by: { $0.key < $1.key }) where !declaredNames.contains(key) {
+            paramsCtx?.error(.invalidTemplate, "parameter '\(v.name)' is not declared in the template \((path as NSString).lastPathComponent)", JSONPath.root / "parameters" / v.name, v.keyPosition)
         }
         for name in options.parameters.keys where !declaredNames.contains(name.lowercased()) {
             ctx.error(.invalidTemplate, "parameter '\(name)' given on the command line is not declared in the template", JSONPath.root / "parameters", declared?.position ?? root.position)
@@ -95,8 +97,11 @@ struct DeploymentLoader {
             ctx.error(.invalidTemplate, "a deployment template needs 'resources'", JSONPath.root / "resources", root.position)
         }
 
+        // A problem with parameters or variables fails the whole deployment, as in ARM.
+        let deploymentInvalid = ctx.sink.hasErrors || (paramsCtx?.sink.hasErrors ?? false)
         var names: [String: JSONPath] = [:]
         for (node, rpath) in resources {
+            let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
             guard var rmembers = node.members else {
                 ctx.error(.invalidTemplate, "a resource must be an object, found \(node.kindName)", rpath, node.position)
                 continue
@@ -141,7 +146,7 @@ struct DeploymentLoader {
             let (template, status) = TemplateDecoder(ctx: rctx).decodeResource(evaluated, path: rpath, fallbackName: nil)
             ctx.sink = rctx.sink
             ctx.suppressed = rctx.suppressed
-            guard let template else { continue }
+            guard let template, ctx.sink.items.filter({ $0.severity == .error }).count == errorsBefore else { continue }
             if let first = names[template.name.lowercased()] {
                 ctx.error(.invalidTemplate, "the template '\(template.name)' is declared twice (also at \(first))", rpath / "name", nameNode?.position ?? node.position)
                 continue
@@ -149,11 +154,12 @@ struct DeploymentLoader {
             names[template.name.lowercased()] = rpath
             file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line))
         }
+        if deploymentInvalid { file.templates.removeAll() }
         file.diagnostics = ctx.sink.items + (paramsCtx?.sink.items ?? [])
     }
 
     /// `{"parameters": {"name": {"value": ...}}}`, names lower-cased.
-    private func readParametersFile(_ pf: (path: String, text: String), ctx: DecodeContext) -> [String: (node: SourceNode, keyPosition: SourcePosition)] {
+    private func readParametersFile(_ pf: (path: String, text: String), ctx: DecodeContext) -> [String: (name: String, node: SourceNode, keyPosition: SourcePosition)] {
         let root: SourceNode
         do {
             root = try TemplateLoader.parse(pf.text, format: TemplateLoader.format(forPath: pf.path) ?? .json)
@@ -169,7 +175,7 @@ struct DeploymentLoader {
             ctx.error(.invalidTemplate, "parameters must be an object, found \(params.kindName)", JSONPath.root / "parameters", params.position)
             return [:]
         }
-        var out: [String: (node: SourceNode, keyPosition: SourcePosition)] = [:]
+        var out: [String: (name: String, node: SourceNode, keyPosition: SourcePosition)] = [:]
         for m in members {
             let p = JSONPath.root / "parameters" / m.key
             if m.value.member(caseInsensitive: "reference") != nil {
@@ -180,7 +186,7 @@ struct DeploymentLoader {
                 ctx.error(.invalidTemplate, "parameter '\(m.key)' needs a 'value'", p, m.value.position)
                 continue
             }
-            out[m.key.lowercased()] = (v, m.keyPosition)
+            out[m.key.lowercased()] = (m.key, v, m.keyPosition)
         }
         return out
     }

@@ -37,6 +37,8 @@ final class ObjectReader {
     let code: ErrorCode
     private var used: Set<String> = []
     private var asked: [String] = []
+    /// Set when the object's `type` is missing or unknown: its other properties cannot be judged.
+    var skipUnknownCheck = false
 
     init?(_ node: SourceNode, path: JSONPath, ctx: DecodeContext, code: ErrorCode) {
         guard let members = node.members else {
@@ -256,6 +258,7 @@ final class ObjectReader {
     /// Reports every property that was never asked for: an error from api-version 2024-02-01 on, a
     /// warning (AIB ignores it) before.
     func finish() {
+        if skipUnknownCheck { return }
         for m in members where !used.contains(m.key) {
             let p = path / m.key
             let suggestion = Self.suggestion(for: m.key, among: asked)

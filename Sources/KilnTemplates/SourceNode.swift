@@ -485,7 +485,7 @@ public enum YAMLSourceParser {
         case .scalar(let scalar):
             let p = pos(scalar.mark)
             let text = scalar.string
-            switch scalar.tag.rawValue {
+            switch node.tag.rawValue {
             case Tag.Name.null.rawValue:
                 return SourceNode(.null, at: p, yamlText: text)
             case Tag.Name.bool.rawValue:

@@ -212,12 +212,14 @@ struct TemplateDecoder {
     private func decodeSource(_ s: ObjectReader, status: inout ImageTemplateStatus) -> ImageSource? {
         defer { s.finish() }
         guard let typeText = s.string("type", code: .badSourceType) else {
+            s.skipUnknownCheck = true
             if s.value("type") == nil {
                 ctx.error(.badSourceType, "source.type is required; expected \(ImageSource.Kind.spellings)", s.path / "type", s.position)
             }
             return nil
         }
         guard let kind = ImageSource.Kind.matching(typeText) else {
+            s.skipUnknownCheck = true
             let hint = typeText.lowercased() == "iso" ? " (ISO sources were removed from AIB in api-version 2020-02-14)" : ""
             ctx.error(.badSourceType, "unknown source type '\(typeText)'\(hint); expected \(ImageSource.Kind.spellings)", s.path / "type", s.value("type")!.node.position)
             return nil
@@ -322,8 +324,9 @@ struct TemplateDecoder {
     private func decodeCustomizer(_ n: SourceNode, path: JSONPath) -> Customizer? {
         guard let r = ObjectReader(n, path: path, ctx: ctx, code: .badCustomizerType) else { return nil }
         defer { r.finish() }
-        guard let typeText = r.string("type", code: .badCustomizerType, required: true) else { return nil }
+        guard let typeText = r.string("type", code: .badCustomizerType, required: true) else { r.skipUnknownCheck = true; return nil }
         guard let kind = Customizer.Kind.matching(typeText) else {
+            r.skipUnknownCheck = true
             ctx.error(.badCustomizerType, "unknown customizer type '\(typeText)'; expected \(Customizer.Kind.spellings)", path / "type", r.value("type")!.node.position)
             return nil
         }
@@ -364,14 +367,20 @@ struct TemplateDecoder {
         result.continueDistributeOnFailure = v.bool("continueDistributeOnFailure") ?? false
         result.sourceValidationOnly = v.bool("sourceValidationOnly") ?? false
         guard let items = v.array("inVMValidations", code: .badValidatorType) else {
-            return v.value("inVMValidations") == nil ? result : nil
+            if v.value("inVMValidations") != nil { return nil }
+            if result.sourceValidationOnly {
+                ctx.error(.badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly", v.value("sourceValidationOnly")!.node.position)
+                return nil
+            }
+            return result
         }
         var ok = true
         for (n, path) in items {
             guard let r = ObjectReader(n, path: path, ctx: ctx, code: .badValidatorType) else { ok = false; continue }
             defer { r.finish() }
-            guard let typeText = r.string("type", code: .badValidatorType, required: true) else { ok = false; continue }
+            guard let typeText = r.string("type", code: .badValidatorType, required: true) else { r.skipUnknownCheck = true; ok = false; continue }
             guard let kind = InVMValidation.Kind.matching(typeText) else {
+                r.skipUnknownCheck = true
                 ctx.error(.badValidatorType, "unknown validator type '\(typeText)'; expected \(InVMValidation.Kind.spellings)", path / "type", r.value("type")!.node.position)
                 ok = false
                 continue
@@ -386,7 +395,7 @@ struct TemplateDecoder {
             if let decoded { result.inVMValidations.append(decoded) } else { ok = false }
         }
         if result.sourceValidationOnly && result.inVMValidations.isEmpty && ok {
-            ctx.error(.badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly", v.position)
+            ctx.error(.badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly", v.value("sourceValidationOnly")!.node.position)
             return nil
         }
         return ok ? result : nil
@@ -533,8 +542,9 @@ struct TemplateDecoder {
                 }
             }
             let tags = r.stringMap("artifactTags", code: .badDistributeType) ?? [:]
-            guard let typeText else { ok = false; continue }
+            guard let typeText else { r.skipUnknownCheck = true; ok = false; continue }
             guard let kind = Distributor.Kind.matching(typeText) else {
+                r.skipUnknownCheck = true
                 ctx.error(.badDistributeType, "unknown distribution type '\(typeText)'; expected \(Distributor.Kind.spellings)", path / "type", r.value("type")!.node.position)
                 ok = false
                 continue

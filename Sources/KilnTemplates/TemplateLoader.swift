@@ -183,7 +183,7 @@ public enum TemplateLoader {
         let ctx = DecodeContext(sink: sink, apiVersion: version)
         let (template, status) = TemplateDecoder(ctx: ctx).decodeResource(root, path: .root, fallbackName: baseName(file.path))
         file.diagnostics = ctx.sink.items
-        if let template {
+        if let template, !ctx.sink.hasErrors {
             file.templates.append(makeLoaded(template, status: status, version: version, scope: options.scope, path: .root, line: root.position.line))
         }
     }
