@@ -80,7 +80,8 @@ final class ObjectReader {
 
     func value(_ key: String) -> (node: SourceNode, path: JSONPath)? {
         guard let m = member(key) else { return nil }
-        return (m.value, path / key)
+        // The path names the property as spelled in the file (old api-versions match case-insensitively).
+        return (m.value, path / m.key)
     }
 
     func has(_ key: String) -> Bool { member(key) != nil }
