@@ -55,7 +55,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnCLITests",
-            dependencies: ["kiln", "KilnGit"]
+            dependencies: ["KilnGit"]
         ),
     ]
 )

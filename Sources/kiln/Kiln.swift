@@ -63,6 +63,7 @@ struct GlobalOptions: ParsableArguments {
 
 /// Writes a line to standard error.
 func printError(_ s: String) {
+    fflush(stdout)
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 

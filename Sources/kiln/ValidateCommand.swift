@@ -104,11 +104,22 @@ struct Validate: ParsableCommand {
             try printJSON(report)
         case .text:
             for f in files {
-                for d in f.diagnostics where !(quiet && d.severity == .warning) { print(d.description) }
-                if global.verbose {
-                    for t in f.templates {
-                        print("\(f.path):\(t.line): \(t.resourcePath): ok: \(t.template.name) \(t.contentHash) (api-version \(t.apiVersion))")
-                    }
+                let ordered = f.diagnostics.enumerated().sorted { a, b in
+                    (a.element.file, a.element.line, a.offset) < (b.element.file, b.element.line, b.offset)
+                }.map(\.element)
+                for d in ordered where !(quiet && d.severity == .warning) { print(d.description) }
+                guard global.verbose, f.isValid else { continue }
+                for t in f.templates {
+                    print("\(f.path):\(t.line): \(t.resourcePath): ok: \(t.template.name) \(t.contentHash) (api-version \(t.apiVersion))")
+                }
+                for s in f.skipped {
+                    print("\(f.path):\(s.line): \(s.path): skipped: \(s.type)\(s.name.map { " '\($0)'" } ?? ""): \(s.reason)")
+                }
+                for g in f.galleryDefinitions {
+                    print("\(f.path):1: $: ok: gallery image definition \(g.id) (\(g.osType.rawValue), \(g.hyperVGeneration.rawValue))")
+                }
+                if let c = f.repositoryConfig {
+                    print("\(f.path):1: $: ok: repository defaults subscription=\(c.subscription ?? "-") resourceGroup=\(c.resourceGroup ?? "-") location=\(c.location ?? "-")")
                 }
             }
             let templates = files.reduce(0) { $0 + $1.templates.count }
