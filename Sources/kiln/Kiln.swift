@@ -63,7 +63,7 @@ struct GlobalOptions: ParsableArguments {
 
 /// Writes a line to standard error.
 func printError(_ s: String) {
-    fflush(stdout)
+    fflush(nil)  // print() buffers stdout; keep the summary after the lines it sums up
     FileHandle.standardError.write(Data((s + "\n").utf8))
 }
 
