@@ -10,6 +10,8 @@ let package = Package(
     products: [
         .executable(name: "kiln", targets: ["kiln"]),
         .library(name: "KilnTemplates", targets: ["KilnTemplates"]),
+        .library(name: "KilnStore", targets: ["KilnStore"]),
+        .library(name: "KilnBuild", targets: ["KilnBuild"]),
         .library(name: "KilnGit", targets: ["KilnGit"]),
     ],
     dependencies: [
@@ -17,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config.
@@ -33,6 +36,24 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Persistence: SQLite through GRDB (WAL).
+        .target(
+            name: "KilnStore",
+            dependencies: [
+                "KilnTemplates",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // Source images, the build VM (QEMU, KVM or TCG), the SSH communicator, bootstrap and import.
+        .target(
+            name: "KilnBuild",
+            dependencies: [
+                "KilnTemplates",
+                "KilnStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // A small Swift layer over libgit2.
         .target(
             name: "KilnGit",
@@ -43,6 +64,8 @@ let package = Package(
             name: "kiln",
             dependencies: [
                 "KilnTemplates",
+                "KilnStore",
+                "KilnBuild",
                 "KilnGit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -52,6 +75,14 @@ let package = Package(
             name: "KilnTemplatesTests",
             dependencies: ["KilnTemplates"],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "KilnStoreTests",
+            dependencies: ["KilnStore"]
+        ),
+        .testTarget(
+            name: "KilnBuildTests",
+            dependencies: ["KilnBuild", "KilnStore", "KilnTemplates"]
         ),
         .testTarget(
             name: "KilnCLITests",

@@ -86,6 +86,22 @@ public struct GalleryImageDefinition: Sendable, Hashable, Codable {
     public var description: String?
     public var endOfLifeDate: String?
 
+    public init(id: String, gallery: String, name: String, location: String?, osType: OSType, osState: OSState, hyperVGeneration: Generation,
+                publisher: String, offer: String, sku: String, description: String?, endOfLifeDate: String?) {
+        self.id = id
+        self.gallery = gallery
+        self.name = name
+        self.location = location
+        self.osType = osType
+        self.osState = osState
+        self.hyperVGeneration = hyperVGeneration
+        self.publisher = publisher
+        self.offer = offer
+        self.sku = sku
+        self.description = description
+        self.endOfLifeDate = endOfLifeDate
+    }
+
     static func decode(_ root: SourceNode, scope: DeploymentScope, sink: inout DiagnosticSink) -> GalleryImageDefinition? {
         let ctx = DecodeContext(sink: sink, apiVersion: .latest)
         defer { sink = ctx.sink }

@@ -1,0 +1,149 @@
+import Foundation
+import GRDB
+
+/// Errors of the persistence layer.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    /// The database could not be opened or migrated.
+    case open(path: String, underlying: String)
+    /// A row that must be unique exists already.
+    case conflict(String)
+    /// A row that was expected is not there.
+    case notFound(String)
+    /// Any other SQLite failure.
+    case database(String)
+
+    public var description: String {
+        switch self {
+        case .open(let path, let e): return "cannot open the database \(path): \(e)"
+        case .conflict(let what): return "\(what) exists already"
+        case .notFound(let what): return "\(what) not found"
+        case .database(let e): return "database error: \(e)"
+        }
+    }
+}
+
+/// Kiln's SQLite database (`<data>/kiln.db`, WAL mode), opened once per process and shared.
+///
+/// GRDB's `DatabasePool` is safe to use from any thread: readers run concurrently with the single writer,
+/// which is what a controller reconciling while builds update their runs needs.
+public final class KilnDatabase: Sendable {
+    let writer: any DatabaseWriter
+    public let path: String
+
+    /// Opens (creating and migrating as needed) the database at `path`.
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            var config = Configuration()
+            config.busyMode = .timeout(10)
+            let pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+            writer = pool
+        } catch {
+            throw .open(path: path, underlying: "\(error)")
+        }
+    }
+
+    /// An in-memory database with the same schema (tests of pure logic against real SQLite).
+    public init(inMemory: Void = ()) throws(StoreError) {
+        path = ":memory:"
+        do {
+            let queue = try DatabaseQueue()
+            try Self.migrator.migrate(queue)
+            writer = queue
+        } catch {
+            throw .open(path: ":memory:", underlying: "\(error)")
+        }
+    }
+
+    func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws(StoreError) -> T {
+        do {
+            return try await writer.write(body)
+        } catch let e as StoreError {
+            throw e
+        } catch let e as DatabaseError where e.resultCode == .SQLITE_CONSTRAINT {
+            throw .conflict(e.message ?? "row")
+        } catch {
+            throw .database("\(error)")
+        }
+    }
+
+    func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws(StoreError) -> T {
+        do {
+            return try await writer.read(body)
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw .database("\(error)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-images") { db in
+            try db.create(table: "catalogImage") { t in
+                // Azure compares publisher, offer and sku ignoring case.
+                t.column("publisher", .text).notNull().collate(.nocase)
+                t.column("offer", .text).notNull().collate(.nocase)
+                t.column("sku", .text).notNull().collate(.nocase)
+                t.column("version", .text).notNull()
+                t.column("versionMajor", .integer).notNull()
+                t.column("versionMinor", .integer).notNull()
+                t.column("versionPatch", .integer).notNull()
+                t.column("osType", .text).notNull()
+                t.column("hyperVGeneration", .text).notNull()
+                t.column("architecture", .text).notNull()
+                t.column("format", .text).notNull()
+                t.column("virtualSize", .integer).notNull()
+                t.column("fileSize", .integer).notNull()
+                t.column("sha256", .text).notNull()
+                t.column("path", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("provenance", .text).notNull()
+                t.primaryKey(["publisher", "offer", "sku", "version"])
+            }
+            try db.create(table: "managedImage") { t in
+                t.column("idKey", .text).primaryKey()
+                t.column("id", .text).notNull()
+                t.column("location", .text).notNull()
+                t.column("osType", .text).notNull()
+                t.column("hyperVGeneration", .text).notNull()
+                t.column("path", .text).notNull()
+                t.column("sha256", .text).notNull()
+                t.column("virtualSize", .integer).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("metadata", .text).notNull()
+            }
+            try db.create(table: "galleryImageDefinition") { t in
+                t.column("idKey", .text).primaryKey()
+                t.column("id", .text).notNull()
+                t.column("osType", .text).notNull()
+                t.column("osState", .text).notNull()
+                t.column("hyperVGeneration", .text).notNull()
+                t.column("publisher", .text).notNull()
+                t.column("offer", .text).notNull()
+                t.column("sku", .text).notNull()
+                t.column("description", .text)
+                t.column("endOfLifeDate", .text)
+                t.column("createdAt", .datetime).notNull()
+            }
+            try db.create(table: "galleryImageVersion") { t in
+                t.column("definitionKey", .text).notNull().references("galleryImageDefinition", onDelete: .cascade)
+                t.column("version", .text).notNull()
+                t.column("versionMajor", .integer).notNull()
+                t.column("versionMinor", .integer).notNull()
+                t.column("versionPatch", .integer).notNull()
+                t.column("excludeFromLatest", .boolean).notNull()
+                t.column("path", .text).notNull()
+                t.column("sha256", .text).notNull()
+                t.column("virtualSize", .integer).notNull()
+                t.column("regions", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("metadata", .text).notNull()
+                t.primaryKey(["definitionKey", "version"])
+            }
+        }
+        return m
+    }
+}
