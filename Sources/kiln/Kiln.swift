@@ -15,7 +15,7 @@ struct Kiln: AsyncParsableCommand {
             VMs over SSH, and reconciles templates from a git repository.
             """,
         version: version,
-        subcommands: [Validate.self, Version.self]
+        subcommands: [Validate.self, Images.self, Version.self]
     )
 
     /// Runs the command with Kiln's exit-code convention: usage errors exit 2 (not sysexits' 64).
@@ -71,6 +71,7 @@ func printError(_ s: String) {
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
     FileHandle.standardOutput.write(try encoder.encode(value))
     FileHandle.standardOutput.write(Data("\n".utf8))
 }

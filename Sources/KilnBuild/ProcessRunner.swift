@@ -1,0 +1,182 @@
+import Foundation
+
+/// A failed external command, with what it printed.
+public struct CommandError: Error, Sendable, CustomStringConvertible {
+    public var command: String
+    public var status: Int32
+    public var output: String
+    public var reason: String?
+
+    public var description: String {
+        let tail = output.split(separator: "\n").suffix(8).joined(separator: "\n")
+        let why = reason.map { ": \($0)" } ?? " exited with status \(status)"
+        return "\(command)\(why)" + (tail.isEmpty ? "" : "\n\(tail)")
+    }
+}
+
+/// The outcome of a command that ran to the end.
+public struct CommandOutput: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var combined: String { stdout + stderr }
+}
+
+/// Runs external programs (qemu-img, debootstrap, ssh, ...) without blocking a thread while they run.
+///
+/// Output is drained while the child runs, so a chatty child never deadlocks on a full pipe. A timeout
+/// terminates the child (SIGTERM, then SIGKILL after a grace period).
+public enum ProcessRunner {
+    /// Finds an executable on PATH and in the sbin directories (debootstrap, sfdisk live there).
+    public static func which(_ name: String) -> String? {
+        if name.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+            let candidate = (dir as NSString).appendingPathComponent(name)
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Runs `executable` with `arguments`; returns its output whatever the exit status.
+    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                           currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
+                           outputFile: String? = nil,
+                           onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
+        let display = ([executable] + arguments).joined(separator: " ")
+        guard let path = which(executable) else {
+            throw CommandError(command: display, status: 127, output: "", reason: "'\(executable)' is not installed (run scripts/install-deps)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        let outPipe = Pipe(), errPipe = Pipe()
+        // A program that daemonizes (qemu -daemonize) leaves a child holding inherited pipes open; for those,
+        // output goes to a file, read back after the parent exits.
+        var outFile: FileHandle?
+        if let outputFile {
+            FileManager.default.createFile(atPath: outputFile, contents: nil)
+            outFile = FileHandle(forWritingAtPath: outputFile)
+        }
+        process.standardOutput = outFile ?? outPipe
+        process.standardError = outFile ?? errPipe
+        let inPipe = input.map { _ in Pipe() }
+        process.standardInput = inPipe ?? FileHandle.nullDevice
+
+        let collector = OutputCollector(onLine: onOutputLine)
+        outPipe.fileHandleForReading.readabilityHandler = { h in collector.append(h.availableData, stderr: false) }
+        errPipe.fileHandleForReading.readabilityHandler = { h in collector.append(h.availableData, stderr: true) }
+
+        let status: Int32
+        do {
+            status = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Int32, any Error>) in
+                process.terminationHandler = { p in cont.resume(returning: p.terminationStatus) }
+                do {
+                    try process.run()
+                } catch {
+                    process.terminationHandler = nil
+                    cont.resume(throwing: error)
+                    return
+                }
+                if let input, let inPipe {
+                    DispatchQueue.global().async {
+                        inPipe.fileHandleForWriting.write(input)
+                        try? inPipe.fileHandleForWriting.close()
+                    }
+                }
+                if let timeout {
+                    let pid = process.processIdentifier
+                    let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+                    DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+                        guard process.isRunning, process.processIdentifier == pid else { return }
+                        collector.timedOut = true
+                        kill(pid, SIGTERM)
+                        DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+                            if process.isRunning { kill(pid, SIGKILL) }
+                        }
+                    }
+                }
+            }
+        } catch {
+            throw CommandError(command: display, status: -1, output: "", reason: "cannot start: \(error)")
+        }
+        // Drain what is left after exit.
+        outPipe.fileHandleForReading.readabilityHandler = nil
+        errPipe.fileHandleForReading.readabilityHandler = nil
+        if let outFile, let outputFile {
+            try? outFile.close()
+            collector.append(FileManager.default.contents(atPath: outputFile) ?? Data(), stderr: true)
+        } else {
+            collector.append(outPipe.fileHandleForReading.readDataToEndOfFile(), stderr: false)
+            collector.append(errPipe.fileHandleForReading.readDataToEndOfFile(), stderr: true)
+        }
+        collector.flush()
+        let (out, err) = collector.result
+        if collector.timedOut {
+            throw CommandError(command: display, status: status, output: out + err, reason: "timed out after \(timeout!)")
+        }
+        return CommandOutput(status: status, stdout: out, stderr: err)
+    }
+
+    /// Runs a command that must succeed; a non-zero exit throws with its output.
+    @discardableResult
+    public static func check(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                             currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
+                             outputFile: String? = nil,
+                             onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
+        let r = try await run(executable, arguments, environment: environment, currentDirectory: currentDirectory, input: input,
+                              timeout: timeout, outputFile: outputFile, onOutputLine: onOutputLine)
+        guard r.status == 0 else {
+            throw CommandError(command: ([executable] + arguments).joined(separator: " "), status: r.status, output: r.combined)
+        }
+        return r
+    }
+}
+
+/// Thread-safe accumulation of a child's output, with optional line callbacks.
+private final class OutputCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var out = Data()
+    private var err = Data()
+    private var pending = Data()
+    private let onLine: (@Sendable (String) -> Void)?
+    var timedOut: Bool {
+        get { lock.withLock { _timedOut } }
+        set { lock.withLock { _timedOut = newValue } }
+    }
+    private var _timedOut = false
+
+    init(onLine: (@Sendable (String) -> Void)?) { self.onLine = onLine }
+
+    func append(_ data: Data, stderr: Bool) {
+        guard !data.isEmpty else { return }
+        var lines: [String] = []
+        lock.withLock {
+            if stderr { err.append(data) } else { out.append(data) }
+            guard onLine != nil else { return }
+            pending.append(data)
+            while let nl = pending.firstIndex(of: 0x0A) {
+                lines.append(String(decoding: pending[pending.startIndex..<nl], as: UTF8.self))
+                pending.removeSubrange(pending.startIndex...nl)
+            }
+        }
+        for l in lines { onLine?(l) }
+    }
+
+    func flush() {
+        let rest: String? = lock.withLock {
+            guard !pending.isEmpty else { return nil }
+            defer { pending.removeAll() }
+            return String(decoding: pending, as: UTF8.self)
+        }
+        if let rest { onLine?(rest) }
+    }
+
+    var result: (String, String) {
+        lock.withLock { (String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self)) }
+    }
+}

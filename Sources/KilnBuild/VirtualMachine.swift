@@ -1,0 +1,277 @@
+import Foundation
+import KilnStore
+
+/// Errors of the build VM.
+public enum VMError: Error, Sendable, CustomStringConvertible {
+    case startFailed(String)
+    /// SSH did not become ready in time: the last readiness state and the serial console's tail.
+    case sshTimeout(seconds: Int, last: SSHReadiness, console: String)
+    /// The VM exited while Kiln waited for it.
+    case exited(console: String)
+    case firmwareMissing(String)
+
+    public var description: String {
+        switch self {
+        case .startFailed(let m): return "the VM did not start: \(m)"
+        case .sshTimeout(let s, let last, let console):
+            return "SSH was not ready after \(s) s; last attempt: \(last)\n--- serial console (last lines) ---\n\(console)"
+        case .exited(let console): return "the VM exited unexpectedly\n--- serial console (last lines) ---\n\(console)"
+        case .firmwareMissing(let path): return "UEFI firmware not found at \(path) (install the ovmf package)"
+        }
+    }
+}
+
+/// What to boot and how.
+public struct VMConfiguration: Sendable, Hashable {
+    /// Used in the QEMU process name (`kiln-<name>`) and file names.
+    public var name: String
+    public var disk: String
+    public var diskFormat: String
+    public var generation: HyperVGeneration
+    public var cpus: Int
+    public var memoryMiB: Int
+    public var accelerator: Accelerator
+    /// A NoCloud seed image, attached read-only.
+    public var seed: String?
+    /// Host loopback port forwarded to the guest's port 22.
+    public var sshPort: Int
+    /// Directory for the pid file, serial log, QMP socket and UEFI variables.
+    public var runDirectory: String
+
+    public init(name: String, disk: String, diskFormat: String = "qcow2", generation: HyperVGeneration, cpus: Int = 2, memoryMiB: Int = 1024,
+                accelerator: Accelerator, seed: String?, sshPort: Int, runDirectory: String) {
+        self.name = name
+        self.disk = disk
+        self.diskFormat = diskFormat
+        self.generation = generation
+        self.cpus = cpus
+        self.memoryMiB = memoryMiB
+        self.accelerator = accelerator
+        self.seed = seed
+        self.sshPort = sshPort
+        self.runDirectory = runDirectory
+    }
+
+    public var pidFile: String { (runDirectory as NSString).appendingPathComponent("qemu.pid") }
+    public var serialLog: String { (runDirectory as NSString).appendingPathComponent("serial.log") }
+    public var qmpSocket: String { (runDirectory as NSString).appendingPathComponent("qmp.sock") }
+    public var uefiVars: String { (runDirectory as NSString).appendingPathComponent("OVMF_VARS.fd") }
+
+    public static let ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+    public static let ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+
+    /// The qemu-system-x86_64 arguments.
+    ///
+    /// The root disk is NVMe: Debian's kernel has the NVMe driver built in, so Kiln's images boot without
+    /// an initramfs. Networking is QEMU user mode with SSH forwarded from a loopback port only.
+    public var qemuArguments: [String] {
+        var a: [String] = ["-name", "kiln-\(name),process=kiln-\(name)", "-nodefaults", "-no-user-config"]
+        switch accelerator {
+        case .kvm: a += ["-accel", "kvm"]
+        case .tcg: a += ["-accel", "tcg,thread=multi"]
+        }
+        a += ["-machine", generation == .v2 ? "q35" : "pc", "-smp", String(cpus), "-m", String(memoryMiB)]
+        if generation == .v2 {
+            a += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=\(Self.ovmfCode)",
+                  "-drive", "if=pflash,format=raw,unit=1,file=\(uefiVars)"]
+        }
+        a += ["-drive", "file=\(disk),if=none,id=root,format=\(diskFormat),discard=unmap",
+              "-device", "nvme,drive=root,serial=kiln-root,bootindex=0"]
+        if let seed {
+            a += ["-drive", "file=\(seed),if=none,id=seed,format=raw,readonly=on", "-device", "nvme,drive=seed,serial=kiln-seed"]
+        }
+        a += ["-nic", "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:\(sshPort)-:22",
+              "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0",
+              "-serial", "file:\(serialLog)", "-display", "none", "-monitor", "none",
+              "-qmp", "unix:\(qmpSocket),server=on,wait=off",
+              "-pidfile", pidFile]
+        return a
+    }
+}
+
+/// One QEMU process, with a pid file so that a restarted Kiln can find and stop a VM its predecessor left.
+public actor VirtualMachine {
+    public let configuration: VMConfiguration
+    public private(set) var pid: pid_t?
+
+    public init(_ configuration: VMConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Starts QEMU as a child process (not `-daemonize`: a daemonized QEMU keeps inherited descriptors
+    /// that stop Foundation from noticing its parent's exit). The pid file lets a restarted Kiln find and
+    /// stop a VM whose Kiln crashed.
+    public func start() async throws(VMError) {
+        let c = configuration
+        do {
+            try FileManager.default.ensureDirectory(c.runDirectory)
+            if c.generation == .v2 {
+                guard FileManager.default.fileExists(atPath: VMConfiguration.ovmfCode) else { throw VMError.firmwareMissing(VMConfiguration.ovmfCode) }
+                if !FileManager.default.fileExists(atPath: c.uefiVars) {
+                    try FileManager.default.copyItem(atPath: VMConfiguration.ovmfVars, toPath: c.uefiVars)
+                }
+            }
+            try? FileManager.default.removeItem(atPath: c.serialLog)
+            try? FileManager.default.removeItem(atPath: c.pidFile)
+        } catch let e as VMError {
+            throw e
+        } catch {
+            throw .startFailed("\(error)")
+        }
+        let p: pid_t
+        do {
+            p = try Self.spawn(c.qemuArguments, output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
+        } catch {
+            throw .startFailed("\(error)")
+        }
+        pid = p
+        // QEMU writes its pid file once the machine is set up; an early exit is a start failure.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if FileManager.default.fileExists(atPath: c.pidFile) { return }
+            if Foundation.kill(p, 0) != 0 || Self.isZombie(p) { break }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let out = (try? String(contentsOfFile: (c.runDirectory as NSString).appendingPathComponent("qemu.out"), encoding: .utf8)) ?? ""
+        Foundation.kill(p, SIGKILL)
+        Self.reap(p)
+        pid = nil
+        throw .startFailed(out.isEmpty ? "QEMU exited without a message" : out.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// posix_spawn with stdout and stderr to `output`, stdin from /dev/null, no other descriptors.
+    static func spawn(_ arguments: [String], output: String) throws -> pid_t {
+        guard let exe = ProcessRunner.which("qemu-system-x86_64") else {
+            throw CommandError(command: "qemu-system-x86_64", status: 127, output: "", reason: "not installed (run scripts/install-deps)")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture.
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw CommandError(command: exe, status: rc, output: "", reason: String(cString: strerror(rc))) }
+        return pid
+    }
+
+    /// Collects an exited child so it does not linger as a zombie.
+    static func reap(_ pid: pid_t) {
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, WNOHANG)
+    }
+
+    static func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
+    public var isRunning: Bool {
+        guard let pid else { return false }
+        if Self.isZombie(pid) {
+            Self.reap(pid)
+            return false
+        }
+        return Self.isQEMU(pid: pid, name: configuration.name)
+    }
+
+    /// Whether `pid` is still the QEMU of VM `name` (a pid can be reused after it exits).
+    public static func isQEMU(pid: pid_t, name: String) -> Bool {
+        guard Foundation.kill(pid, 0) == 0 else { return false }
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return true }
+        return String(decoding: cmdline, as: UTF8.self).contains("kiln-\(name)")
+    }
+
+    /// The last lines of the serial console, for error messages.
+    public func consoleTail(lines: Int = 20) -> String {
+        guard let data = FileManager.default.contents(atPath: configuration.serialLog) else { return "(no console output)" }
+        let text = String(decoding: data, as: UTF8.self).replacingOccurrences(of: "\r", with: "")
+        let printable = text.unicodeScalars.filter { $0 == "\n" || ($0.value >= 0x20 && $0.value != 0x7F && $0.value != 0x1B) }
+        return String(String.UnicodeScalarView(printable)).split(separator: "\n", omittingEmptySubsequences: true).suffix(lines).joined(separator: "\n")
+    }
+
+    /// Waits until `ssh` logs in, reporting why not on timeout.
+    public func waitForSSH(_ client: SSHClient, timeout: Duration) async throws(VMError) {
+        let deadline = ContinuousClock.now + timeout
+        var last = SSHReadiness.noBanner
+        while ContinuousClock.now < deadline {
+            if !isRunning { throw .exited(console: consoleTail()) }
+            last = await client.check()
+            if last == .ready { return }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        throw .sshTimeout(seconds: Int(timeout.components.seconds), last: last, console: consoleTail())
+    }
+
+    /// Stops the VM: ACPI power-down through QMP, then SIGTERM, then SIGKILL.
+    public func stop(grace: Duration = .seconds(20)) async {
+        guard let pid, isRunning else { return }
+        await QMP.send(socket: configuration.qmpSocket, command: "system_powerdown")
+        if await waitForExit(timeout: grace) { return }
+        Foundation.kill(pid, SIGTERM)
+        if await waitForExit(timeout: .seconds(5)) { return }
+        Foundation.kill(pid, SIGKILL)
+        _ = await waitForExit(timeout: .seconds(5))
+    }
+
+    /// Kills the VM at once (cancel, crash recovery).
+    public func forceKill() async {
+        guard let pid, isRunning else { return }
+        Foundation.kill(pid, SIGKILL)
+        _ = await waitForExit(timeout: .seconds(5))
+    }
+
+    /// Waits for the QEMU process to go away.
+    public func waitForExit(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !isRunning { return true }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        return !isRunning
+    }
+}
+
+/// The few QEMU Machine Protocol commands Kiln sends.
+enum QMP {
+    /// Sends one command (after the capabilities handshake); best effort.
+    static func send(socket path: String, command: String) async {
+        let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard ok == 0 else { return }
+        func sendLine(_ s: String) { _ = s.withCString { Foundation.send(fd, $0, strlen($0), 0) } }
+        func readSome() {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 2000) > 0 {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                _ = recv(fd, &buf, buf.count, 0)
+            }
+        }
+        readSome()  // greeting
+        sendLine("{\"execute\":\"qmp_capabilities\"}\n")
+        readSome()
+        sendLine("{\"execute\":\"\(command)\"}\n")
+        readSome()
+    }
+}

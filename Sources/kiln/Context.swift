@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import KilnBuild
+import KilnStore
+import KilnTemplates
+
+/// What a command needs to touch Kiln's state: paths and the open database.
+struct KilnContext {
+    let paths: KilnPaths
+    let database: KilnDatabase
+
+    init(_ global: GlobalOptions) throws {
+        paths = KilnPaths.resolve(dataDir: global.dataDir)
+        do {
+            database = try KilnDatabase(path: paths.database)
+        } catch {
+            printError("kiln: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `1m32s`, `14.8s`.
+func formatDuration(_ d: Duration) -> String {
+    let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    if s < 60 { return String(format: "%.1fs", s) }
+    return "\(Int(s) / 60)m\(String(format: "%02d", Int(s) % 60))s"
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+extension HyperVGeneration: ExpressibleByArgument {
+    public init?(argument: String) { self.init(caseInsensitiveArgument: argument) }
+}
+extension OSType: ExpressibleByArgument {
+    public init?(argument: String) { self.init(caseInsensitiveArgument: argument) }
+}
+
+extension AIBEnum {
+    /// Command-line values match case-insensitively (`v2`, `V2`, `linux`).
+    init?(caseInsensitiveArgument argument: String) {
+        guard let v = Self.matching(argument) else { return nil }
+        self = v
+    }
+}

@@ -1,0 +1,211 @@
+import ArgumentParser
+import Foundation
+import KilnBuild
+import KilnStore
+import KilnTemplates
+
+struct Images: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage the local image catalog (the source images templates build from).",
+        subcommands: [Bootstrap.self, Import.self, List.self, Show.self, Delete.self, Boot.self]
+    )
+}
+
+extension Images {
+    struct Bootstrap: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build a bootable Debian 12 image from Debian's packages and add it to the catalog.",
+            discussion: """
+                Publisher Debian, offer debian-12, sku 12 (Gen1, BIOS) or 12-gen2 (Gen2, UEFI); the version comes \
+                from the build date (YYYY.MMDD.N). The same inputs reuse the cached build unless --force. Needs root.
+                """
+        )
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The distribution to bootstrap (only debian-12).") var distribution: String
+        @Option(help: "V1 (BIOS) or V2 (UEFI).") var generation: HyperVGeneration = .v1
+        @Option(help: "Catalog version (x.y.z) instead of the date-derived one.") var version: String?
+        @Flag(help: "Rebuild even when a cached build with the same inputs exists.") var force = false
+        @Option(help: "Debian mirror (default: \(DebianRecipe.defaultMirror)).") var mirror: String?
+
+        func validate() throws {
+            guard distribution == "debian-12" else { throw ValidationError("only debian-12 can be bootstrapped") }
+            if let version, ImageVersion(version) == nil { throw ValidationError("--version must be x.y.z") }
+        }
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            let service = ImageService(paths: ctx.paths, database: ctx.database)
+            let start = ContinuousClock.now
+            let quiet = global.output == .json
+            do {
+                let outcome = try await service.bootstrapDebian12(generation: generation, version: version.flatMap(ImageVersion.init), force: force,
+                                                                  mirror: mirror) { line in if !quiet { printError("==> \(line)") } }
+                let took = ContinuousClock.now - start
+                switch global.output {
+                case .json:
+                    struct Out: Encodable { var image: CatalogImage; var seconds: Double; var reusedCache: Bool; var alreadyInCatalog: Bool }
+                    try printJSON(Out(image: outcome.image, seconds: seconds(took), reusedCache: outcome.reusedCache, alreadyInCatalog: outcome.alreadyInCatalog))
+                case .text:
+                    let how = outcome.alreadyInCatalog ? "already in the catalog" : (outcome.reusedCache ? "from the bootstrap cache" : "built")
+                    print("\(outcome.image.urn) (\(outcome.image.hyperVGeneration.rawValue)) \(how) in \(formatDuration(took))")
+                }
+            } catch {
+                printError("kiln images bootstrap: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Import a qcow2, raw or VHD disk into the catalog (stored as qcow2).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The disk image file.") var file: String
+        @Option var publisher: String
+        @Option var offer: String
+        @Option var sku: String
+        @Option(help: "x.y.z") var version: String
+        @Option(name: .customLong("os-type"), help: "Linux or Windows.") var osType: OSType = .linux
+        @Option(help: "V1 (BIOS) or V2 (UEFI).") var generation: HyperVGeneration = .v1
+
+        func validate() throws {
+            if ImageVersion(version) == nil { throw ValidationError("--version must be x.y.z (three numbers)") }
+        }
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            let service = ImageService(paths: ctx.paths, database: ctx.database)
+            let start = ContinuousClock.now
+            do {
+                let image = try await service.importImage(file: file, publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!,
+                                                          osType: osType, generation: generation)
+                switch global.output {
+                case .json: try printJSON(image)
+                case .text: print("imported \(image.urn) from \(image.provenance.originalFormat ?? "?") in \(formatDuration(ContinuousClock.now - start))")
+                }
+            } catch {
+                printError("kiln images import: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the catalog.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            let images = try await ImageService(paths: ctx.paths, database: ctx.database).list()
+            switch global.output {
+            case .json: try printJSON(images)
+            case .text:
+                if images.isEmpty {
+                    print("the catalog is empty; add an image with `kiln images bootstrap debian-12` or `kiln images import`")
+                    return
+                }
+                let rows = images.map { [$0.publisher, $0.offer, $0.sku, $0.version.description, $0.osType.rawValue, $0.hyperVGeneration.rawValue,
+                                         "\($0.virtualSize >> 30) GiB", "\($0.fileSize >> 20) MiB", $0.provenance.kind.rawValue] }
+                printTable(["PUBLISHER", "OFFER", "SKU", "VERSION", "OS", "GEN", "SIZE", "ON DISK", "FROM"], rows)
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one image (publisher:offer:sku:version, version may be latest).")
+        @OptionGroup var global: GlobalOptions
+        @Argument var urn: String
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            do {
+                let image = try await ImageService(paths: ctx.paths, database: ctx.database).find(urn: urn)
+                switch global.output {
+                case .json: try printJSON(image)
+                case .text:
+                    print("""
+                        image:        \(image.urn)
+                        os:           \(image.osType.rawValue), \(image.hyperVGeneration.rawValue), \(image.architecture)
+                        disk:         \(ctx.paths.absolute(image.path)) (\(image.format), \(image.virtualSize >> 20) MiB virtual, \(image.fileSize >> 20) MiB on disk)
+                        sha256:       \(image.sha256)
+                        created:      \(ISO8601DateFormatter().string(from: image.createdAt))
+                        provenance:   \(image.provenance.kind.rawValue)\(image.provenance.importedFrom.map { " from \($0) (\(image.provenance.originalFormat ?? ""))" } ?? "")\(image.provenance.packages.map { " \(image.provenance.suite ?? "") from \(image.provenance.mirror ?? ""): \($0.joined(separator: " "))" } ?? "")
+                        """)
+                }
+            } catch {
+                printError("kiln images show: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove an image from the catalog and delete its disk.")
+        @OptionGroup var global: GlobalOptions
+        @Argument var urn: String
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            do {
+                let image = try await ImageService(paths: ctx.paths, database: ctx.database).delete(urn: urn)
+                switch global.output {
+                case .json: try printJSON(image)
+                case .text: print("deleted \(image.urn)")
+                }
+            } catch {
+                printError("kiln images delete: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Boot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Boot an image in a throwaway VM, log in over SSH with a fresh key and run a command.",
+            discussion: "Prints the boot-to-SSH time. The image itself is not modified (the VM writes to an overlay)."
+        )
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "publisher:offer:sku:version (version may be latest).") var urn: String
+        @Option(help: "The command to run over SSH.") var command = "uname -a"
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            do {
+                let image = try await ImageService(paths: ctx.paths, database: ctx.database).find(urn: urn)
+                let outcome = try await BootCheck(paths: ctx.paths).run(disk: ctx.paths.absolute(image.path), generation: image.hyperVGeneration, command: command)
+                if let notice = outcome.acceleratorNotice { printError(notice) }
+                switch global.output {
+                case .json:
+                    struct Out: Encodable { var image: String; var accelerator: String; var bootToSSHSeconds: Double; var status: Int32; var output: String }
+                    try printJSON(Out(image: image.urn, accelerator: outcome.accelerator.rawValue, bootToSSHSeconds: seconds(outcome.bootToSSH),
+                                      status: outcome.status, output: outcome.output))
+                case .text:
+                    print(outcome.output, terminator: outcome.output.hasSuffix("\n") ? "" : "\n")
+                    printError("\(image.urn): SSH after \(formatDuration(outcome.bootToSSH)) (\(outcome.accelerator.rawValue))")
+                }
+                if outcome.status != 0 { throw ExitCode(outcome.status) }
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                printError("kiln images boot: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+/// A plain aligned table.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+    }
+    print(line(header))
+    for r in rows { print(line(r)) }
+}
