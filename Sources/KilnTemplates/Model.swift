@@ -154,15 +154,22 @@ public struct PlanInfo: Sendable, Hashable, Encodable {
     public var planName: String
     public var planProduct: String
     public var planPublisher: String
+    public init(planName: String, planProduct: String, planPublisher: String) {
+        self.planName = planName
+        self.planProduct = planProduct
+        self.planPublisher = planPublisher
+    }
 }
 
 public struct ManagedImageSource: Sendable, Hashable, Encodable {
     public var imageId: String
+    public init(imageId: String) { self.imageId = imageId }
 }
 
 public struct SharedImageVersionSource: Sendable, Hashable, Encodable {
     /// A gallery image version id; `.../versions/latest` allowed.
     public var imageVersionId: String
+    public init(imageVersionId: String) { self.imageVersionId = imageVersionId }
 }
 
 // MARK: - Customizers and validators
@@ -177,6 +184,12 @@ public struct ShellScript: Sendable, Hashable, Encodable {
     public var name: String?
     public var script: ScriptSource
     public var sha256Checksum: String?
+
+    public init(name: String? = nil, script: ScriptSource, sha256Checksum: String? = nil) {
+        self.name = name
+        self.script = script
+        self.sha256Checksum = sha256Checksum
+    }
 
     enum CodingKeys: String, CodingKey { case name, scriptUri, inline, sha256Checksum }
     public func encode(to encoder: any Encoder) throws {
@@ -199,6 +212,15 @@ public struct PowerShellScript: Sendable, Hashable, Encodable {
     /// Defaults to `[0]`.
     public var validExitCodes: [Int]
 
+    public init(name: String? = nil, script: ScriptSource, sha256Checksum: String? = nil, runElevated: Bool = false, runAsSystem: Bool = false, validExitCodes: [Int] = [0]) {
+        self.name = name
+        self.script = script
+        self.sha256Checksum = sha256Checksum
+        self.runElevated = runElevated
+        self.runAsSystem = runAsSystem
+        self.validExitCodes = validExitCodes
+    }
+
     enum CodingKeys: String, CodingKey { case name, scriptUri, inline, sha256Checksum, runElevated, runAsSystem, validExitCodes }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -220,6 +242,13 @@ public struct FileCopy: Sendable, Hashable, Encodable {
     /// An absolute path in the guest (`/etc/x` or `C:\x`).
     public var destination: String
     public var sha256Checksum: String?
+
+    public init(name: String? = nil, sourceUri: String, destination: String, sha256Checksum: String? = nil) {
+        self.name = name
+        self.sourceUri = sourceUri
+        self.destination = destination
+        self.sha256Checksum = sha256Checksum
+    }
 }
 
 public struct WindowsRestart: Sendable, Hashable, Encodable {
@@ -228,6 +257,13 @@ public struct WindowsRestart: Sendable, Hashable, Encodable {
     public var restartCheckCommand: String
     /// A duration such as `5m`, `10m`, `2h`.
     public var restartTimeout: String
+
+    public init(name: String? = nil, restartCommand: String = WindowsRestart.defaultRestartCommand, restartCheckCommand: String = "", restartTimeout: String = WindowsRestart.defaultRestartTimeout) {
+        self.name = name
+        self.restartCommand = restartCommand
+        self.restartCheckCommand = restartCheckCommand
+        self.restartTimeout = restartTimeout
+    }
 
     public static let defaultRestartCommand = "shutdown /r /f /t 0 /c \"packer restart\""
     public static let defaultRestartTimeout = "5m"
@@ -239,6 +275,13 @@ public struct WindowsUpdate: Sendable, Hashable, Encodable {
     public var filters: [String]
     /// 0 or omitted in input → 1000.
     public var updateLimit: Int
+
+    public init(name: String? = nil, searchCriteria: String? = nil, filters: [String] = [], updateLimit: Int = WindowsUpdate.defaultUpdateLimit) {
+        self.name = name
+        self.searchCriteria = searchCriteria
+        self.filters = filters
+        self.updateLimit = updateLimit
+    }
     public static let defaultUpdateLimit = 1000
 }
 
@@ -325,6 +368,13 @@ public struct ManagedImageDistributor: Sendable, Hashable, Encodable {
     public var artifactTags: [String: String]
     public var imageId: String
     public var location: String
+
+    public init(runOutputName: String, artifactTags: [String: String] = [:], imageId: String, location: String) {
+        self.runOutputName = runOutputName
+        self.artifactTags = artifactTags
+        self.imageId = imageId
+        self.location = location
+    }
 }
 
 public enum StorageAccountType: String, AIBEnum {
@@ -375,6 +425,19 @@ public struct SharedImageDistributor: Sendable, Hashable, Encodable {
     public var versioning: Versioning?
     public var replicationMode: ReplicationMode
 
+    public init(runOutputName: String, artifactTags: [String: String] = [:], galleryImageId: String, targetRegions: [TargetRegion],
+                usesDeprecatedReplicationRegions: Bool = false, excludeFromLatest: Bool = false, versioning: Versioning? = Versioning(scheme: .latest),
+                replicationMode: ReplicationMode = .full) {
+        self.runOutputName = runOutputName
+        self.artifactTags = artifactTags
+        self.galleryImageId = galleryImageId
+        self.targetRegions = targetRegions
+        self.usesDeprecatedReplicationRegions = usesDeprecatedReplicationRegions
+        self.excludeFromLatest = excludeFromLatest
+        self.versioning = versioning
+        self.replicationMode = replicationMode
+    }
+
     enum CodingKeys: String, CodingKey {
         case runOutputName, artifactTags, galleryImageId, targetRegions, excludeFromLatest, versioning, replicationMode
     }
@@ -396,6 +459,12 @@ public struct VHDDistributor: Sendable, Hashable, Encodable {
     public var artifactTags: [String: String]
     /// nil → the VHD stays in the staging area.
     public var uri: String?
+
+    public init(runOutputName: String, artifactTags: [String: String] = [:], uri: String? = nil) {
+        self.runOutputName = runOutputName
+        self.artifactTags = artifactTags
+        self.uri = uri
+    }
 }
 
 public enum Distributor: Sendable, Hashable, Encodable {
