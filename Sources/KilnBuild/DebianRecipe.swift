@@ -5,7 +5,7 @@ import Foundation
 /// produces a new image instead of silently reusing an old one.
 public enum DebianRecipe {
     /// Bumped when the steps (not the data below) change meaning.
-    public static let revision = "debian-12-r1"
+    public static let revision = "debian-12-r4"
     public static let suite = "bookworm"
     public static let defaultMirror = "http://deb.debian.org/debian"
 
@@ -76,8 +76,8 @@ public enum DebianRecipe {
             [Unit]
             Description=Kiln first boot: SSH host key and the NoCloud seed (user, key, sudo, hostname)
             DefaultDependencies=no
-            After=local-fs.target systemd-remount-fs.service
-            Before=ssh.service ssh.socket sysinit.target
+            After=systemd-remount-fs.service
+            Before=ssh.service ssh.socket
             ConditionPathExists=!/etc/kiln/no-firstboot
 
             [Service]
@@ -87,6 +87,17 @@ public enum DebianRecipe {
 
             [Install]
             WantedBy=sysinit.target
+
+            """),
+        ("etc/systemd/system/ssh.service.d/10-kiln-early.conf", 0o644, """
+            # Kiln: start sshd as soon as its host key and the build user exist, without waiting for
+            # sysinit.target (systemd-resolved alone holds that up for seconds under software emulation).
+            # sshd listens on all addresses, so it needs no network configuration to start.
+            [Unit]
+            DefaultDependencies=no
+            After=kiln-firstboot.service systemd-journald.socket systemd-remount-fs.service
+            Conflicts=shutdown.target
+            Before=shutdown.target
 
             """),
         ("etc/systemd/system/kiln-growroot.service", 0o644, """
@@ -120,7 +131,9 @@ public enum DebianRecipe {
           case "$(blkid -s LABEL -o value "$dev" 2>/dev/null || true)" in cidata|CIDATA) seed=$dev; break;; esac
         done
         [ -n "$seed" ] || { echo "kiln-firstboot: no cidata seed"; exit 0; }
-        mnt=$(mktemp -d)
+        # Under /run, not /tmp: this runs before systemd-tmpfiles empties /tmp.
+        mnt=/run/kiln-seed
+        mkdir -p "$mnt"
         mount -o ro "$seed" "$mnt"
         trap 'umount "$mnt"; rmdir "$mnt"' EXIT
         iid=$(sed -n 's/^instance-id:[[:space:]]*//p' "$mnt/meta-data" | tr -d '"'"'"'')

@@ -15,7 +15,9 @@ actor SharedImages {
     private var built: [HyperVGeneration: ImageService.BootstrapOutcome] = [:]
 
     init() {
-        let data = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-build-tests-\(UUID().uuidString)").path
+        // One data directory per run, emptied first: the disks in it are hard links into the cache.
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-build-tests").path
+        try? FileManager.default.removeItem(atPath: data)
         let cache = ProcessInfo.processInfo.environment["KILN_CACHE_DIR"] ?? "/var/cache/kiln-test"
         paths = KilnPaths(dataDir: data, cacheDir: cache)
         database = try! KilnDatabase(path: paths.database)
