@@ -78,7 +78,8 @@ public struct SSHClient: Sendable, Hashable {
         case .banner:
             break
         }
-        guard let r = try? await run("true", timeout: .seconds(20)) else { return .handshakeFailed("ssh did not finish") }
+        // Short: a guest that is shutting down accepts the connection and then never answers.
+        guard let r = try? await run("true", timeout: .seconds(8)) else { return .handshakeFailed("ssh did not finish within 8 s") }
         if r.status == 0 { return .ready }
         let msg = r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
         if msg.contains("Permission denied") { return .authenticationFailed(msg) }

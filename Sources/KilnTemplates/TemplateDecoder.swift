@@ -343,7 +343,7 @@ struct TemplateDecoder {
             let check = r.string("restartCheckCommand") ?? ""
             var timeout = r.string("restartTimeout") ?? ""
             if timeout.isEmpty { timeout = WindowsRestart.defaultRestartTimeout }
-            if let (tn, tp) = r.value("restartTimeout"), !Duration.isValidGoDuration(timeout), !ctx.isSuppressed(tn) {
+            if let (tn, tp) = r.value("restartTimeout"), !TemplateDuration.isValidGoDuration(timeout), !ctx.isSuppressed(tn) {
                 ctx.error(.badCustomizerType, "restartTimeout '\(timeout)' is not a duration; use a number and a unit, such as 5m, 10m or 2h", tp, tn.position)
                 return nil
             }
@@ -776,10 +776,10 @@ enum Placeholders {
 }
 
 /// Durations as Packer (Go's time.ParseDuration) reads them: `5m`, `1h30m`, `90s`.
-enum Duration {
-    static func isValidGoDuration(_ s: String) -> Bool { seconds(s) != nil }
+public enum TemplateDuration {
+    public static func isValidGoDuration(_ s: String) -> Bool { seconds(s) != nil }
 
-    static func seconds(_ s: String) -> Double? {
+    public static func seconds(_ s: String) -> Double? {
         var rest = Substring(s)
         guard !rest.isEmpty else { return nil }
         if rest == "0" { return 0 }
