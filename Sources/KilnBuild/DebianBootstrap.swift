@@ -76,6 +76,14 @@ public struct DebianBootstrap: Sendable {
     /// Builds (or reuses) the disk for `generation`.
     public func build(generation: HyperVGeneration, force: Bool) async throws(BootstrapError) -> Result {
         guard geteuid() == 0 else { throw .needsRoot }
+        // One bootstrap at a time per cache: two at once would debootstrap into the same directories.
+        let lock: CacheLock
+        do { lock = try await CacheLock.acquire((baseDir as NSString).appendingPathComponent(".lock"), waiting: progress) } catch { throw .io("\(error)") }
+        defer { lock.release() }
+        return try await buildLocked(generation: generation, force: force)
+    }
+
+    func buildLocked(generation: HyperVGeneration, force: Bool) async throws(BootstrapError) -> Result {
         let key = diskKey(generation: generation)
         let diskDir = (baseDir as NSString).appendingPathComponent("disk-\(key)")
         let disk = (diskDir as NSString).appendingPathComponent("disk.qcow2")
@@ -257,5 +265,32 @@ extension JSONEncoder {
         e.dateEncodingStrategy = .iso8601
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return e
+    }
+}
+
+/// An exclusive advisory lock on a file (flock), polled so that waiting does not block a thread.
+final class CacheLock: Sendable {
+    let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    static func acquire(_ path: String, waiting: @Sendable (String) -> Void) async throws -> CacheLock {
+        try FileManager.default.ensureDirectory((path as NSString).deletingLastPathComponent)
+        let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission) }
+        var told = false
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if !told {
+                waiting("waiting for another bootstrap using the same cache to finish")
+                told = true
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        return CacheLock(fd: fd)
+    }
+
+    func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
     }
 }

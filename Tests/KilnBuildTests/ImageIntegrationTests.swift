@@ -12,7 +12,8 @@ actor SharedImages {
 
     let paths: KilnPaths
     let database: KilnDatabase
-    private var built: [HyperVGeneration: ImageService.BootstrapOutcome] = [:]
+    /// In-flight or finished bootstraps: suites run in parallel, and an actor is re-entered at each await.
+    private var tasks: [HyperVGeneration: Task<ImageService.BootstrapOutcome, any Error>] = [:]
 
     init() {
         // One data directory per run, emptied first: the disks in it are hard links into the cache.
@@ -26,10 +27,11 @@ actor SharedImages {
     var service: ImageService { ImageService(paths: paths, database: database) }
 
     func image(_ generation: HyperVGeneration) async throws -> ImageService.BootstrapOutcome {
-        if let b = built[generation] { return b }
-        let outcome = try await service.bootstrapDebian12(generation: generation, version: nil, force: false) { print("bootstrap: \($0)") }
-        built[generation] = outcome
-        return outcome
+        if let t = tasks[generation] { return try await t.value }
+        let service = self.service
+        let t = Task { try await service.bootstrapDebian12(generation: generation, version: nil, force: false) { print("bootstrap: \($0)") } }
+        tasks[generation] = t
+        return try await t.value
     }
 }
 
