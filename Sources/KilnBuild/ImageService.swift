@@ -116,9 +116,11 @@ public struct ImageService: Sendable {
         } catch {
             throw .io("cannot place the image at \(abs): \(error)")
         }
+        // Whole seconds: what the store and ISO 8601 keep, so a record read back equals the one returned.
+        let created = Date(timeIntervalSince1970: createdAt.timeIntervalSince1970.rounded(.down))
         let image = CatalogImage(publisher: publisher, offer: offer, sku: sku, version: version, osType: osType, hyperVGeneration: generation,
                                  virtualSize: info.virtualSize, fileSize: DiskTool.allocatedSize(abs), sha256: sha256, path: rel,
-                                 createdAt: createdAt, provenance: provenance)
+                                 createdAt: created, provenance: provenance)
         do {
             try await database.addImage(image)
         } catch {
