@@ -144,7 +144,7 @@ public struct Builder: Sendable {
             try Task.checkCancellation()
             try await deprovisionAndShutdown(vm: vm, ssh: ssh, log: log)
         } catch let e as BuildError {
-            await handleFailure(e, vm: vm, ssh: ssh, action: t.properties.errorHandling.onCustomizerError, log: log)
+            await handleFailure(e, vm: vm, action: t.properties.errorHandling.onCustomizerError, log: log)
             throw keptVM(e, vm: vm, ssh: ssh, action: t.properties.errorHandling.onCustomizerError)
         } catch is CancellationError {
             await vm.forceKill()
@@ -248,7 +248,7 @@ public struct Builder: Sendable {
     }
 
     /// errorHandling: `cleanup` kills the VM; `abort` leaves it running for inspection.
-    func handleFailure(_ e: BuildError, vm: VirtualMachine, ssh: SSHClient, action: ErrorHandling.Action, log: BuildLog) async {
+    func handleFailure(_ e: BuildError, vm: VirtualMachine, action: ErrorHandling.Action, log: BuildLog) async {
         if action == .abort, case .customizerFailed = e {
             log.marker("errorHandling.onCustomizerError is abort: the build VM is left running")
             return

@@ -142,11 +142,9 @@ public struct ImageService: Sendable {
                 throw .invalid("\(what) '\(value)' must be letters, digits, '-', '_' or '.'")
             }
         }
-        do {
-            if try await database.image(publisher: publisher, offer: offer, sku: sku, version: version) != nil {
-                throw ImageError.exists("\(publisher):\(offer):\(sku):\(version) is in the catalog already")
-            }
-        } catch let e as ImageError { throw e } catch { throw .store(error as! StoreError) }
+        let existing: CatalogImage?
+        do { existing = try await database.image(publisher: publisher, offer: offer, sku: sku, version: version) } catch { throw .store(error) }
+        if existing != nil { throw .exists("\(publisher):\(offer):\(sku):\(version) is in the catalog already") }
         let format: String
         do { format = try await DiskTool.detectFormat(file) } catch { throw .command(error) }
         guard ["qcow2", "raw", "vpc", "vhdx", "vmdk"].contains(format) else {

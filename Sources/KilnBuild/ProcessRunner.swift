@@ -41,7 +41,6 @@ public enum ProcessRunner {
     /// Runs `executable` with `arguments`; returns its output whatever the exit status.
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                            currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
-                           outputFile: String? = nil,
                            onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
         let display = ([executable] + arguments).joined(separator: " ")
         guard let path = which(executable) else {
@@ -54,16 +53,10 @@ public enum ProcessRunner {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         }
         if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        // Long-lived children (QEMU) are not run through here: see VirtualMachine.spawn.
         let outPipe = Pipe(), errPipe = Pipe()
-        // A program that daemonizes (qemu -daemonize) leaves a child holding inherited pipes open; for those,
-        // output goes to a file, read back after the parent exits.
-        var outFile: FileHandle?
-        if let outputFile {
-            FileManager.default.createFile(atPath: outputFile, contents: nil)
-            outFile = FileHandle(forWritingAtPath: outputFile)
-        }
-        process.standardOutput = outFile ?? outPipe
-        process.standardError = outFile ?? errPipe
+        process.standardOutput = outPipe
+        process.standardError = errPipe
         let inPipe = input.map { _ in Pipe() }
         process.standardInput = inPipe ?? FileHandle.nullDevice
 
@@ -107,13 +100,8 @@ public enum ProcessRunner {
         // Drain what is left after exit.
         outPipe.fileHandleForReading.readabilityHandler = nil
         errPipe.fileHandleForReading.readabilityHandler = nil
-        if let outFile, let outputFile {
-            try? outFile.close()
-            collector.append(FileManager.default.contents(atPath: outputFile) ?? Data(), stderr: true)
-        } else {
-            collector.append(outPipe.fileHandleForReading.readDataToEndOfFile(), stderr: false)
-            collector.append(errPipe.fileHandleForReading.readDataToEndOfFile(), stderr: true)
-        }
+        collector.append(outPipe.fileHandleForReading.readDataToEndOfFile(), stderr: false)
+        collector.append(errPipe.fileHandleForReading.readDataToEndOfFile(), stderr: true)
         collector.flush()
         let (out, err) = collector.result
         if collector.timedOut {
@@ -126,10 +114,9 @@ public enum ProcessRunner {
     @discardableResult
     public static func check(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                              currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
-                             outputFile: String? = nil,
                              onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
         let r = try await run(executable, arguments, environment: environment, currentDirectory: currentDirectory, input: input,
-                              timeout: timeout, outputFile: outputFile, onOutputLine: onOutputLine)
+                              timeout: timeout, onOutputLine: onOutputLine)
         guard r.status == 0 else {
             throw CommandError(command: ([executable] + arguments).joined(separator: " "), status: r.status, output: r.combined)
         }

@@ -8,8 +8,7 @@ extension KilnDatabase {
 
     public func addImage(_ image: CatalogImage) async throws(StoreError) {
         try await write { db in
-            if try CatalogImage.filter(Column("publisher") == image.publisher && Column("offer") == image.offer
-                                       && Column("sku") == image.sku && Column("version") == image.version.description).fetchCount(db) > 0 {
+            if try Self.imageKey(image.publisher, image.offer, image.sku, image.version).fetchCount(db) > 0 {
                 throw StoreError.conflict("image \(image.urn)")
             }
             try image.insert(db)
@@ -28,22 +27,22 @@ extension KilnDatabase {
         }
     }
 
+    /// The row with this key (publisher, offer and sku compare ignoring case).
+    static func imageKey(_ publisher: String, _ offer: String, _ sku: String, _ version: ImageVersion) -> QueryInterfaceRequest<CatalogImage> {
+        CatalogImage.filter(Column("publisher") == publisher && Column("offer") == offer && Column("sku") == sku
+                            && Column("version") == version.description)
+    }
+
     public func image(publisher: String, offer: String, sku: String, version: ImageVersion) async throws(StoreError) -> CatalogImage? {
-        try await read { db in
-            try CatalogImage.filter(Column("publisher") == publisher && Column("offer") == offer && Column("sku") == sku
-                                    && Column("version") == version.description).fetchOne(db)
-        }
+        try await read { db in try Self.imageKey(publisher, offer, sku, version).fetchOne(db) }
     }
 
     @discardableResult
     public func removeImage(publisher: String, offer: String, sku: String, version: ImageVersion) async throws(StoreError) -> CatalogImage {
         try await write { db in
-            guard let row = try CatalogImage.filter(Column("publisher") == publisher && Column("offer") == offer && Column("sku") == sku
-                                                    && Column("version") == version.description).fetchOne(db) else {
-                throw StoreError.notFound("image \(publisher):\(offer):\(sku):\(version)")
-            }
-            try CatalogImage.filter(Column("publisher") == publisher && Column("offer") == offer && Column("sku") == sku
-                                    && Column("version") == version.description).deleteAll(db)
+            let key = Self.imageKey(publisher, offer, sku, version)
+            guard let row = try key.fetchOne(db) else { throw StoreError.notFound("image \(publisher):\(offer):\(sku):\(version)") }
+            try key.deleteAll(db)
             return row
         }
     }
