@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "KilnStore", targets: ["KilnStore"]),
         .library(name: "KilnBuild", targets: ["KilnBuild"]),
         .library(name: "KilnGit", targets: ["KilnGit"]),
+        .library(name: "KilnCore", targets: ["KilnCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -20,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config.
@@ -54,6 +56,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The orchestration core: template resources, staging, runs, the worker pool, crash recovery.
+        .target(
+            name: "KilnCore",
+            dependencies: [
+                "KilnTemplates",
+                "KilnStore",
+                "KilnBuild",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // A small Swift layer over libgit2.
         .target(
             name: "KilnGit",
@@ -66,6 +81,7 @@ let package = Package(
                 "KilnTemplates",
                 "KilnStore",
                 "KilnBuild",
+                "KilnCore",
                 "KilnGit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,6 +99,10 @@ let package = Package(
         .testTarget(
             name: "KilnBuildTests",
             dependencies: ["KilnBuild", "KilnStore", "KilnTemplates"]
+        ),
+        .testTarget(
+            name: "KilnCoreTests",
+            dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild"]
         ),
         .testTarget(
             name: "KilnCLITests",

@@ -9,6 +9,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case conflict(String)
     /// A row that was expected is not there.
     case notFound(String)
+    /// The operation is not allowed in the row's current state.
+    case refused(String)
     /// Any other SQLite failure.
     case database(String)
 
@@ -17,6 +19,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .open(let path, let e): return "cannot open the database \(path): \(e)"
         case .conflict(let what): return "\(what) exists already"
         case .notFound(let what): return "\(what) not found"
+        case .refused(let why): return why
         case .database(let e): return "database error: \(e)"
         }
     }
@@ -142,6 +145,51 @@ public final class KilnDatabase: Sendable {
                 t.column("createdAt", .datetime).notNull()
                 t.column("metadata", .text).notNull()
                 t.primaryKey(["definitionKey", "version"])
+            }
+        }
+        m.registerMigration("v2-templates") { db in
+            try db.create(table: "imageTemplate") { t in
+                t.column("idKey", .text).primaryKey()
+                t.column("id", .text).notNull()
+                t.column("subscription", .text).notNull()
+                t.column("resourceGroup", .text).notNull()
+                t.column("name", .text).notNull()
+                t.column("location", .text).notNull()
+                t.column("document", .text).notNull()
+                t.column("contentHash", .text).notNull()
+                t.column("sourceFile", .text)
+                t.column("sourceCommit", .text)
+                t.column("provisioningState", .text).notNull()
+                t.column("provisioningErrorCode", .text)
+                t.column("provisioningErrorMessage", .text)
+                t.column("stagingDirectory", .text).notNull()
+                t.column("stagingResourceGroup", .text).notNull()
+                t.column("artifacts", .text).notNull()
+                t.column("createdAt", .datetime).notNull()
+                t.column("updatedAt", .datetime).notNull()
+            }
+            try db.create(table: "templateRun") { t in
+                t.column("id", .text).primaryKey()
+                t.column("templateKey", .text).notNull().indexed().references("imageTemplate", onDelete: .cascade)
+                t.column("templateId", .text).notNull()
+                t.column("runState", .text).notNull()
+                t.column("runSubState", .text)
+                t.column("message", .text)
+                t.column("queuedAt", .datetime).notNull()
+                t.column("startTime", .datetime)
+                t.column("endTime", .datetime)
+                t.column("owner", .text)
+                t.column("cancelRequested", .boolean).notNull()
+                t.column("timeoutMinutes", .integer).notNull()
+                t.column("workDirectory", .text).notNull()
+                t.column("logDirectory", .text).notNull()
+                t.column("phaseSeconds", .text).notNull()
+                t.column("sourceReference", .text)
+                t.column("sourceExactVersion", .text)
+                t.column("artifactPath", .text)
+                t.column("artifactSha256", .text)
+                t.column("artifactSize", .integer)
+                t.column("outputs", .text).notNull()
             }
         }
         return m

@@ -597,6 +597,13 @@ public struct ImageTemplateStatus: Sendable, Hashable, Encodable {
         public var runState: RunState?
         public var runSubState: RunSubState?
         public var message: String?
+        public init(startTime: String? = nil, endTime: String? = nil, runState: RunState? = nil, runSubState: RunSubState? = nil, message: String? = nil) {
+            self.startTime = startTime
+            self.endTime = endTime
+            self.runState = runState
+            self.runSubState = runSubState
+            self.message = message
+        }
     }
     public var provisioningState: ProvisioningState?
     public var provisioningError: ProvisioningError?

@@ -166,27 +166,46 @@ extension Images {
     struct Boot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Boot an image in a throwaway VM, log in over SSH with a fresh key and run a command.",
-            discussion: "Prints the boot-to-SSH time. The image itself is not modified (the VM writes to an overlay)."
+            discussion: """
+                Boots a catalog image by URN, or any qcow2 disk with --disk (a run's captured image, say). Prints the                 boot-to-SSH time. The image itself is not modified (the VM writes to an overlay).
+                """
         )
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "publisher:offer:sku:version (version may be latest).") var urn: String
+        @Argument(help: "publisher:offer:sku:version (version may be latest).") var urn: String?
+        @Option(help: "A qcow2 disk to boot instead of a catalog image.") var disk: String?
+        @Option(help: "With --disk: V1 (BIOS) or V2 (UEFI).") var generation: HyperVGeneration = .v1
         @Option(help: "The command to run over SSH.") var command = "uname -a"
+
+        func validate() throws {
+            guard (urn == nil) != (disk == nil) else { throw ValidationError("give either an image URN or --disk PATH") }
+        }
 
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
             do {
-                let image = try await ImageService(paths: ctx.paths, database: ctx.database).find(urn: urn)
-                let outcome = try await BootCheck(paths: ctx.paths).run(disk: ctx.paths.absolute(image.path), generation: image.hyperVGeneration, command: command)
+                let (path, gen, label): (String, HyperVGeneration, String)
+                if let urn {
+                    let image = try await ImageService(paths: ctx.paths, database: ctx.database).find(urn: urn)
+                    (path, gen, label) = (ctx.paths.absolute(image.path), image.hyperVGeneration, image.urn)
+                } else {
+                    let d = URL(fileURLWithPath: disk!).standardizedFileURL.path
+                    guard FileManager.default.fileExists(atPath: d) else {
+                        printError("kiln images boot: \(d): no such file")
+                        throw ExitCode(1)
+                    }
+                    (path, gen, label) = (d, generation, d)
+                }
+                let outcome = try await BootCheck(paths: ctx.paths).run(disk: path, generation: gen, command: command)
                 if let notice = outcome.acceleratorNotice { printError(notice) }
                 switch global.output {
                 case .json:
                     struct Out: Encodable { var image: String; var accelerator: String; var bootToSSHSeconds: Double; var status: Int32; var output: String }
-                    try printJSON(Out(image: image.urn, accelerator: outcome.accelerator.rawValue, bootToSSHSeconds: seconds(outcome.bootToSSH),
+                    try printJSON(Out(image: label, accelerator: outcome.accelerator.rawValue, bootToSSHSeconds: seconds(outcome.bootToSSH),
                                       status: outcome.status, output: outcome.output))
                 case .text:
                     print(outcome.output, terminator: outcome.output.hasSuffix("\n") ? "" : "\n")
-                    printError("\(image.urn): SSH after \(formatDuration(outcome.bootToSSH)) (\(outcome.accelerator.rawValue))")
+                    printError("\(label): SSH after \(formatDuration(outcome.bootToSSH)) (\(outcome.accelerator.rawValue))")
                 }
                 if outcome.status != 0 { throw ExitCode(outcome.status) }
             } catch let e as ExitCode {

@@ -1,0 +1,207 @@
+import Foundation
+import KilnBuild
+import KilnStore
+import KilnTemplates
+import Logging
+import Synchronization
+
+/// What a run reports while it executes (for `--wait` progress and `--follow`).
+public enum RunEvent: Sendable {
+    /// The run entered a sub-state (Building, Customizing, …).
+    case phase(String)
+    /// A line of `customization.log` or `validation.log`, timestamped.
+    case log(String)
+}
+
+/// Executes one claimed run: resolve the source, build (KilnBuild), record phases, outputs and the final
+/// state. Owns the run's deadline (`buildTimeoutInMinutes`) and watches for a cancel request, which may come
+/// from any process through the database.
+public struct RunExecutor: Sendable {
+    public let core: KilnCore
+    public let runId: String
+    public var onEvent: @Sendable (RunEvent) -> Void
+    /// How often the database is asked whether the run was canceled.
+    public var pollInterval: Duration = .milliseconds(500)
+
+    public init(core: KilnCore, runId: String, onEvent: @escaping @Sendable (RunEvent) -> Void = { _ in }) {
+        self.core = core
+        self.runId = runId
+        self.onEvent = onEvent
+    }
+
+    enum StopReason: Sendable { case canceled, timeout }
+
+    /// Per-phase wall-clock time, in AIB's sub-state names.
+    final class PhaseClock: Sendable {
+        let state = Mutex<(current: String?, since: ContinuousClock.Instant, seconds: [String: Double])>((nil, .now, [:]))
+        var current: String? { state.withLock { $0.current } }
+        func enter(_ phase: String?) -> [String: Double] {
+            state.withLock { s in
+                let now = ContinuousClock.now
+                if let c = s.current { s.seconds[c, default: 0] += (now - s.since).seconds }
+                s.current = phase
+                s.since = now
+                return s.seconds
+            }
+        }
+    }
+
+    public func execute() async -> RunRecord {
+        let db = core.database
+        guard var run = try? await db.run(id: runId) else {
+            return RunRecord(id: runId, templateId: "", queuedAt: Date(), timeoutMinutes: 0, workDirectory: "", logDirectory: "")
+        }
+        let meta: Logger.Metadata = ["template": "\(run.templateId)", "run": "\(runId)"]
+        let log = BuildLog(path: (run.logDirectory as NSString).appendingPathComponent("customization.log"), echo: { onEvent(.log($0)) })
+        let clock = PhaseClock()
+        var phaseSeconds: [String: Double] = ["Queued": (run.startTime ?? Date()).timeIntervalSince(run.queuedAt)]
+        let setPhase: @Sendable (String) async -> Void = { phase in
+            guard clock.current != phase else { return }
+            let secs = clock.enter(phase)
+            onEvent(.phase(phase))
+            _ = try? await db.updateRun(id: runId) { r in
+                guard r.runState == "Running" else { return }
+                r.runSubState = phase
+                r.phaseSeconds = r.phaseSeconds.merging(secs) { _, new in new }
+            }
+        }
+        core.logger.info("run started", metadata: meta)
+
+        let resource: TemplateResource
+        do {
+            resource = try await core.template(run.templateId)
+        } catch {
+            return await finish(run, state: "Failed", message: "the template cannot be read: \(error)", phases: phaseSeconds)
+        }
+        let t = resource.template
+        await setPhase("Building")
+        log.marker("Run \(runId) of \(resource.record.id)")
+
+        // Source.
+        let source: ResolvedSource
+        do {
+            source = try await SourceResolver(database: db, paths: core.paths).resolve(t.properties.source)
+        } catch {
+            log.line("source: \(error.description)")
+            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
+            return await finish(run, state: "Failed", message: "\(error.code): \(error.message)", phases: phaseSeconds)
+        }
+        run = (try? await db.updateRun(id: runId) { r in
+            r.sourceReference = source.reference
+            r.sourceExactVersion = source.exactVersion
+        }) ?? run
+        log.line("source: \(source.reference)\(source.exactVersion.map { " (exactVersion \($0))" } ?? "")")
+        let (accelerator, notice) = await AcceleratorProbe(cacheDir: core.paths.cacheDir).detect()
+        if let notice { log.line(notice) }
+
+        let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
+        var artifacts: [String: String] = [:]
+        for a in resource.record.artifacts { artifacts[a.reference] = a.path }
+        let captured = staging.capturedDisk(run: runId)
+        let request = BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: run.workDirectory,
+                                   logDirectory: run.logDirectory, capturedDisk: captured, accelerator: accelerator)
+        let builder = Builder(request: request, logger: core.logger, onPhase: { await setPhase($0.rawValue) }, onLogLine: { onEvent(.log($0)) })
+
+        // The build, raced against the deadline and a cancel request.
+        let minutes = run.timeoutMinutes > 0 ? run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
+        let deadline = ContinuousClock.now + .seconds(minutes * 60)
+        let stop = Mutex<StopReason?>(nil)
+        let build = Task { () throws(BuildError) -> BuildResult in try await builder.run() }
+        let watcher = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: pollInterval)
+                if ContinuousClock.now >= deadline {
+                    stop.withLock { $0 = $0 ?? .timeout }
+                    build.cancel()
+                    return
+                }
+                if let r = try? await db.run(id: runId), r.cancelRequested {
+                    stop.withLock { $0 = $0 ?? .canceled }
+                    build.cancel()
+                    return
+                }
+            }
+        }
+        let result = await build.result
+        watcher.cancel()
+        let reason = stop.withLock { $0 }
+
+        switch (result, reason) {
+        case (_, .canceled?):
+            cleanUp(run)
+            log.marker("Canceled")
+            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
+            return await finish(run, state: "Canceled", message: "the run was canceled; the build VM was stopped", phases: phaseSeconds)
+        case (_, .timeout?):
+            cleanUp(run)
+            let phase = (try? await db.run(id: runId))?.runSubState ?? "Building"
+            let tail = log.tail(8)
+            log.marker("Timed out after \(minutes) minutes")
+            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
+            var message = "the build timed out after \(minutes) minute\(minutes == 1 ? "" : "s") (buildTimeoutInMinutes: \(minutes)) while \(phase.lowercased()); the build VM was stopped. Raise buildTimeoutInMinutes (at most 960) if the build needs longer."
+            if !tail.isEmpty { message += "\nlast lines of customization.log:\n" + tail.joined(separator: "\n") }
+            return await finish(run, state: "Failed", message: message, phases: phaseSeconds)
+        case (.failure(let error), nil):
+            let e = (error as? BuildError) ?? .io("\(error)")
+            var kept = false
+            if case .customizerFailed(_, _, _, _, _, let k) = e, k != nil { kept = true }
+            if case .validationFailed(_, let k) = e, k != nil { kept = true }
+            if !kept { cleanUp(run) }
+            log.marker("Failed: \(e.description.split(separator: "\n").first ?? "")")
+            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
+            return await finish(run, state: "Failed", message: e.description, phases: phaseSeconds, keepSubState: true)
+        case (.success(let built), nil):
+            await setPhase("Distributing")
+            log.marker("Distributing")
+            // Distribution targets (managed image, gallery, VHD) are the next layer; until it exists the
+            // captured image is the run's artifact and every run output points at it, saying so.
+            let uri = URL(fileURLWithPath: built.capturedDisk).absoluteString
+            let outputs = t.properties.distribute.map {
+                RunOutputRecord(name: $0.runOutputName, artifactId: nil, artifactUri: uri, provisioningState: "Succeeded",
+                                message: "\($0.kind.rawValue) distribution is not implemented yet: this output is the captured image")
+            }
+            log.line("captured image: \(built.capturedDisk) (sha256 \(built.sha256))")
+            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
+            var notes = built.notes
+            let state: String
+            if let v = built.validationFailure {
+                state = "Failed"
+                notes.insert("validation failed: \(v) (continueDistributeOnFailure: the image was handed to distribution anyway)", at: 0)
+            } else {
+                state = "Succeeded"
+            }
+            notes.append("distribution is not implemented yet; the captured image is \(built.capturedDisk)")
+            let size = built.virtualSize
+            _ = try? await db.updateRun(id: runId) { r in
+                r.artifactPath = built.capturedDisk
+                r.artifactSha256 = built.sha256
+                r.artifactSize = size
+                r.outputs = outputs
+            }
+            log.marker("\(state)")
+            return await finish(run, state: state, message: notes.joined(separator: "\n"), phases: phaseSeconds, keepSubState: true)
+        }
+    }
+
+    /// Stops any VM of the run still running (a cancellation may land between two steps) and removes its
+    /// work directory.
+    func cleanUp(_ run: RunRecord) {
+        Leftovers.stopVMs(in: run.workDirectory, runId: run.id)
+        try? FileManager.default.removeItem(atPath: run.workDirectory)
+    }
+
+    func finish(_ run: RunRecord, state: String, message: String, phases: [String: Double], keepSubState: Bool = true) async -> RunRecord {
+        let final = try? await core.database.updateRun(id: run.id) { r in
+            r.runState = state
+            r.message = message
+            r.endTime = Date()
+            r.phaseSeconds = r.phaseSeconds.merging(phases) { _, new in new }
+        }
+        core.logger.info("run finished", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "state": "\(state)"])
+        return final ?? run
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import GRDB
+
+/// One customization artifact copied into a template's staging area at create.
+public struct StagedArtifact: Sendable, Hashable, Codable {
+    /// The `scriptUri` / `sourceUri` exactly as the template writes it.
+    public var reference: String
+    /// The staged copy, absolute.
+    public var path: String
+    public var sha256: String
+    public var size: Int64
+
+    public init(reference: String, path: String, sha256: String, size: Int64) {
+        self.reference = reference
+        self.path = path
+        self.sha256 = sha256
+        self.size = size
+    }
+}
+
+/// An image template resource as the core keeps it. The template itself is stored as JSON text that
+/// KilnCore writes and reads back through the template decoder; the store does not interpret it.
+public struct TemplateRecord: Sendable, Hashable, Codable {
+    /// The resource id in lower case: resource ids compare ignoring case.
+    public var idKey: String
+    public var id: String
+    public var subscription: String
+    public var resourceGroup: String
+    public var name: String
+    public var location: String
+    public var document: String
+    public var contentHash: String
+    /// Where the template came from: a file path, or a path inside a repository at `sourceCommit`.
+    public var sourceFile: String?
+    public var sourceCommit: String?
+    public var provisioningState: String
+    public var provisioningErrorCode: String?
+    public var provisioningErrorMessage: String?
+    public var stagingDirectory: String
+    /// The staging resource group id reported as `exactStagingResourceGroup`.
+    public var stagingResourceGroup: String
+    public var artifacts: [StagedArtifact]
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(id: String, subscription: String, resourceGroup: String, name: String, location: String, document: String,
+                contentHash: String, sourceFile: String?, sourceCommit: String?, provisioningState: String,
+                stagingDirectory: String, stagingResourceGroup: String, createdAt: Date) {
+        self.idKey = id.lowercased()
+        self.id = id
+        self.subscription = subscription
+        self.resourceGroup = resourceGroup
+        self.name = name
+        self.location = location
+        self.document = document
+        self.contentHash = contentHash
+        self.sourceFile = sourceFile
+        self.sourceCommit = sourceCommit
+        self.provisioningState = provisioningState
+        self.stagingDirectory = stagingDirectory
+        self.stagingResourceGroup = stagingResourceGroup
+        self.artifacts = []
+        self.createdAt = createdAt
+        self.updatedAt = createdAt
+    }
+}
+
+extension TemplateRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "imageTemplate"
+}
+
+/// One run output (a distribution target's result).
+public struct RunOutputRecord: Sendable, Hashable, Codable {
+    public var name: String
+    public var artifactId: String?
+    public var artifactUri: String?
+    public var provisioningState: String
+    public var message: String?
+
+    public init(name: String, artifactId: String?, artifactUri: String?, provisioningState: String, message: String? = nil) {
+        self.name = name
+        self.artifactId = artifactId
+        self.artifactUri = artifactUri
+        self.provisioningState = provisioningState
+        self.message = message
+    }
+}
+
+/// Which process executes a run: enough to tell, after a crash, that it is gone (a pid alone can be reused).
+public struct RunOwner: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var pid: Int32
+    /// Field 22 of `/proc/<pid>/stat`: the process start time in clock ticks since boot.
+    public var startTicks: UInt64
+    public var bootId: String
+
+    public init(pid: Int32, startTicks: UInt64, bootId: String) {
+        self.pid = pid
+        self.startTicks = startTicks
+        self.bootId = bootId
+    }
+
+    public var description: String { "process \(pid)" }
+}
+
+/// A run of a template; every run is kept until its template is deleted.
+public struct RunRecord: Sendable, Hashable, Codable {
+    public var id: String
+    public var templateKey: String
+    public var templateId: String
+    /// AIB's runState / runSubState / message.
+    public var runState: String
+    public var runSubState: String?
+    public var message: String?
+    public var queuedAt: Date
+    public var startTime: Date?
+    public var endTime: Date?
+    public var owner: RunOwner?
+    public var cancelRequested: Bool
+    public var timeoutMinutes: Int
+    /// The run's private directory (overlay, VM, keys); removed when the run ends unless a VM was kept.
+    public var workDirectory: String
+    /// `packerlogs/<runId>/` in the staging area.
+    public var logDirectory: String
+    public var phaseSeconds: [String: Double]
+    public var sourceReference: String?
+    public var sourceExactVersion: String?
+    public var artifactPath: String?
+    public var artifactSha256: String?
+    public var artifactSize: Int64?
+    public var outputs: [RunOutputRecord]
+
+    public init(id: String, templateId: String, queuedAt: Date, timeoutMinutes: Int, workDirectory: String, logDirectory: String) {
+        self.id = id
+        self.templateKey = templateId.lowercased()
+        self.templateId = templateId
+        self.runState = "Running"
+        self.runSubState = "Queued"
+        self.queuedAt = queuedAt
+        self.cancelRequested = false
+        self.timeoutMinutes = timeoutMinutes
+        self.workDirectory = workDirectory
+        self.logDirectory = logDirectory
+        self.phaseSeconds = [:]
+        self.outputs = []
+    }
+
+    /// Running or Canceling: the run has not reached a final state.
+    public var isActive: Bool { Self.activeStates.contains(runState) }
+    public static let activeStates = ["Running", "Canceling"]
+}
+
+extension RunRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "templateRun"
+}

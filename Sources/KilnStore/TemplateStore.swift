@@ -1,0 +1,142 @@
+import Foundation
+import GRDB
+
+/// Template resources and their runs. Every check-then-act (create on a free id, refuse a delete while a run
+/// is active, claim a queued run under the parallelism limit) happens inside one write transaction, so
+/// several processes sharing the database (the CLI, a worker, the controller) cannot interleave them.
+extension KilnDatabase {
+    // MARK: Templates
+
+    /// Inserts a new template; an id that exists is a conflict (templates are immutable: PUT never updates).
+    public func insertTemplate(_ record: TemplateRecord) async throws(StoreError) {
+        try await write { db in
+            if try TemplateRecord.fetchOne(db, key: record.idKey) != nil { throw StoreError.conflict("image template \(record.id)") }
+            try record.insert(db)
+        }
+    }
+
+    public func template(id: String) async throws(StoreError) -> TemplateRecord? {
+        try await read { db in try TemplateRecord.fetchOne(db, key: id.lowercased()) }
+    }
+
+    /// Templates whose name is `name` (ignoring case), in any subscription and group.
+    public func templates(named name: String) async throws(StoreError) -> [TemplateRecord] {
+        try await read { db in
+            try TemplateRecord.filter(sql: "name = ? COLLATE NOCASE", arguments: [name]).order(Column("idKey")).fetchAll(db)
+        }
+    }
+
+    /// All templates, optionally of one subscription and resource group (compared ignoring case).
+    public func templates(subscription: String? = nil, resourceGroup: String? = nil) async throws(StoreError) -> [TemplateRecord] {
+        try await read { db in
+            var q = TemplateRecord.all()
+            if let subscription { q = q.filter(sql: "subscription = ? COLLATE NOCASE", arguments: [subscription]) }
+            if let resourceGroup { q = q.filter(sql: "resourceGroup = ? COLLATE NOCASE", arguments: [resourceGroup]) }
+            return try q.order(Column("idKey")).fetchAll(db)
+        }
+    }
+
+    /// Changes a template in place; returns the new record.
+    @discardableResult
+    public func updateTemplate(id: String, _ change: @Sendable @escaping (inout TemplateRecord) throws -> Void) async throws(StoreError) -> TemplateRecord {
+        try await write { db in
+            guard var record = try TemplateRecord.fetchOne(db, key: id.lowercased()) else { throw StoreError.notFound("image template \(id)") }
+            try change(&record)
+            record.updatedAt = Date()
+            try record.update(db)
+            return record
+        }
+    }
+
+    /// Marks a template Deleting, refused while one of its runs is Running or Canceling. The caller removes
+    /// the staging area and then calls `removeTemplate`.
+    @discardableResult
+    public func beginDeleteTemplate(id: String) async throws(StoreError) -> TemplateRecord {
+        try await write { db in
+            guard var record = try TemplateRecord.fetchOne(db, key: id.lowercased()) else { throw StoreError.notFound("image template \(id)") }
+            if let run = try Self.activeRun(db, templateKey: record.idKey) {
+                throw StoreError.refused("run \(run.id) of \(record.name) is \(run.runState); cancel it (kiln template cancel \(record.name)) or wait for it to finish")
+            }
+            record.provisioningState = "Deleting"
+            record.updatedAt = Date()
+            try record.update(db)
+            return record
+        }
+    }
+
+    /// Removes the template row and, with it, its runs.
+    public func removeTemplate(id: String) async throws(StoreError) {
+        try await write { db in _ = try TemplateRecord.deleteOne(db, key: id.lowercased()) }
+    }
+
+    // MARK: Runs
+
+    static func activeRun(_ db: Database, templateKey: String) throws -> RunRecord? {
+        try RunRecord.filter(Column("templateKey") == templateKey && RunRecord.activeStates.contains(Column("runState"))).fetchOne(db)
+    }
+
+    /// Queues a run; refused while another run of the template is active or the template is not Succeeded.
+    public func insertRun(_ run: RunRecord) async throws(StoreError) {
+        try await write { db in
+            guard let t = try TemplateRecord.fetchOne(db, key: run.templateKey) else { throw StoreError.notFound("image template \(run.templateId)") }
+            guard t.provisioningState == "Succeeded" else {
+                throw StoreError.refused("image template \(t.name) is \(t.provisioningState), not Succeeded; only a successfully created template can run")
+            }
+            if let active = try Self.activeRun(db, templateKey: run.templateKey) {
+                throw StoreError.refused("run \(active.id) of \(t.name) is still \(active.runState) (\(active.runSubState ?? "")); wait for it or cancel it")
+            }
+            try run.insert(db)
+        }
+    }
+
+    public func run(id: String) async throws(StoreError) -> RunRecord? {
+        try await read { db in try RunRecord.fetchOne(db, key: id) }
+    }
+
+    /// A template's runs, newest first.
+    public func runs(templateId: String) async throws(StoreError) -> [RunRecord] {
+        try await read { db in
+            try RunRecord.filter(Column("templateKey") == templateId.lowercased()).order(Column("queuedAt").desc, Column("id")).fetchAll(db)
+        }
+    }
+
+    public func latestRun(templateId: String) async throws(StoreError) -> RunRecord? {
+        try await read { db in
+            try RunRecord.filter(Column("templateKey") == templateId.lowercased()).order(Column("queuedAt").desc).fetchOne(db)
+        }
+    }
+
+    /// Every run that has not finished, of every template.
+    public func activeRuns() async throws(StoreError) -> [RunRecord] {
+        try await read { db in
+            try RunRecord.filter(RunRecord.activeStates.contains(Column("runState"))).order(Column("queuedAt")).fetchAll(db)
+        }
+    }
+
+    /// Changes a run in place; returns the new record.
+    @discardableResult
+    public func updateRun(id: String, _ change: @Sendable @escaping (inout RunRecord) throws -> Void) async throws(StoreError) -> RunRecord {
+        try await write { db in
+            guard var run = try RunRecord.fetchOne(db, key: id) else { throw StoreError.notFound("run \(id)") }
+            try change(&run)
+            try run.update(db)
+            return run
+        }
+    }
+
+    /// Gives `owner` a queued, unowned run (the oldest, or `runId`) if fewer than `parallelism` runs are being
+    /// executed across all processes. Nil when there is none or no slot is free.
+    public func claimQueuedRun(owner: RunOwner, parallelism: Int, runId: String? = nil) async throws(StoreError) -> RunRecord? {
+        try await write { db in
+            let executing = try RunRecord.filter(RunRecord.activeStates.contains(Column("runState")) && Column("owner") != nil).fetchCount(db)
+            guard executing < parallelism else { return nil }
+            var q = RunRecord.filter(Column("runState") == "Running" && Column("runSubState") == "Queued" && Column("owner") == nil)
+            if let runId { q = q.filter(Column("id") == runId) }
+            guard var run = try q.order(Column("queuedAt")).fetchOne(db) else { return nil }
+            run.owner = owner
+            run.startTime = Date()
+            try run.update(db)
+            return run
+        }
+    }
+}
