@@ -66,7 +66,9 @@ public enum ProcessRunner {
 
         let status: Int32
         do {
-            status = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Int32, any Error>) in
+            // Task cancellation (a canceled run, a build timeout) stops the child: TERM, then KILL after 2 s.
+            status = try await withTaskCancellationHandler {
+              try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Int32, any Error>) in
                 process.terminationHandler = { p in cont.resume(returning: p.terminationStatus) }
                 do {
                     try process.run()
@@ -93,6 +95,15 @@ public enum ProcessRunner {
                         }
                     }
                 }
+              }
+            } onCancel: {
+                collector.canceled = true
+                guard process.isRunning else { return }
+                let pid = process.processIdentifier
+                kill(pid, SIGTERM)
+                DispatchQueue.global().asyncAfter(deadline: .now() + 2) {
+                    if process.isRunning, process.processIdentifier == pid { kill(pid, SIGKILL) }
+                }
             }
         } catch {
             throw CommandError(command: display, status: -1, output: "", reason: "cannot start: \(error)")
@@ -104,6 +115,9 @@ public enum ProcessRunner {
         collector.append(errPipe.fileHandleForReading.readDataToEndOfFile(), stderr: true)
         collector.flush()
         let (out, err) = collector.result
+        if collector.canceled {
+            throw CommandError(command: display, status: status, output: out + err, reason: "canceled")
+        }
         if collector.timedOut {
             throw CommandError(command: display, status: status, output: out + err, reason: "timed out after \(timeout!)")
         }
@@ -136,6 +150,11 @@ private final class OutputCollector: @unchecked Sendable {
         set { lock.withLock { _timedOut = newValue } }
     }
     private var _timedOut = false
+    var canceled: Bool {
+        get { lock.withLock { _canceled } }
+        set { lock.withLock { _canceled = newValue } }
+    }
+    private var _canceled = false
 
     init(onLine: (@Sendable (String) -> Void)?) { self.onLine = onLine }
 

@@ -154,8 +154,9 @@ public actor VirtualMachine {
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
         // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture.
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP) | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
         posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_resetSignals(&attr)
         let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + arguments).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         var pid: pid_t = 0
@@ -274,4 +275,16 @@ enum QMP {
         sendLine("{\"execute\":\"\(command)\"}\n")
         readSome()
     }
+}
+
+/// A child spawned from a Swift process inherits the spawning thread's signal mask, and Dispatch's threads
+/// block signals: without this, SIGTERM to QEMU or a worker would stay pending forever.
+public func posix_spawnattr_resetSignals(_ attr: inout posix_spawnattr_t) {
+    var empty = sigset_t()
+    sigemptyset(&empty)
+    posix_spawnattr_setsigmask(&attr, &empty)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] { sigaddset(&defaults, s) }
+    posix_spawnattr_setsigdefault(&attr, &defaults)
 }

@@ -143,6 +143,8 @@ public struct ArtifactFetcher: Sendable {
                     var body = try await response.body.collect(upTo: maxBytes)
                     return Data(body.readableBytesView)
                 }
+                // Drain an error body (bounded) so the connection is released, not left half-read.
+                _ = try? await response.body.collect(upTo: 1 << 20)
                 let retryable = status >= 500 || status == 429
                 last = FetchError("\(reference): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status), unauthorized: status == 401 || status == 403)
                 if !retryable { throw last }

@@ -496,7 +496,9 @@ func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) 
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
-    posix_spawnattr_setflags(&attr, 0x80)  // POSIX_SPAWN_SETSID (glibc), not exported to Swift
+    // POSIX_SPAWN_SETSID (0x80 in glibc) is not exported to Swift.
+    posix_spawnattr_setflags(&attr, 0x80 | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
+    posix_spawnattr_resetSignals(&attr)
     var pid: pid_t = 0
     let cargs = args.map { strdup($0) } + [nil]
     defer { for a in cargs { free(a) } }
