@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnCLITests",
-            dependencies: ["KilnGit"]
+            dependencies: ["KilnGit", .product(name: "Crypto", package: "swift-crypto")]
         ),
     ]
 )
