@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "KilnStore", targets: ["KilnStore"]),
         .library(name: "KilnBuild", targets: ["KilnBuild"]),
         .library(name: "KilnGit", targets: ["KilnGit"]),
+        .library(name: "KilnDistribute", targets: ["KilnDistribute"]),
         .library(name: "KilnCore", targets: ["KilnCore"]),
     ],
     dependencies: [
@@ -56,6 +57,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Distribution: regions, managed images, the Compute Gallery (versions, replicas), fixed VHDs.
+        .target(
+            name: "KilnDistribute",
+            dependencies: [
+                "KilnTemplates",
+                "KilnStore",
+                "KilnBuild",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The orchestration core: template resources, staging, runs, the worker pool, crash recovery.
         .target(
             name: "KilnCore",
@@ -63,6 +75,7 @@ let package = Package(
                 "KilnTemplates",
                 "KilnStore",
                 "KilnBuild",
+                "KilnDistribute",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -82,6 +95,7 @@ let package = Package(
                 "KilnStore",
                 "KilnBuild",
                 "KilnCore",
+                "KilnDistribute",
                 "KilnGit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -102,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnCoreTests",
-            dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild"]
+            dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild", "KilnDistribute"]
         ),
         .testTarget(
             name: "KilnCLITests",

@@ -1,5 +1,6 @@
 import Foundation
 import KilnBuild
+import KilnDistribute
 import KilnStore
 import KilnTemplates
 import Logging
@@ -41,14 +42,19 @@ public final class KilnCore: Sendable {
     public let paths: KilnPaths
     public let database: KilnDatabase
     public let identities: IdentityConfig
+    public let regions: RegionMap
     public let logger: Logger
 
-    public init(paths: KilnPaths, database: KilnDatabase, identities: IdentityConfig = IdentityConfig(), logger: Logger = Logger(label: "kiln.core")) {
+    public init(paths: KilnPaths, database: KilnDatabase, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
+                logger: Logger = Logger(label: "kiln.core")) {
         self.paths = paths
         self.database = database
         self.identities = identities
+        self.regions = regions ?? RegionMap(defaultRoot: paths.regions)
         self.logger = logger
     }
+
+    public var distribution: Distribution { Distribution(database: database, paths: paths, regions: regions, logger: logger) }
 
     /// `<data>/identities.yaml`, the default place for artifact credentials.
     public static func defaultIdentitiesPath(_ paths: KilnPaths) -> String {
@@ -131,7 +137,9 @@ public final class KilnCore: Sendable {
             throw .from(error)
         }
         logger.info("creating template", metadata: ["template": "\(record.id)"])
-        let outcome = await stage(t, into: staging, origin: origin)
+        var staged = await stage(t, into: staging, origin: origin)
+        if case .success = staged, let problem = await checkDistribution(t) { staged = .failure(problem) }
+        let outcome = staged
         do {
             record = try await database.updateTemplate(id: record.id) { r in
                 switch outcome {
@@ -148,13 +156,23 @@ public final class KilnCore: Sendable {
             throw .from(error)
         }
         if case .failure(let e) = outcome {
-            logger.warning("template provisioning failed", metadata: ["template": "\(record.id)", "code": "\(e.code)", "error": "\(e.message)"])
+            logger.notice("template provisioning failed", metadata: ["template": "\(record.id)", "code": "\(e.code)", "error": "\(e.message)"])
         }
         let resource = TemplateResource(record: record, template: t, resourceId: id)
         if record.provisioningState == "Succeeded", t.properties.autoRun.state == .enabled {
             _ = try await queueRun(resource)
         }
         return resource
+    }
+
+    /// Distribution targets that cannot work, found now rather than after a build: a missing gallery image
+    /// definition (or one for another OS or generation, when the source is already known), a region that is
+    /// not allowed, a VHD uri that is not local.
+    func checkDistribution(_ t: ImageTemplate) async -> ProvisioningFailure? {
+        let source = try? await SourceResolver(database: database, paths: paths).resolve(t.properties.source)
+        let problems = await distribution.preflight(t, source: source.map { ($0.osType, $0.generation) })
+        guard let first = problems.first else { return nil }
+        return ProvisioningFailure(code: first.code, message: problems.map { "\($0.path): \($0.message)" }.joined(separator: "\n"))
     }
 
     struct ProvisioningFailure: Error {

@@ -1,5 +1,6 @@
 import Foundation
 import KilnBuild
+import KilnDistribute
 import KilnStore
 import KilnTemplates
 import Logging
@@ -152,25 +153,23 @@ public struct RunExecutor: Sendable {
             return await finish(run, state: "Failed", message: e.description, phases: phaseSeconds, keepSubState: true)
         case (.success(let built), nil):
             await setPhase("Distributing")
-            log.marker("Distributing")
-            // Distribution targets (managed image, gallery, VHD) are the next layer; until it exists the
-            // captured image is the run's artifact and every run output points at it, saying so.
-            let uri = URL(fileURLWithPath: built.capturedDisk).absoluteString
-            let outputs = t.properties.distribute.map {
-                RunOutputRecord(name: $0.runOutputName, artifactId: nil, artifactUri: uri, provisioningState: "Succeeded",
-                                message: "\($0.kind.rawValue) distribution is not implemented yet: this output is the captured image")
+            log.marker("Distributing to \(t.properties.distribute.count) target\(t.properties.distribute.count == 1 ? "" : "s")")
+            let image = CapturedImage(path: built.capturedDisk, sha256: built.sha256, virtualSize: built.virtualSize, osType: source.osType,
+                                      generation: source.generation, sourceVersion: source.exactVersion, sourceReference: source.reference)
+            let provenance = Distribution.Provenance(templateId: resource.record.id, runId: runId, stagingDirectory: staging.directory)
+            let outcomes = await core.distribution.distribute(image, template: t, provenance: provenance) { log.line("  \($0)") }
+            let outputs = outcomes.map {
+                RunOutputRecord(name: $0.runOutputName, artifactId: $0.artifactId, artifactUri: $0.artifactUri,
+                                provisioningState: $0.succeeded ? "Succeeded" : "Failed", message: $0.error, seconds: $0.seconds)
             }
-            log.line("captured image: \(built.capturedDisk) (sha256 \(built.sha256))")
             phaseSeconds.merge(clock.enter(nil)) { _, n in n }
             var notes = built.notes
-            let state: String
+            let failed = outcomes.filter { !$0.succeeded }
+            let state = Self.finalState(outcomes.map(\.succeeded), validationFailed: built.validationFailure != nil)
+            for f in failed { notes.append("distribution \(f.runOutputName) (\(f.kind.rawValue)) failed: \(f.error ?? "")") }
             if let v = built.validationFailure {
-                state = "Failed"
-                notes.insert("validation failed: \(v) (continueDistributeOnFailure: the image was handed to distribution anyway)", at: 0)
-            } else {
-                state = "Succeeded"
+                notes.insert("validation failed: \(v) (continueDistributeOnFailure: the image was distributed anyway)", at: 0)
             }
-            notes.append("distribution is not implemented yet; the captured image is \(built.capturedDisk)")
             let size = built.virtualSize
             _ = try? await db.updateRun(id: runId) { r in
                 r.artifactPath = built.capturedDisk
@@ -181,6 +180,15 @@ public struct RunExecutor: Sendable {
             log.marker("\(state)")
             return await finish(run, state: state, message: notes.joined(separator: "\n"), phases: phaseSeconds, keepSubState: true)
         }
+    }
+
+    /// A built run's state from its distribution targets: all succeeded → Succeeded, some → PartiallySucceeded,
+    /// none → Failed; a failed validation (distributed anyway) is Failed whatever distribution did.
+    static func finalState(_ targets: [Bool], validationFailed: Bool) -> String {
+        if validationFailed { return "Failed" }
+        let ok = targets.filter { $0 }.count
+        if ok == targets.count { return "Succeeded" }
+        return ok == 0 ? "Failed" : "PartiallySucceeded"
     }
 
     /// Stops any VM of the run still running (a cancellation may land between two steps) and removes its

@@ -96,7 +96,7 @@ extension KilnCore {
                 r.message = text
                 r.endTime = Date()
             }) {
-                logger.warning("recovered an abandoned run", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "vms": "\(stopped)"])
+                logger.notice("recovered an abandoned run", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "vms": "\(stopped)"])
                 recovered.append(r)
             }
         }

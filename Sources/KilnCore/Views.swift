@@ -79,7 +79,10 @@ extension RunOutputRecord {
         if let v = artifactId { p["artifactId"] = v }
         if let v = artifactUri { p["artifactUri"] = v }
         var o: [String: Any] = ["name": name, "type": "Microsoft.VirtualMachineImages/imageTemplates/runOutputs", "properties": p]
-        if let m = message { o["kiln"] = ["message": m] }
+        var kiln: [String: Any] = [:]
+        if let m = message { kiln["message"] = m }
+        if let s = seconds { kiln["seconds"] = s }
+        if !kiln.isEmpty { o["kiln"] = kiln }
         return o
     }
 }

@@ -101,3 +101,24 @@ extension KilnDatabase {
         }
     }
 }
+
+extension KilnDatabase {
+    /// Rewrites a version's row (distribution finishing a reserved version).
+    public func replaceGalleryVersion(_ v: GalleryVersionRecord) async throws(StoreError) {
+        try await write { db in
+            try GalleryVersionRecord.filter(Column("definitionKey") == v.definitionId.lowercased() && Column("version") == v.version.description).deleteAll(db)
+            try v.insert(db)
+        }
+    }
+
+    /// Removes one version; returns it.
+    @discardableResult
+    public func removeGalleryVersion(definitionId: String, version: ImageVersion) async throws(StoreError) -> GalleryVersionRecord {
+        try await write { db in
+            let q = GalleryVersionRecord.filter(Column("definitionKey") == definitionId.lowercased() && Column("version") == version.description)
+            guard let row = try q.fetchOne(db) else { throw StoreError.notFound("gallery image version \(definitionId)/versions/\(version)") }
+            try q.deleteAll(db)
+            return row
+        }
+    }
+}

@@ -76,13 +76,16 @@ public struct RunOutputRecord: Sendable, Hashable, Codable {
     public var artifactUri: String?
     public var provisioningState: String
     public var message: String?
+    /// How long this target took.
+    public var seconds: Double?
 
-    public init(name: String, artifactId: String?, artifactUri: String?, provisioningState: String, message: String? = nil) {
+    public init(name: String, artifactId: String?, artifactUri: String?, provisioningState: String, message: String? = nil, seconds: Double? = nil) {
         self.name = name
         self.artifactId = artifactId
         self.artifactUri = artifactUri
         self.provisioningState = provisioningState
         self.message = message
+        self.seconds = seconds
     }
 }
 

@@ -7,7 +7,7 @@ import KilnTemplates
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage the local image catalog (the source images templates build from).",
-        subcommands: [Bootstrap.self, Import.self, List.self, Show.self, Delete.self, Boot.self]
+        subcommands: [Bootstrap.self, Import.self, List.self, Show.self, Delete.self, Boot.self, Managed.self]
     )
 }
 
@@ -227,4 +227,55 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
     print(line(header))
     for r in rows { print(line(r)) }
+}
+
+extension Images {
+    struct Managed: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Managed images made by ManagedImage distribution (usable as ManagedImage sources).",
+            subcommands: [ManagedList.self, ManagedShow.self]
+        )
+    }
+
+    static func managedJSON(_ m: ManagedImageRecord, paths: KilnPaths) -> [String: Any] {
+        var meta: [String: Any] = m.metadata
+        for k in ["tags", "history"] {
+            if let t = m.metadata[k], let parsed = try? JSONSerialization.jsonObject(with: Data(t.utf8)) { meta[k] = parsed }
+        }
+        return ["id": m.id, "name": ResourceID.parse(m.id)?.name ?? m.id, "type": "Microsoft.Compute/images", "location": m.location,
+                "properties": ["hyperVGeneration": m.hyperVGeneration.rawValue, "storageProfile": ["osDisk": ["osType": m.osType.rawValue]]] as [String: Any],
+                "kiln": ["path": paths.absolute(m.path), "sha256": m.sha256, "virtualSize": m.virtualSize, "metadata": meta] as [String: Any]]
+    }
+
+    struct ManagedList: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List managed images.")
+        @OptionGroup var global: GlobalOptions
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            let all = try await ctx.database.managedImages()
+            switch global.output {
+            case .json: try printJSONObject(["value": all.map { Images.managedJSON($0, paths: ctx.paths) }])
+            case .text:
+                if all.isEmpty { printError("no managed images") } else {
+                    printTable(["ID", "LOCATION", "OS", "GEN", "CREATED"], all.map { [$0.id, $0.location, $0.osType.rawValue, $0.hyperVGeneration.rawValue, shortDate($0.createdAt)] })
+                }
+            }
+        }
+    }
+
+    struct ManagedShow: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a managed image, its metadata and the history of what it replaced.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The managed image id.") var id: String
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            guard let m = try await ctx.database.managedImage(id: id) else {
+                printError("kiln: ResourceNotFound: no managed image \(id)")
+                throw ExitCode(1)
+            }
+            try printJSONObject(Images.managedJSON(m, paths: ctx.paths))
+        }
+    }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnBuild
 import KilnCore
+import KilnDistribute
 import KilnStore
 import KilnTemplates
 
@@ -27,7 +28,14 @@ struct Template: AsyncParsableCommand {
             printError("kiln: \(error)")
             throw ExitCode(1)
         }
-        let core = KilnCore(paths: ctx.paths, database: ctx.database, identities: identities)
+        let regions: RegionMap
+        do {
+            regions = try RegionMap.load(paths: ctx.paths)
+        } catch {
+            printError("kiln: \(error)")
+            throw ExitCode(1)
+        }
+        let core = KilnCore(paths: ctx.paths, database: ctx.database, identities: identities, regions: regions)
         for r in await core.recoverAbandonedRuns() {
             printError("kiln: run \(r.id) of \(r.templateId) was left unfinished by a process that is gone; marked \(r.runState)")
         }

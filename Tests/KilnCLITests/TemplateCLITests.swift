@@ -152,7 +152,8 @@ import Testing
         #expect(status["runState"] as? String == "Succeeded")
         #expect(status["endTime"] != nil && status["startTime"] != nil)
         let output = try Self.json(try await Self.k("template", "output", "e2e", "vhd", "--output", "json"))
-        #expect((output["properties"] as? [String: Any])?["artifactUri"] as? String == URL(fileURLWithPath: artifact).absoluteString)
+        let vhdURI = try #require((output["properties"] as? [String: Any])?["artifactUri"] as? String)
+        #expect(vhdURI.hasSuffix("/\(runId)/vhd.vhd") && FileManager.default.fileExists(atPath: URL(string: vhdURI)?.path ?? "-"), "\(vhdURI)")
 
         // The captured image boots and carries every customization.
         let boot = try await Self.k("images", "boot", "--disk", artifact, "--generation", "V2",
@@ -165,6 +166,77 @@ import Testing
 
         #expect(try await Self.k("template", "delete", "e2e").status == 0)
         #expect(!FileManager.default.fileExists(atPath: artifact))
+    }
+
+    /// Issue 5's acceptance: the examples' Debian template yields a gallery version in two regions and a fixed
+    /// VHD; a VM boots from the second region's replica; the derived template builds from the gallery at
+    /// `latest`, and one failing target among three makes it PartiallySucceeded with the other outputs there.
+    @Test func examplesBuildToTheGalleryAndTheDerivedTemplateBuildsFromLatest() async throws {
+        #expect(await Self.catalog.value)
+        let repo = CLITests.repoRoot.path
+        for g in ["debian-12-base", "debian-12-app"] {
+            let r = try await Self.k("gallery", "create-definition", "--file", "\(repo)/examples/galleries/\(g).yaml")
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        #expect(try await Self.k("template", "create", "\(repo)/examples/templates/debian-12-base.json").status == 0)
+        let base = try Self.json(try await Self.k("template", "run", "debian-12-base", "--wait", "--output", "json"))
+        #expect(base["runState"] as? String == "Succeeded", "\(base["message"] ?? "")")
+        let outputs = try #require(base["runOutputs"] as? [[String: Any]])
+        let props = outputs.map { $0["properties"] as? [String: Any] ?? [:] }
+        let def = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.Compute/galleries/kilnGallery/images/debian-12-base"
+        #expect(props[0]["artifactId"] as? String == "\(def)/versions/1.0.0")
+        let vhdURI = try #require(props[1]["artifactUri"] as? String)
+        let vhd = try #require(URL(string: vhdURI)?.path)
+
+        // The VHD: vpc, fixed (disk type 2 in the footer), a whole number of MiB.
+        let info = try await spawnAndWait(["/usr/bin/qemu-img", "info", "-f", "vpc", "--output", "json", vhd])
+        let infoJSON = try Self.json(info)
+        #expect(infoJSON["format"] as? String == "vpc")
+        let vsize = try #require((infoJSON["virtual-size"] as? NSNumber)?.int64Value)
+        #expect(vsize % (1 << 20) == 0)
+        let h = try #require(FileHandle(forReadingAtPath: vhd))
+        let end = try h.seekToEnd()
+        #expect(end == UInt64(vsize) + 512)
+        try h.seek(toOffset: end - 512)
+        let footer = try #require(try h.read(upToCount: 512))
+        #expect(footer.prefix(8) == Data("conectix".utf8) && footer[footer.startIndex + 63] == 2)
+
+        // Two regions, two copies; the second region's replica boots.
+        let versions = try Self.json(try await Self.k("gallery", "versions", def, "--output", "json"))
+        let v = try #require((versions["value"] as? [[String: Any]])?.first)
+        let regions = try #require(((v["properties"] as? [String: Any])?["publishingProfile"] as? [String: Any])?["targetRegions"] as? [[String: Any]])
+        #expect(Set(regions.compactMap { $0["name"] as? String }) == ["westeurope", "northeurope"])
+        let second = "\(Self.data)/regions/northeurope/galleries/kilnGallery/images/debian-12-base/versions/1.0.0/disk.qcow2"
+        #expect(FileManager.default.fileExists(atPath: second.replacingOccurrences(of: "disk.qcow2", with: "replica-2.qcow2")))
+        let boot = try await Self.k("images", "boot", "--disk", second, "--generation", "V2", "--command", "cat /etc/motd.d/kiln")
+        #expect(boot.status == 0, "\(boot.stderr)")
+        #expect(!boot.stdout.isEmpty)
+
+        // The derived template, from the gallery at latest, with one target that cannot be written.
+        let dir = NSTemporaryDirectory() + "kiln-derived-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir + "/templates", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/scripts", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(repo)/examples/kiln.yaml", toPath: dir + "/kiln.yaml")
+        try FileManager.default.copyItem(atPath: "\(repo)/examples/scripts/app.sh", toPath: dir + "/scripts/app.sh")
+        var text = try String(contentsOfFile: "\(repo)/examples/templates/debian-12-app.json", encoding: .utf8)
+        text = text.replacingOccurrences(of: #""versioning": { "scheme": "Source" }\#n      }"#, with: #""versioning": { "scheme": "Source" }\#n      },\#n      { "type": "VHD", "runOutputName": "unwritable", "uri": "/dev/null/no/such/dir.vhd" },\#n      { "type": "VHD", "runOutputName": "app-vhd" }"#)
+        try text.write(toFile: dir + "/templates/debian-12-app.json", atomically: true, encoding: .utf8)
+        #expect(text.contains("unwritable"))
+        let created = try await Self.k("template", "create", dir + "/templates/debian-12-app.json")
+        #expect(created.status == 0, "\(created.stdout)\(created.stderr)")
+        let app = try Self.json(try await Self.k("template", "run", "debian-12-app", "--wait", "--output", "json"))
+        #expect(app["runState"] as? String == "PartiallySucceeded", "\(app["message"] ?? "")")
+        #expect(app["sourceExactVersion"] as? String == "1.0.0")
+        let appOutputs = try #require(app["runOutputs"] as? [[String: Any]])
+        let states = appOutputs.map { ($0["name"] as? String ?? "", ($0["properties"] as? [String: Any])?["provisioningState"] as? String ?? "") }
+        #expect(states.map(\.0) == ["debian-12-app-gallery", "unwritable", "app-vhd"])
+        #expect(states.map(\.1) == ["Succeeded", "Failed", "Succeeded"])
+        #expect((appOutputs[0]["properties"] as? [String: Any])?["artifactId"] as? String
+                == "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.Compute/galleries/kilnGallery/images/debian-12-app/versions/1.0.0")
+        #expect((app["message"] as? String)?.contains("unwritable") == true)
+        let show = try Self.json(try await Self.k("template", "show", "debian-12-app", "--output", "json"))
+        let source = ((show["properties"] as? [String: Any])?["source"] as? [String: Any])
+        #expect(source?["exactVersion"] as? String == "1.0.0")
     }
 
     @Test func failingCustomizerWithAbortKeepsAVMYouCanSSHInto() async throws {

@@ -1,0 +1,371 @@
+import Foundation
+import KilnBuild
+import KilnStore
+import KilnTemplates
+import Logging
+
+/// The image a run produced, handed to distribution.
+public struct CapturedImage: Sendable {
+    public var path: String
+    public var sha256: String
+    public var virtualSize: Int64
+    public var osType: OSType
+    public var generation: HyperVGeneration
+    /// The source image's exact version (for versioning Source) and a description of it.
+    public var sourceVersion: String?
+    public var sourceReference: String
+
+    public init(path: String, sha256: String, virtualSize: Int64, osType: OSType, generation: HyperVGeneration, sourceVersion: String?, sourceReference: String) {
+        self.path = path
+        self.sha256 = sha256
+        self.virtualSize = virtualSize
+        self.osType = osType
+        self.generation = generation
+        self.sourceVersion = sourceVersion
+        self.sourceReference = sourceReference
+    }
+}
+
+/// What one distribute target produced (a run output).
+public struct DistributionOutcome: Sendable {
+    public var runOutputName: String
+    public var kind: Distributor.Kind
+    public var artifactId: String?
+    public var artifactUri: String?
+    public var error: String?
+    public var seconds: Double
+    public var succeeded: Bool { error == nil }
+}
+
+/// A problem with a distribute target found before any VM starts (at create).
+public struct DistributionProblem: Sendable {
+    public var code: ErrorCode
+    public var path: JSONPath
+    public var message: String
+}
+
+/// Sends a captured image everywhere `distribute[]` says, targets and regions in parallel.
+public struct Distribution: Sendable {
+    public var database: KilnDatabase
+    public var paths: KilnPaths
+    public var regions: RegionMap
+    public var logger: Logger
+
+    public init(database: KilnDatabase, paths: KilnPaths, regions: RegionMap, logger: Logger = Logger(label: "kiln.distribute")) {
+        self.database = database
+        self.paths = paths
+        self.regions = regions
+        self.logger = logger
+    }
+
+    /// Who and what an artifact came from, recorded with it.
+    public struct Provenance: Sendable {
+        public var templateId: String
+        public var runId: String
+        public var stagingDirectory: String
+        public init(templateId: String, runId: String, stagingDirectory: String) {
+            self.templateId = templateId
+            self.runId = runId
+            self.stagingDirectory = stagingDirectory
+        }
+    }
+
+    // MARK: Checks at create
+
+    /// Everything about the targets that can be known before a build: regions allowed, gallery definitions
+    /// present (and matching the source when it is known), local VHD targets.
+    public func preflight(_ template: ImageTemplate, source: (osType: OSType, generation: HyperVGeneration)?) async -> [DistributionProblem] {
+        var problems: [DistributionProblem] = []
+        for (i, d) in template.properties.distribute.enumerated() {
+            let p = JSONPath.root / "properties" / "distribute" / i
+            switch d {
+            case .managedImage(let m):
+                do { _ = try regions.directory(for: m.location) } catch {
+                    problems.append(DistributionProblem(code: .badDistributeType, path: p / "location", message: error.description))
+                }
+            case .sharedImage(let s):
+                for (j, r) in s.targetRegions.enumerated() {
+                    do { _ = try regions.directory(for: r.name) } catch {
+                        problems.append(DistributionProblem(code: .badSharedImageDistribute, path: p / "targetRegions" / j / "name", message: error.description))
+                    }
+                }
+                let (defId, _) = Self.splitGalleryId(s.galleryImageId)
+                guard let def = try? await database.galleryDefinition(id: defId) else {
+                    problems.append(DistributionProblem(code: .badSharedImageDistribute, path: p / "galleryImageId", message: Self.missingDefinition(defId)))
+                    continue
+                }
+                if let source, let m = Self.mismatch(def, osType: source.osType, generation: source.generation) {
+                    problems.append(DistributionProblem(code: .badSharedImageDistribute, path: p / "galleryImageId", message: m))
+                }
+            case .vhd(let v):
+                if let uri = v.uri, !uri.isEmpty {
+                    if case .failure(let e) = Self.vhdPath(uri) {
+                        problems.append(DistributionProblem(code: .badDistributeType, path: p / "uri", message: e.description))
+                    }
+                }
+            }
+        }
+        return problems
+    }
+
+    static func missingDefinition(_ id: String) -> String {
+        "the gallery image definition \(id) does not exist; create it first with\n  kiln gallery create-definition \(id) --publisher PUBLISHER --offer OFFER --sku SKU --os-type Linux --generation V2\nor from the repository's galleries/*.yaml"
+    }
+
+    static func mismatch(_ def: GalleryDefinitionRecord, osType: OSType, generation: HyperVGeneration) -> String? {
+        if def.osType != osType {
+            return "the gallery image definition \(def.id) is for \(def.osType.rawValue) images, and this image is \(osType.rawValue)"
+        }
+        if def.hyperVGeneration != generation {
+            return "the gallery image definition \(def.id) is for hyperVGeneration \(def.hyperVGeneration.rawValue) images, and this image is \(generation.rawValue)"
+        }
+        return nil
+    }
+
+    /// `.../images/d` → (d's id, nil); `.../images/d/versions/1.2.3` → (d's id, "1.2.3").
+    static func splitGalleryId(_ id: String) -> (definition: String, version: String?) {
+        let parts = id.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count >= 2, parts[parts.count - 2].lowercased() == "versions" {
+            return (parts.dropLast(2).joined(separator: "/"), String(parts.last!))
+        }
+        return (id, nil)
+    }
+
+    /// A VHD `uri`: a local path or `file://` URI; https is not supported yet.
+    static func vhdPath(_ uri: String) -> Result<String, PathError> {
+        let lower = uri.lowercased()
+        if lower.hasPrefix("https://") || lower.hasPrefix("http://") {
+            return .failure(PathError(description: "\(uri): only local VHD targets (a path or a file:// URI) are supported yet"))
+        }
+        if lower.hasPrefix("file://") {
+            guard let u = URL(string: uri), u.path.hasPrefix("/") else { return .failure(PathError(description: "\(uri): a file:// URI needs an absolute path")) }
+            return .success(u.path)
+        }
+        guard uri.hasPrefix("/") else { return .failure(PathError(description: "\(uri): a VHD path must be absolute (or a file:// URI)")) }
+        guard !uri.split(separator: "/").contains("..") else { return .failure(PathError(description: "\(uri): '..' is not allowed in a VHD path")) }
+        return .success(uri)
+    }
+
+    struct PathError: Error, CustomStringConvertible { var description: String }
+
+    // MARK: Distribute
+
+    /// Distributes to every target in parallel; each target's outcome is independent of the others'.
+    public func distribute(_ image: CapturedImage, template: ImageTemplate, provenance: Provenance,
+                           progress: @escaping @Sendable (String) -> Void) async -> [DistributionOutcome] {
+        await withTaskGroup(of: (Int, DistributionOutcome).self) { group in
+            for (i, d) in template.properties.distribute.enumerated() {
+                group.addTask {
+                    let start = ContinuousClock.now
+                    var outcome = DistributionOutcome(runOutputName: d.runOutputName, kind: d.kind, seconds: 0)
+                    do {
+                        switch d {
+                        case .managedImage(let m):
+                            outcome.artifactId = try await managedImage(m, image: image, template: template, provenance: provenance, progress: progress)
+                        case .sharedImage(let s):
+                            outcome.artifactId = try await sharedImage(s, image: image, template: template, provenance: provenance, progress: progress)
+                        case .vhd(let v):
+                            outcome.artifactUri = try await vhd(v, image: image, provenance: provenance, progress: progress)
+                        }
+                    } catch {
+                        outcome.error = "\(error)"
+                        progress("\(d.runOutputName): failed: \(error)")
+                    }
+                    let e = ContinuousClock.now - start
+                    outcome.seconds = Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18
+                    if outcome.succeeded { progress("\(d.runOutputName): done in \(String(format: "%.1f", outcome.seconds)) s") }
+                    return (i, outcome)
+                }
+            }
+            var all: [(Int, DistributionOutcome)] = []
+            for await r in group { all.append(r) }
+            return all.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+    }
+
+    public struct DistributionError: Error, Sendable, CustomStringConvertible {
+        public var code: ErrorCode
+        public var description: String
+    }
+
+    func metadata(_ image: CapturedImage, template: ImageTemplate, provenance: Provenance, tags: [String: String]) -> [String: String] {
+        var m: [String: String] = [
+            "sourceTemplate": provenance.templateId, "runId": provenance.runId, "sourceImage": image.sourceReference,
+            "sha256": image.sha256, "createdAt": ISO8601DateFormatter().string(from: Date()),
+        ]
+        if let v = image.sourceVersion { m["sourceVersion"] = v }
+        if !tags.isEmpty, let data = try? JSONEncoder.sortedKeys.encode(tags) { m["tags"] = String(decoding: data, as: UTF8.self) }
+        return m
+    }
+
+    func managedImage(_ m: ManagedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
+                      progress: @escaping @Sendable (String) -> Void) async throws -> String {
+        guard let id = ResourceID.parse(m.imageId) else { throw DistributionError(code: .badDistributeType, description: "\(m.imageId) is not a managed image id") }
+        let regionDir = try regions.directory(for: m.location)
+        let dir = [regionDir, "images", id.resourceGroup, id.name].reduce("") { ($0 as NSString).appendingPathComponent($1) }
+        progress("\(m.runOutputName): managed image \(id.name) in \(RegionMap.normalize(m.location))")
+        let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
+        try await DiskPlacement.copy(image.path, to: disk)
+        var meta = metadata(image, template: template, provenance: provenance, tags: m.artifactTags)
+        // Distributing to an existing managed image replaces it; the previous one's metadata is kept.
+        if let previous = try await database.managedImage(id: m.imageId) {
+            var history: [[String: String]] = []
+            if let h = previous.metadata["history"], let old = try? JSONDecoder().decode([[String: String]].self, from: Data(h.utf8)) { history = old }
+            var prev = previous.metadata
+            prev["history"] = nil
+            history.append(prev)
+            meta["history"] = String(decoding: try JSONEncoder.sortedKeys.encode(history), as: UTF8.self)
+        }
+        let record = ManagedImageRecord(id: m.imageId, location: RegionMap.normalize(m.location), osType: image.osType, hyperVGeneration: image.generation,
+                                        path: paths.relative(disk), sha256: image.sha256, virtualSize: image.virtualSize, createdAt: Date(), metadata: meta)
+        try await database.putManagedImage(record)
+        try JSONEncoder.sortedKeys.encode(meta).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("metadata.json")))
+        return m.imageId
+    }
+
+    func sharedImage(_ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
+                     progress: @escaping @Sendable (String) -> Void) async throws -> String {
+        let (defId, explicit) = Self.splitGalleryId(s.galleryImageId)
+        guard let def = try await database.galleryDefinition(id: defId) else {
+            throw DistributionError(code: .badSharedImageDistribute, description: Self.missingDefinition(defId))
+        }
+        if let m = Self.mismatch(def, osType: image.osType, generation: image.generation) {
+            throw DistributionError(code: .badSharedImageDistribute, description: m)
+        }
+        guard let defRid = ResourceID.parse(def.id), defRid.segments.count >= 2 else {
+            throw DistributionError(code: .badSharedImageDistribute, description: "\(def.id) is not a gallery image id")
+        }
+        let gallery = defRid.segments[0].name, defName = defRid.segments[1].name
+        var explicitVersion: ImageVersion?
+        if let explicit {
+            guard let v = ImageVersion(explicit) else { throw DistributionError(code: .badSharedImageDistribute, description: "\(explicit) is not a version (x.y.z)") }
+            explicitVersion = v
+        }
+        let regionNames = s.targetRegions.map { RegionMap.normalize($0.name) }
+        let regionDirs = try regionNames.map { name throws in try regions.directory(for: name) }
+        guard let primaryRegion = regionNames.first else {
+            throw DistributionError(code: .badSharedImageDistribute, description: "no target regions")
+        }
+
+        // Reserve the version first (a concurrent run choosing Latest gets the next one), then place the files.
+        var version: ImageVersion?
+        var record: GalleryVersionRecord?
+        for _ in 0..<5 {
+            let existing = try await database.galleryVersions(definitionId: def.id).map(\.version)
+            let v: ImageVersion
+            do {
+                v = try GalleryVersioning.choose(explicit: explicitVersion, versioning: s.versioning, existing: existing, sourceVersion: image.sourceVersion)
+            } catch {
+                throw DistributionError(code: .badSharedImageDistribute, description: "\(def.id): \(error.description)")
+            }
+            let versionDir = Self.versionDirectory(regionDirs[0], gallery: gallery, definition: defName, version: v)
+            var meta = metadata(image, template: template, provenance: provenance, tags: s.artifactTags)
+            meta["replicationMode"] = s.replicationMode.rawValue
+            meta["state"] = "Creating"
+            var counts: [String: Int] = [:]
+            for r in s.targetRegions { counts[RegionMap.normalize(r.name)] = r.replicaCount }
+            let rec = GalleryVersionRecord(definitionId: def.id, version: v, excludeFromLatest: true, path: paths.relative((versionDir as NSString).appendingPathComponent("disk.qcow2")),
+                                           sha256: image.sha256, virtualSize: image.virtualSize, regions: counts, metadata: meta)
+            if try await reserve(rec) {
+                version = v
+                record = rec
+                break
+            }
+            if explicitVersion != nil {
+                throw DistributionError(code: .badSharedImageDistribute, description: "gallery image version \(def.id)/versions/\(v) exists already; versions are never overwritten")
+            }
+        }
+        guard let version, var record else {
+            throw DistributionError(code: .badSharedImageDistribute, description: "could not reserve a new version of \(def.id) (concurrent distributions)")
+        }
+        // Reserved with excludeFromLatest, so `latest` never resolves to a version whose files are not there yet.
+        let versionId = "\(def.id)/versions/\(version)"
+        progress("\(s.runOutputName): gallery version \(defName) \(version) to \(regionNames.joined(separator: ", "))")
+        do {
+            var placed: [String: [String: String]] = [:]
+            try await withThrowingTaskGroup(of: (String, [String: String]).self) { group in
+                for (i, region) in s.targetRegions.enumerated() {
+                    let name = regionNames[i]
+                    let dir = Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version)
+                    let shallow = s.replicationMode == .shallow && i > 0
+                    group.addTask {
+                        var info: [String: String] = ["replicaCount": String(region.replicaCount), "storageAccountType": region.storageAccountType.rawValue]
+                        if shallow {
+                            // Shallow replication: one copy, in the first region; the others reference it.
+                            info["reference"] = name == primaryRegion ? "" : primaryRegion
+                            return (name, info)
+                        }
+                        let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
+                        try await DiskPlacement.copy(image.path, to: disk)
+                        var how: [String] = []
+                        for n in stride(from: 2, through: max(1, region.replicaCount), by: 1) {
+                            how.append(try await DiskPlacement.replica(of: disk, at: (dir as NSString).appendingPathComponent("replica-\(n).qcow2")))
+                        }
+                        info["path"] = disk
+                        if !how.isEmpty { info["replicas"] = how.joined(separator: ",") }
+                        progress("\(s.runOutputName): \(name) has its copy (\(region.replicaCount) replica\(region.replicaCount == 1 ? "" : "s"))")
+                        return (name, info)
+                    }
+                }
+                for try await (name, info) in group { placed[name] = info }
+            }
+            record.metadata["regions"] = String(decoding: try JSONEncoder.sortedKeys.encode(placed), as: UTF8.self)
+            record.metadata["state"] = "Succeeded"
+            record.excludeFromLatest = s.excludeFromLatest
+            try await database.replaceGalleryVersion(record)
+            for (i, name) in regionNames.enumerated() where placed[name]?["path"] != nil {
+                let dir = Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version)
+                try JSONEncoder.sortedKeys.encode(record.metadata).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("metadata.json")))
+            }
+        } catch {
+            // Nothing half-made stays behind: the reservation and any copies go.
+            for (i, _) in regionNames.enumerated() {
+                try? FileManager.default.removeItem(atPath: Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version))
+            }
+            _ = try? await database.removeGalleryVersion(definitionId: def.id, version: version)
+            throw error
+        }
+        return versionId
+    }
+
+    /// Inserts a version row; false when another distribution took that version first.
+    func reserve(_ rec: GalleryVersionRecord) async throws -> Bool {
+        do {
+            try await database.addGalleryVersion(rec)
+            return true
+        } catch {
+            if case .conflict = error { return false }
+            throw error
+        }
+    }
+
+    static func versionDirectory(_ regionDir: String, gallery: String, definition: String, version: ImageVersion) -> String {
+        [regionDir, "galleries", gallery, "images", definition, "versions", version.description].reduce("") { ($0 as NSString).appendingPathComponent($1) }
+    }
+
+    func vhd(_ v: VHDDistributor, image: CapturedImage, provenance: Provenance, progress: @escaping @Sendable (String) -> Void) async throws -> String {
+        let path: String
+        if let uri = v.uri, !uri.isEmpty {
+            switch Self.vhdPath(uri) {
+            case .success(let p): path = p
+            case .failure(let m): throw DistributionError(code: .badDistributeType, description: m.description)
+            }
+        } else {
+            // AIB keeps such a VHD in the staging resource group; it goes when the template is deleted.
+            path = [provenance.stagingDirectory, "vhds", provenance.runId, "\(v.runOutputName).vhd"].reduce("") { ($0 as NSString).appendingPathComponent($1) }
+        }
+        progress("\(v.runOutputName): fixed VHD \(path)")
+        let work = (provenance.stagingDirectory as NSString).appendingPathComponent("vhds/.work")
+        let (size, secs) = try await VHDExport.export(image.path, to: path, workDirectory: work)
+        progress("\(v.runOutputName): VHD written (\(size >> 20) MiB virtual) in \(String(format: "%.1f", secs)) s")
+        return URL(fileURLWithPath: path).absoluteString
+    }
+}
+
+extension JSONEncoder {
+    static var sortedKeys: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+}

@@ -1,0 +1,232 @@
+import ArgumentParser
+import Foundation
+import KilnBuild
+import KilnStore
+import KilnTemplates
+
+struct Gallery: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compute Gallery image definitions and their versions.",
+        discussion: """
+            A definition (publisher/offer/sku, OS type, generation) must exist before a template distributes to it; \
+            versions are made by runs and stored per region under <data>/regions/<region>/galleries/.
+            """,
+        subcommands: [CreateDefinition.self, List.self, Show.self, Versions.self, DeleteVersion.self]
+    )
+
+    static func definitionJSON(_ d: GalleryDefinitionRecord, versions: [GalleryVersionRecord]? = nil) -> [String: Any] {
+        var props: [String: Any] = [
+            "osType": d.osType.rawValue, "osState": d.osState.rawValue, "hyperVGeneration": d.hyperVGeneration.rawValue,
+            "identifier": ["publisher": d.publisher, "offer": d.offer, "sku": d.sku],
+        ]
+        if let v = d.description { props["description"] = v }
+        if let v = d.endOfLifeDate { props["endOfLifeDate"] = v }
+        var o: [String: Any] = ["id": d.id, "name": ResourceID.parse(d.id)?.name ?? d.id, "type": "Microsoft.Compute/galleries/images", "properties": props]
+        if let versions { o["versions"] = versions.map(versionJSON) }
+        return o
+    }
+
+    static func versionJSON(_ v: GalleryVersionRecord) -> [String: Any] {
+        var meta: [String: Any] = v.metadata
+        if let r = v.metadata["regions"], let parsed = try? JSONSerialization.jsonObject(with: Data(r.utf8)) { meta["regions"] = parsed }
+        if let t = v.metadata["tags"], let parsed = try? JSONSerialization.jsonObject(with: Data(t.utf8)) { meta["tags"] = parsed }
+        return [
+            "id": v.id, "name": v.version.description, "type": "Microsoft.Compute/galleries/images/versions",
+            "properties": [
+                "publishingProfile": [
+                    "excludeFromLatest": v.excludeFromLatest,
+                    "targetRegions": v.regions.sorted { $0.key < $1.key }.map { ["name": $0.key, "regionalReplicaCount": $0.value] },
+                    "publishedDate": ISO8601DateFormatter().string(from: v.createdAt),
+                ] as [String: Any],
+                "provisioningState": v.metadata["state"] ?? "Succeeded",
+            ] as [String: Any],
+            "kiln": ["path": v.path, "sha256": v.sha256, "virtualSize": v.virtualSize, "metadata": meta] as [String: Any],
+        ]
+    }
+
+    struct CreateDefinition: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-definition",
+            abstract: "Create a gallery image definition (or several, from a galleries/*.yaml file).",
+            discussion: "ID is /subscriptions/S/resourceGroups/G/providers/Microsoft.Compute/galleries/GALLERY/images/NAME. Creating one that exists with the same properties is a no-op; with different ones, an error."
+        )
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The definition's resource id.") var id: String?
+        @Option(help: "A galleries/*.yaml file instead of an id and options.") var file: String?
+        @Option(help: "Publisher of the image identifier.") var publisher: String?
+        @Option(help: "Offer of the image identifier.") var offer: String?
+        @Option(help: "SKU of the image identifier.") var sku: String?
+        @Option(name: .customLong("os-type"), help: "Linux or Windows.") var osType: OSType = .linux
+        @Option(help: "V1 or V2.") var generation: HyperVGeneration = .v1
+        @Option(help: "A description.") var description: String?
+        @Option(name: .customLong("end-of-life"), help: "End-of-life date (ISO 8601).") var endOfLife: String?
+
+        func validate() throws {
+            if file == nil {
+                guard let id else { throw ValidationError("give a definition id or --file") }
+                guard case .success = ResourceID.parse(id, as: ResourceID.galleryImage) else {
+                    throw ValidationError("\(id) is not a gallery image definition id (…/providers/Microsoft.Compute/galleries/G/images/NAME)")
+                }
+                guard publisher != nil, offer != nil, sku != nil else { throw ValidationError("--publisher, --offer and --sku are required") }
+            } else if id != nil {
+                throw ValidationError("give either an id or --file, not both")
+            }
+        }
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            var defs: [GalleryImageDefinition] = []
+            if let file {
+                let loaded = try TemplateScanner().scan([file])
+                for d in loaded.flatMap(\.diagnostics) { printError(d.description) }
+                guard loaded.allSatisfy(\.isValid) else { throw ExitCode(1) }
+                defs = loaded.flatMap(\.galleryDefinitions)
+                guard !defs.isEmpty else {
+                    printError("kiln: \(file) holds no gallery image definition")
+                    throw ExitCode(1)
+                }
+            } else {
+                let rid = ResourceID.parse(id!)!
+                defs = [GalleryImageDefinition(id: id!, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: osType, osState: .generalized,
+                                               hyperVGeneration: generation, publisher: publisher!, offer: offer!, sku: sku!,
+                                               description: description, endOfLifeDate: endOfLife)]
+            }
+            var out: [[String: Any]] = []
+            for d in defs {
+                let record = GalleryDefinitionRecord(d)
+                if let existing = try await ctx.database.galleryDefinition(id: d.id) {
+                    let same = existing.osType == record.osType && existing.hyperVGeneration == record.hyperVGeneration
+                        && existing.publisher == record.publisher && existing.offer == record.offer && existing.sku == record.sku
+                    guard same else {
+                        printError("kiln: Conflict: \(d.id) exists with other properties (\(existing.osType.rawValue) \(existing.hyperVGeneration.rawValue) \(existing.publisher)/\(existing.offer)/\(existing.sku)); its OS type, generation and identifier cannot change")
+                        throw ExitCode(1)
+                    }
+                    // Description and end of life may change.
+                    var updated = existing
+                    updated.description = record.description
+                    updated.endOfLifeDate = record.endOfLifeDate
+                    try await ctx.database.putGalleryDefinition(updated)
+                    if global.output == .text { print("\(d.id): exists") }
+                    out.append(Gallery.definitionJSON(updated))
+                } else {
+                    try await ctx.database.putGalleryDefinition(record)
+                    if global.output == .text { print("created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))") }
+                    out.append(Gallery.definitionJSON(record))
+                }
+            }
+            if global.output == .json { try printJSONObject(out.count == 1 ? out[0] : ["value": out] as [String: Any]) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List gallery image definitions with their latest version.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            let defs = try await ctx.database.galleryDefinitions()
+            var rows: [[String]] = []
+            var json: [[String: Any]] = []
+            for d in defs {
+                let versions = try await ctx.database.galleryVersions(definitionId: d.id)
+                let latest = versions.first { !$0.excludeFromLatest }
+                rows.append([d.id, d.osType.rawValue, d.hyperVGeneration.rawValue, String(versions.count), latest?.version.description ?? "-"])
+                json.append(Gallery.definitionJSON(d))
+            }
+            switch global.output {
+            case .json: try printJSONObject(["value": json])
+            case .text:
+                if rows.isEmpty { printError("no gallery image definitions; create one with: kiln gallery create-definition ID ...") } else {
+                    printTable(["DEFINITION", "OS", "GEN", "VERSIONS", "LATEST"], rows)
+                }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a gallery image definition and its versions.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The definition's resource id.") var id: String
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            guard let d = try await ctx.database.galleryDefinition(id: id) else {
+                printError("kiln: ResourceNotFound: no gallery image definition \(id)")
+                throw ExitCode(1)
+            }
+            let versions = try await ctx.database.galleryVersions(definitionId: d.id)
+            switch global.output {
+            case .json: try printJSONObject(Gallery.definitionJSON(d, versions: versions))
+            case .text:
+                print("\(d.id)")
+                print("  \(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.osState.rawValue); \(d.publisher)/\(d.offer)/\(d.sku)")
+                if let v = d.description { print("  \(v)") }
+                printVersions(versions)
+            }
+        }
+    }
+
+    struct Versions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a definition's versions, newest first, with their regions.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The definition's resource id.") var id: String
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            guard try await ctx.database.galleryDefinition(id: id) != nil else {
+                printError("kiln: ResourceNotFound: no gallery image definition \(id)")
+                throw ExitCode(1)
+            }
+            let versions = try await ctx.database.galleryVersions(definitionId: id)
+            switch global.output {
+            case .json: try printJSONObject(["value": versions.map(Gallery.versionJSON)])
+            case .text: printVersions(versions)
+            }
+        }
+    }
+
+    struct DeleteVersion: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "delete-version", abstract: "Delete a gallery image version and its replicas in every region.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The version's resource id (…/images/NAME/versions/x.y.z).") var id: String
+
+        func run() async throws {
+            global.bootstrapLogging()
+            let ctx = try KilnContext(global)
+            let parts = id.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count > 2, parts[parts.count - 2].lowercased() == "versions", let v = ImageVersion(String(parts.last!)) else {
+                printError("kiln: \(id) is not a gallery image version id")
+                throw ExitCode(1)
+            }
+            let defId = parts.dropLast(2).joined(separator: "/")
+            do {
+                let removed = try await ctx.database.removeGalleryVersion(definitionId: defId, version: v)
+                if let r = removed.metadata["regions"], let regions = try? JSONSerialization.jsonObject(with: Data(r.utf8)) as? [String: [String: String]] {
+                    for info in regions.values {
+                        if let p = info["path"] { try? FileManager.default.removeItem(atPath: (p as NSString).deletingLastPathComponent) }
+                    }
+                }
+                try? FileManager.default.removeItem(atPath: (ctx.paths.absolute(removed.path) as NSString).deletingLastPathComponent)
+            } catch {
+                printError("kiln: \(error)")
+                throw ExitCode(1)
+            }
+            if global.output == .text { print("deleted \(id)") } else { try printJSONObject(["deleted": id]) }
+        }
+    }
+}
+
+func printVersions(_ versions: [GalleryVersionRecord]) {
+    if versions.isEmpty {
+        print("  no versions yet")
+        return
+    }
+    printTable(["VERSION", "REGIONS", "LATEST", "CREATED", "FROM RUN"], versions.map { v in
+        [v.version.description, v.regions.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "),
+         v.excludeFromLatest ? "excluded" : "yes", shortDate(v.createdAt), v.metadata["runId"] ?? "-"]
+    })
+}

@@ -1,0 +1,202 @@
+import Foundation
+import KilnBuild
+@testable import KilnCore
+@testable import KilnDistribute
+import KilnStore
+import KilnTemplates
+import Testing
+
+@Suite struct VersioningTests {
+    let existing = [ImageVersion(1, 2, 0), ImageVersion(2, 1, 0), ImageVersion(1, 0, 5)]
+
+    func choose(_ v: Versioning?, explicit: ImageVersion? = nil, existing: [ImageVersion]? = nil, source: String? = nil) throws -> ImageVersion {
+        try GalleryVersioning.choose(explicit: explicit, versioning: v, existing: existing ?? self.existing, sourceVersion: source)
+    }
+
+    @Test func latestWithAndWithoutMajor() throws {
+        #expect(try choose(Versioning(scheme: .latest, major: 1)) == ImageVersion(1, 2, 1))
+        #expect(try choose(Versioning(scheme: .latest)) == ImageVersion(2, 1, 1))
+        #expect(try choose(nil) == ImageVersion(2, 1, 1), "omitted versioning is Latest")
+        #expect(try choose(Versioning(scheme: .latest, major: 3)) == ImageVersion(3, 0, 0))
+        #expect(try choose(Versioning(scheme: .latest), existing: []) == ImageVersion(1, 0, 0))
+    }
+
+    @Test func sourceAndExplicit() throws {
+        #expect(try choose(Versioning(scheme: .source), source: "2026.1128.0") == ImageVersion(2026, 1128, 0))
+        #expect(throws: GalleryVersioning.VersioningError.self) { try choose(Versioning(scheme: .source), source: nil) }
+        #expect(throws: GalleryVersioning.VersioningError.self) { try choose(Versioning(scheme: .source), source: "1.2.0") }
+        #expect(try choose(nil, explicit: ImageVersion(5, 0, 0)) == ImageVersion(5, 0, 0))
+        do {
+            _ = try choose(nil, explicit: ImageVersion(1, 2, 0))
+            Issue.record("an existing version was chosen")
+        } catch {
+            #expect("\(error)".contains("exists already; versions are never overwritten"))
+        }
+    }
+}
+
+/// Distribution of a real (small) qcow2 image to real directories, with qemu-img and the real store.
+@Suite struct DistributionTests {
+    static let mib: Int64 = 1 << 20
+    let defV2 = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images/linux-v2"
+
+    /// A qcow2 whose virtual size is not a whole MiB, with some data in it.
+    func smallImage(_ s: Scratch) async throws -> CapturedImage {
+        let raw = s.dir + "/small.raw"
+        var data = Data(count: Int(10 * Self.mib + 1536))
+        data.replaceSubrange(0..<16, with: Data("kiln-distribute!".utf8))
+        try data.write(to: URL(fileURLWithPath: raw))
+        let qcow = s.dir + "/small.qcow2"
+        try await DiskTool.convert(raw, from: "raw", to: qcow, format: "qcow2")
+        return CapturedImage(path: qcow, sha256: try DiskTool.sha256(of: qcow), virtualSize: 10 * Self.mib + 1536, osType: .linux, generation: .v2,
+                             sourceVersion: "2026.1128.0", sourceReference: "Debian:debian-12:12-gen2:2026.1128.0")
+    }
+
+    func definition(_ s: Scratch, id: String, generation: HyperVGeneration = .v2) async throws {
+        let rid = try #require(ResourceID.parse(id))
+        try await s.core.database.putGalleryDefinition(GalleryDefinitionRecord(GalleryImageDefinition(
+            id: id, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: .linux, osState: .generalized,
+            hyperVGeneration: generation, publisher: "P", offer: "O", sku: rid.name, description: nil, endOfLifeDate: nil)))
+    }
+
+    func template(_ distribute: String) throws -> ImageTemplate {
+        try load(templateJSON(distribute: distribute)).template
+    }
+
+    @Test func galleryManagedImageAndVHDInParallel() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let image = try await smallImage(s)
+        try await definition(s, id: defV2)
+        let vhdPath = s.dir + "/out/exported.vhd"
+        let t = try template("""
+            [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)",
+              "targetRegions": [{"name": "westeurope"}, {"name": "North Europe", "replicaCount": 3}, {"name": "eastus"}],
+              "versioning": {"scheme": "Latest", "major": 1}, "artifactTags": {"channel": "stable"}},
+             {"type": "ManagedImage", "runOutputName": "mi", "imageId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden", "location": "westeurope"},
+             {"type": "VHD", "runOutputName": "vhd", "uri": "file://\(vhdPath)"}]
+            """)
+        let dist = s.core.distribution
+        #expect(await dist.preflight(t, source: (.linux, .v2)).isEmpty)
+        let lines = LinesBox()
+        let outcomes = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r1", stagingDirectory: s.dir + "/staging")) { lines.add($0) }
+        #expect(outcomes.map(\.runOutputName) == ["sig", "mi", "vhd"])
+        for o in outcomes { #expect(o.succeeded, "\(o.runOutputName): \(o.error ?? "")") }
+        #expect(outcomes[0].artifactId == "\(defV2)/versions/1.0.0")
+        #expect(lines.all.contains { $0.contains("northeurope has its copy (3 replicas)") })
+
+        // Every region has its own copy; replicas inside a region share the copy's blocks (hard links).
+        let regions = s.core.paths.regions
+        for r in ["westeurope", "northeurope", "eastus"] {
+            let disk = "\(regions)/\(r)/galleries/gal/images/linux-v2/versions/1.0.0/disk.qcow2"
+            #expect(try await DiskTool.sameContent(disk, "qcow2", image.path, "qcow2") == true, "\(r)")
+            #expect(FileManager.default.fileExists(atPath: (disk as NSString).deletingLastPathComponent + "/metadata.json"))
+        }
+        let ne = "\(regions)/northeurope/galleries/gal/images/linux-v2/versions/1.0.0"
+        #expect(DiskPlacement.inode(ne + "/replica-2.qcow2") == DiskPlacement.inode(ne + "/disk.qcow2"))
+        #expect(DiskPlacement.inode(ne + "/replica-3.qcow2") == DiskPlacement.inode(ne + "/disk.qcow2"))
+        #expect(DiskPlacement.inode(ne + "/disk.qcow2") != DiskPlacement.inode("\(regions)/westeurope/galleries/gal/images/linux-v2/versions/1.0.0/disk.qcow2"))
+        let version = try #require(try await s.core.database.galleryVersions(definitionId: defV2).first)
+        #expect(version.regions == ["westeurope": 1, "northeurope": 3, "eastus": 1])
+        #expect(version.metadata["tags"]?.contains("stable") == true)
+        #expect(version.metadata["runId"] == "r1")
+
+        // A fixed VHD with a whole-MiB virtual size.
+        let info = try await DiskTool.info(vhdPath, format: "vpc")
+        #expect(info.format == "vpc")
+        #expect(info.virtualSize % Self.mib == 0 && info.virtualSize >= image.virtualSize && info.virtualSize - image.virtualSize < Self.mib)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: vhdPath)[.size] as? Int64)
+        #expect(size == info.virtualSize + 512, "a fixed VHD is the disk plus a 512-byte footer")
+        let footer = try #require(FileHandle(forReadingAtPath: vhdPath))
+        try footer.seek(toOffset: UInt64(size - 512))
+        let f = try #require(try footer.read(upToCount: 512))
+        #expect(f.prefix(8) == Data("conectix".utf8))
+        #expect(f[f.startIndex + 60 ..< f.startIndex + 64] == Data([0, 0, 0, 2]), "disk type 2 = fixed")
+        // Same content (qemu-img compare treats the extra tail of the larger image as zeros).
+        #expect(try await DiskTool.sameContent(vhdPath, "vpc", image.path, "qcow2") == true)
+
+        // The managed image is a usable source.
+        let mi = try await SourceResolver(database: s.core.database, paths: s.core.paths).resolve(.managedImage(ManagedImageSource(imageId: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden")))
+        #expect(mi.disk.hasPrefix("\(regions)/westeurope/images/g/golden/"))
+
+        // Again: Latest within major 1 gives 1.0.1; the managed image is replaced and remembers the first.
+        let again = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r2", stagingDirectory: s.dir + "/staging")) { _ in }
+        #expect(again[0].artifactId == "\(defV2)/versions/1.0.1")
+        let replaced = try #require(try await s.core.database.managedImage(id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden"))
+        #expect(replaced.metadata["runId"] == "r2")
+        #expect(replaced.metadata["history"]?.contains("\"runId\":\"r1\"") == true)
+    }
+
+    @Test func excludeFromLatestShallowAndTheExistingVersionError() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let image = try await smallImage(s)
+        try await definition(s, id: defV2)
+        let dist = s.core.distribution
+        let prov = Distribution.Provenance(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")
+        _ = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "a", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#), provenance: prov) { _ in }
+        let excluded = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "b", "galleryImageId": "\#(defV2)/versions/2.0.0", "excludeFromLatest": true, "targetRegions": [{"name": "westeurope"}, {"name": "eastus"}], "replicationMode": "Shallow"}]"#), provenance: prov) { _ in }
+        #expect(excluded[0].succeeded, "\(excluded[0].error ?? "")")
+        // Shallow: one copy, in the first region; the second region only references it.
+        #expect(FileManager.default.fileExists(atPath: "\(s.core.paths.regions)/westeurope/galleries/gal/images/linux-v2/versions/2.0.0/disk.qcow2"))
+        #expect(!FileManager.default.fileExists(atPath: "\(s.core.paths.regions)/eastus/galleries/gal/images/linux-v2/versions/2.0.0"))
+        // `latest` skips a version excluded from it.
+        let latest = try await SourceResolver(database: s.core.database, paths: s.core.paths)
+            .resolve(.sharedImageVersion(SharedImageVersionSource(imageVersionId: "\(defV2)/versions/latest")))
+        #expect(latest.exactVersion == "1.0.0")
+        // An explicit version that exists is an error, and nothing is overwritten.
+        let dup = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "c", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#), provenance: prov) { _ in }
+        #expect(dup[0].error?.contains("exists already") == true)
+        #expect(try await s.core.database.galleryVersions(definitionId: defV2).count == 2)
+    }
+
+    @Test func oneFailingTargetOfThreeLeavesTheOthers() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let image = try await smallImage(s)
+        try await definition(s, id: defV2)
+        let t = try template("""
+            [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)", "targetRegions": [{"name": "westeurope"}]},
+             {"type": "VHD", "runOutputName": "broken", "uri": "/dev/null/cannot/be/a/dir.vhd"},
+             {"type": "VHD", "runOutputName": "vhd"}]
+            """)
+        let outcomes = await s.core.distribution.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")) { _ in }
+        #expect(outcomes.map(\.succeeded) == [true, false, true])
+        #expect(RunExecutor.finalState(outcomes.map(\.succeeded), validationFailed: false) == "PartiallySucceeded")
+        #expect(RunExecutor.finalState([false, false], validationFailed: false) == "Failed")
+        #expect(RunExecutor.finalState([true, true], validationFailed: false) == "Succeeded")
+        #expect(RunExecutor.finalState([true], validationFailed: true) == "Failed")
+    }
+
+    @Test func problemsFoundAtCreate() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        try await definition(s, id: defV2)
+        // A missing definition fails the create with BadSharedImageDistribute and the way to make it.
+        let missing = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images/nope"
+        let r = try await s.core.create(try load(templateJSON(distribute: #"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(missing)", "targetRegions": [{"name": "westeurope"}]}]"#)))
+        #expect(r.record.provisioningState == "Failed")
+        #expect(r.record.provisioningErrorCode == "BadSharedImageDistribute")
+        #expect(r.record.provisioningErrorMessage?.contains("kiln gallery create-definition \(missing)") == true)
+        #expect(r.record.provisioningErrorMessage?.contains("$.properties.distribute[0].galleryImageId") == true)
+        // A definition for another generation, when the source is known; an https VHD; a disallowed region.
+        let dist = Distribution(database: s.core.database, paths: s.core.paths, regions: RegionMap(defaultRoot: s.core.paths.regions, allowOnly: ["westeurope"]))
+        let t = try template("""
+            [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "mars"}]},
+             {"type": "VHD", "runOutputName": "vhd", "uri": "https://storage.example.com/c/x.vhd"}]
+            """)
+        let problems = await dist.preflight(t, source: (.linux, .v1))
+        #expect(problems.map(\.path.description) == ["$.properties.distribute[0].targetRegions[1].name", "$.properties.distribute[0].galleryImageId", "$.properties.distribute[1].uri"])
+        #expect(problems[0].message.contains("allowed: westeurope"))
+        #expect(problems[1].message.contains("hyperVGeneration V2"))
+        #expect(problems[2].message.contains("only local VHD targets"))
+        #expect(throws: RegionMap.RegionError.self) { try RegionMap(defaultRoot: "/x").directory(for: "../etc") }
+    }
+}
+
+final class LinesBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ s: String) { lock.withLock { lines.append(s) } }
+    var all: [String] { lock.withLock { lines } }
+}
