@@ -144,25 +144,8 @@ public actor VirtualMachine {
         guard let exe = ProcessRunner.which("qemu-system-x86_64") else {
             throw CommandError(command: "qemu-system-x86_64", status: 127, output: "", reason: "not installed (run scripts/install-deps)")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
         // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture.
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP) | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_resetSignals(&attr)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([exe] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, exe, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw CommandError(command: exe, status: rc, output: "", reason: String(cString: strerror(rc))) }
-        return pid
+        return try BackgroundProcess.spawn(exe, arguments, output: output, append: false, detach: .processGroup)
     }
 
     /// Collects an exited child so it does not linger as a zombie.
@@ -277,14 +260,45 @@ enum QMP {
     }
 }
 
-/// A child spawned from a Swift process inherits the spawning thread's signal mask, and Dispatch's threads
-/// block signals: without this, SIGTERM to QEMU or a worker would stay pending forever.
-public func posix_spawnattr_resetSignals(_ attr: inout posix_spawnattr_t) {
-    var empty = sigset_t()
-    sigemptyset(&empty)
-    posix_spawnattr_setsigmask(&attr, &empty)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] { sigaddset(&defaults, s) }
-    posix_spawnattr_setsigdefault(&attr, &defaults)
+/// Starting long-lived children (QEMU, the background worker) outside Foundation's `Process`, which waits
+/// for and owns its children.
+public enum BackgroundProcess {
+    public enum Detach: Sendable { case processGroup, session }
+
+    /// posix_spawn with stdout and stderr to `output`, stdin from /dev/null, a clean signal mask, and its own
+    /// process group (or session, so it outlives the terminal).
+    public static func spawn(_ executable: String, _ arguments: [String], output: String, append: Bool, detach: Detach) throws(CommandError) -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // POSIX_SPAWN_SETSID (0x80 in glibc) is not exported to Swift.
+        let mode: Int16 = detach == .session ? 0x80 : Int16(POSIX_SPAWN_SETPGROUP)
+        posix_spawnattr_setflags(&attr, mode | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
+        if detach == .processGroup { posix_spawnattr_setpgroup(&attr, 0) }
+        resetSignals(&attr)
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, environ)
+        guard rc == 0 else { throw CommandError(command: executable, status: rc, output: "", reason: String(cString: strerror(rc))) }
+        return pid
+    }
+
+    /// A child inherits the spawning thread's signal mask, and Dispatch's threads block signals: without
+    /// this, SIGTERM to QEMU or a worker would stay pending forever.
+    static func resetSignals(_ attr: inout posix_spawnattr_t) {
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+    }
 }

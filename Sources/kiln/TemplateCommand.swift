@@ -494,25 +494,11 @@ func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) 
     try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
     let logFile = (logs as NSString).appendingPathComponent("worker.log")
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    let args = [exe, "template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)]
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    // POSIX_SPAWN_SETSID (0x80 in glibc) is not exported to Swift.
-    posix_spawnattr_setflags(&attr, 0x80 | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
-    posix_spawnattr_resetSignals(&attr)
-    var pid: pid_t = 0
-    let cargs = args.map { strdup($0) } + [nil]
-    defer { for a in cargs { free(a) } }
-    let rc = posix_spawn(&pid, exe, &actions, &attr, cargs, environ)
-    guard rc == 0 else {
-        printError("kiln: cannot start the background worker (\(String(cString: strerror(rc)))); run `kiln template worker` yourself")
+    do {
+        _ = try BackgroundProcess.spawn(exe, ["template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)],
+                                        output: logFile, append: true, detach: .session)
+    } catch {
+        printError("kiln: cannot start the background worker (\(error)); run `kiln template worker` yourself")
         throw ExitCode(1)
     }
 }
