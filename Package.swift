@@ -119,6 +119,10 @@ let package = Package(
             dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild", "KilnDistribute"]
         ),
         .testTarget(
+            name: "KilnGitTests",
+            dependencies: ["KilnGit"]
+        ),
+        .testTarget(
             name: "KilnCLITests",
             dependencies: ["KilnGit", .product(name: "Crypto", package: "swift-crypto")]
         ),
