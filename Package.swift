@@ -85,7 +85,7 @@ let package = Package(
         // A small Swift layer over libgit2.
         .target(
             name: "KilnGit",
-            dependencies: ["CLibGit2"]
+            dependencies: ["CLibGit2", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // The CLI: parse, call, print.
         .executableTarget(
