@@ -15,6 +15,30 @@ public enum DiskPlacement {
         try fm.moveItem(atPath: tmp, toPath: destination)
     }
 
+    /// Places an immutable image at `destination`: a hard link when both are on one filesystem (regions
+    /// mapped to the same disk share blocks; nothing ever writes to a placed image — VMs boot from overlays —
+    /// and a replaced image is a new file renamed into place, so a link never sees a change), else a reflink
+    /// or sparse copy (a region on another disk gets its own copy). The result is made read-only.
+    /// Returns how: "hardlink" or "copy".
+    @discardableResult
+    public static func place(_ source: String, at destination: String) async throws -> String {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let tmp = destination + ".partial"
+        try? fm.removeItem(atPath: tmp)
+        var how = "hardlink"
+        do {
+            try fm.linkItem(atPath: source, toPath: tmp)
+        } catch {
+            how = "copy"
+            try await ProcessRunner.check("cp", ["--reflink=auto", "--sparse=always", source, tmp], timeout: .seconds(3600))
+        }
+        if how == "copy" { chmod(tmp, 0o444) } else { chmod(source, 0o444) }
+        if fm.fileExists(atPath: destination) { try fm.removeItem(atPath: destination) }
+        try fm.moveItem(atPath: tmp, toPath: destination)
+        return how
+    }
+
     /// A further replica inside a region: a hard link (no extra disk), else a reflink or sparse copy.
     public static func replica(of primary: String, at destination: String) async throws -> String {
         let fm = FileManager.default

@@ -205,8 +205,9 @@ public struct Distribution: Sendable {
         let dir = [regionDir, "images", id.resourceGroup, id.name].reduce("") { ($0 as NSString).appendingPathComponent($1) }
         progress("\(m.runOutputName): managed image \(id.name) in \(RegionMap.normalize(m.location))")
         let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
-        try await DiskPlacement.copy(image.path, to: disk)
+        let how = try await DiskPlacement.place(image.path, at: disk)
         var meta = metadata(image, template: template, provenance: provenance, tags: m.artifactTags)
+        meta["placement"] = how
         // Distributing to an existing managed image replaces it; the previous one's metadata is kept.
         if let previous = try await database.managedImage(id: m.imageId) {
             var history: [[String: String]] = []
@@ -296,7 +297,7 @@ public struct Distribution: Sendable {
                             return (name, info)
                         }
                         let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
-                        try await DiskPlacement.copy(image.path, to: disk)
+                        info["placement"] = try await DiskPlacement.place(image.path, at: disk)
                         var how: [String] = []
                         for n in stride(from: 2, through: max(1, region.replicaCount), by: 1) {
                             how.append(try await DiskPlacement.replica(of: disk, at: (dir as NSString).appendingPathComponent("replica-\(n).qcow2")))

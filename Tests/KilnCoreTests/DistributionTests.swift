@@ -95,7 +95,11 @@ import Testing
         let ne = "\(regions)/northeurope/galleries/gal/images/linux-v2/versions/1.0.0"
         #expect(DiskPlacement.inode(ne + "/replica-2.qcow2") == DiskPlacement.inode(ne + "/disk.qcow2"))
         #expect(DiskPlacement.inode(ne + "/replica-3.qcow2") == DiskPlacement.inode(ne + "/disk.qcow2"))
-        #expect(DiskPlacement.inode(ne + "/disk.qcow2") != DiskPlacement.inode("\(regions)/westeurope/galleries/gal/images/linux-v2/versions/1.0.0/disk.qcow2"))
+        // Regions on one filesystem share the (read-only) image; a region on another disk would get a copy.
+        let placement = try #require(try await s.core.database.galleryVersions(definitionId: defV2).first?.metadata["regions"])
+        #expect(placement.contains("\"placement\":\"hardlink\""), "\(placement)")
+        let attrs = try FileManager.default.attributesOfItem(atPath: ne + "/disk.qcow2")
+        #expect((attrs[.posixPermissions] as? Int).map { $0 & 0o222 } == 0, "placed images are read-only")
         let version = try #require(try await s.core.database.galleryVersions(definitionId: defV2).first)
         #expect(version.regions == ["westeurope": 1, "northeurope": 3, "eastus": 1])
         #expect(version.metadata["tags"]?.contains("stable") == true)
