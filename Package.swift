@@ -87,6 +87,11 @@ let package = Package(
             name: "KilnGit",
             dependencies: ["CLibGit2", .product(name: "Crypto", package: "swift-crypto")]
         ),
+        // GitOps: desired state from a commit, the reconciler, the status writer.
+        .target(
+            name: "KilnGitOps",
+            dependencies: ["KilnTemplates", "KilnCore", "KilnGit"]
+        ),
         // The CLI: parse, call, print.
         .executableTarget(
             name: "kiln",
@@ -120,7 +125,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnGitTests",
-            dependencies: ["KilnGit"]
+            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates"]
         ),
         .testTarget(
             name: "KilnCLITests",

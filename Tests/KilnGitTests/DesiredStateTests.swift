@@ -1,0 +1,55 @@
+import Foundation
+import KilnGit
+import KilnGitOps
+import KilnTemplates
+import Testing
+
+@Suite struct DesiredStateTests {
+    static let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples").path
+
+    /// examples/ as a real git repository.
+    func exampleRepo(_ dir: String) throws -> String {
+        let work = dir + "/repo"
+        try FileManager.default.copyItem(atPath: Self.examples, toPath: work)
+        _ = try git("init", "-q", in: work)
+        _ = try git("add", ".", in: work)
+        _ = try git("commit", "-q", "-m", "examples", in: work)
+        return work
+    }
+
+    @Test func theExamplesAtACommit() async throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let work = try exampleRepo(dir)
+        let repo = try GitRepository.open(work)
+        let c1 = try #require(try await repo.resolve("HEAD"))
+        let s1 = try await DesiredStateReader.read(repo, at: c1)
+        #expect(s1.invalid.isEmpty, "\(s1.invalid.map { $0.diagnostics.map(\.description) })")
+        #expect(Set(s1.templates.map(\.loaded.template.name)) == ["debian-12-base", "debian-12-app", "debian-12-web", "debian-12-tools", "windows-2022"])
+        #expect(s1.galleries.count == 4)
+        #expect(s1.config.resourceGroup == "kiln-images")
+        let base = try #require(s1.templates.first { $0.loaded.template.name == "debian-12-base" })
+        #expect(base.file == "templates/debian-12-base.json")
+        #expect(Set(base.referencedFiles.keys) == ["scripts/harden.sh", "files/motd", "scripts/validate-base.sh"])
+        #expect(base.id.hasPrefix("/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/"))
+
+        // Editing only a referenced script changes that template's hash and no other.
+        try "#!/bin/sh\necho hardened again\n".write(toFile: work + "/scripts/harden.sh", atomically: true, encoding: .utf8)
+        try "{ not json".write(toFile: work + "/templates/broken.json", atomically: true, encoding: .utf8)
+        _ = try git("add", ".", in: work)
+        _ = try git("commit", "-q", "-m", "edit a script, add a broken file", in: work)
+        let c2 = try #require(try await repo.resolve("HEAD"))
+        let s2 = try await DesiredStateReader.read(repo, at: c2)
+        let hashes1 = Dictionary(uniqueKeysWithValues: s1.templates.map { ($0.id, $0.contentHash) })
+        let changed = s2.templates.filter { hashes1[$0.id] != $0.contentHash }.map(\.loaded.template.name)
+        #expect(changed == ["debian-12-base"])
+        #expect(s2.invalid.map(\.file) == ["templates/broken.json"])
+        #expect(s2.invalid.first?.diagnostics.first?.line == 1)
+
+        // The repository's files at the commit feed the template's artifacts.
+        let source = CommitArtifactSource(repo: repo, commit: c1, templateFile: base.file)
+        #expect(try await source.read("scripts/harden.sh").map { String(decoding: $0, as: UTF8.self) }?.contains("hardened again") == false)
+        #expect(try await source.read("nope.sh") == nil)
+    }
+}
