@@ -67,17 +67,18 @@ public enum VHDExport {
     /// Converts a qcow2 image into a fixed VHD at `destination` in one qemu-img pass. When the virtual size is
     /// not a whole MiB, a throwaway overlay grown to the next MiB is converted instead (growing an overlay
     /// is metadata only). `force_size` keeps qemu-img from rounding to CHS geometry.
-    public static func export(_ source: String, to destination: String, workDirectory: String) async throws -> (virtualSize: Int64, seconds: Double) {
+    public static func export(_ source: String, virtualSize known: Int64? = nil, to destination: String, workDirectory: String) async throws -> (virtualSize: Int64, seconds: Double) {
         let start = ContinuousClock.now
         let fm = FileManager.default
         try fm.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try fm.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-        let info = try await DiskTool.info(source, format: "qcow2")
-        let rounded = (info.virtualSize + mib - 1) / mib * mib
+        let virtualSize: Int64
+        if let known { virtualSize = known } else { virtualSize = try await DiskTool.info(source, format: "qcow2").virtualSize }
+        let rounded = (virtualSize + mib - 1) / mib * mib
         var input = source
         let overlay = (workDirectory as NSString).appendingPathComponent("vhd-\(UUID().uuidString.prefix(8)).qcow2")
         defer { try? fm.removeItem(atPath: overlay) }
-        if rounded != info.virtualSize {
+        if rounded != virtualSize {
+            try fm.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
             try await DiskTool.createOverlay(base: source, baseFormat: "qcow2", at: overlay, size: rounded)
             input = overlay
         }

@@ -284,12 +284,22 @@ public struct Distribution: Sendable {
         progress("\(s.runOutputName): gallery version \(defName) \(version) to \(regionNames.joined(separator: ", "))")
         do {
             var placed: [String: [String: String]] = [:]
-            try await withThrowingTaskGroup(of: (String, [String: String]).self) { group in
-                for (i, region) in s.targetRegions.enumerated() {
+            // Regions on one filesystem share one placement: the first region of each filesystem places the
+            // image (a link or one copy), the others link to it. Filesystems proceed in parallel.
+            var groups: [UInt64: [Int]] = [:]
+            for i in regionDirs.indices { groups[Self.device(of: regionDirs[i]), default: []].append(i) }
+            try await withThrowingTaskGroup(of: [(String, [String: String])].self) { outer in
+              for indices in groups.values {
+                outer.addTask {
+                  var results: [(String, [String: String])] = []
+                  var firstDisk: String?
+                  for i in indices {
+                    let region = s.targetRegions[i]
                     let name = regionNames[i]
                     let dir = Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version)
                     let shallow = s.replicationMode == .shallow && i > 0
-                    group.addTask {
+                    let source = firstDisk ?? image.path
+                    let r: (String, [String: String]) = try await { () async throws -> (String, [String: String]) in
                         var info: [String: String] = ["replicaCount": String(region.replicaCount), "storageAccountType": region.storageAccountType.rawValue]
                         if shallow {
                             // Shallow replication: one copy, in the first region; the others reference it.
@@ -297,7 +307,7 @@ public struct Distribution: Sendable {
                             return (name, info)
                         }
                         let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
-                        info["placement"] = try await DiskPlacement.place(image.path, at: disk)
+                        info["placement"] = try await DiskPlacement.place(source, at: disk)
                         var how: [String] = []
                         for n in stride(from: 2, through: max(1, region.replicaCount), by: 1) {
                             how.append(try await DiskPlacement.replica(of: disk, at: (dir as NSString).appendingPathComponent("replica-\(n).qcow2")))
@@ -306,9 +316,14 @@ public struct Distribution: Sendable {
                         if !how.isEmpty { info["replicas"] = how.joined(separator: ",") }
                         progress("\(s.runOutputName): \(name) has its copy (\(region.replicaCount) replica\(region.replicaCount == 1 ? "" : "s"))")
                         return (name, info)
-                    }
+                    }()
+                    if let p = r.1["path"], firstDisk == nil { firstDisk = p }
+                    results.append(r)
+                  }
+                  return results
                 }
-                for try await (name, info) in group { placed[name] = info }
+              }
+              for try await batch in outer { for (name, info) in batch { placed[name] = info } }
             }
             record.metadata["regions"] = String(decoding: try JSONEncoder.sortedKeys.encode(placed), as: UTF8.self)
             record.metadata["state"] = "Succeeded"
@@ -327,6 +342,18 @@ public struct Distribution: Sendable {
             throw error
         }
         return versionId
+    }
+
+    /// The filesystem a directory is on (its nearest existing ancestor's device).
+    static func device(of dir: String) -> UInt64 {
+        var d = dir
+        var st = stat()
+        while stat(d, &st) != 0 {
+            let parent = (d as NSString).deletingLastPathComponent
+            if parent == d || parent.isEmpty { return 0 }
+            d = parent
+        }
+        return UInt64(st.st_dev)
     }
 
     /// Inserts a version row; false when another distribution took that version first.
@@ -357,7 +384,7 @@ public struct Distribution: Sendable {
         }
         progress("\(v.runOutputName): fixed VHD \(path)")
         let work = (provenance.stagingDirectory as NSString).appendingPathComponent("vhds/.work")
-        let (size, secs) = try await VHDExport.export(image.path, to: path, workDirectory: work)
+        let (size, secs) = try await VHDExport.export(image.path, virtualSize: image.virtualSize, to: path, workDirectory: work)
         progress("\(v.runOutputName): VHD written (\(size >> 20) MiB virtual) in \(String(format: "%.1f", secs)) s")
         return URL(fileURLWithPath: path).absoluteString
     }

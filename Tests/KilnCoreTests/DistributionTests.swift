@@ -131,6 +131,27 @@ import Testing
         #expect(replaced.metadata["history"]?.contains("\"runId\":\"r1\"") == true)
     }
 
+    /// Regions on another filesystem (/dev/shm here) get one real copy, shared by links among themselves.
+    @Test func regionsOnAnotherFilesystemShareOneCopy() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let shm = "/dev/shm/kiln-test-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: shm) }
+        let image = try await smallImage(s)
+        try await definition(s, id: defV2)
+        let regions = RegionMap(defaultRoot: s.core.paths.regions, overrides: ["far1": shm + "/far1", "far2": shm + "/far2"])
+        let dist = Distribution(database: s.core.database, paths: s.core.paths, regions: regions)
+        let t = try template(#"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "far1"}, {"name": "far2"}]}]"#)
+        let out = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")) { _ in }
+        #expect(out[0].succeeded, "\(out[0].error ?? "")")
+        let v = "galleries/gal/images/linux-v2/versions/1.0.0/disk.qcow2"
+        let near = DiskPlacement.inode("\(s.core.paths.regions)/westeurope/\(v)")
+        let far1 = DiskPlacement.inode("\(shm)/far1/\(v)"), far2 = DiskPlacement.inode("\(shm)/far2/\(v)")
+        #expect(near == DiskPlacement.inode(image.path))
+        #expect(far1 != nil && far1 == far2)
+        #expect(try await DiskTool.sameContent("\(shm)/far2/\(v)", "qcow2", image.path, "qcow2") == true)
+    }
+
     @Test func excludeFromLatestShallowAndTheExistingVersionError() async throws {
         let s = try Scratch()
         defer { s.cleanup() }
