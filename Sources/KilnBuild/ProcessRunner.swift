@@ -90,7 +90,8 @@ public enum ProcessRunner {
                         guard process.isRunning, process.processIdentifier == pid else { return }
                         collector.timedOut = true
                         kill(pid, SIGTERM)
-                        DispatchQueue.global().asyncAfter(deadline: .now() + 5) {
+                        // A child started through Process may have SIGTERM blocked (inherited mask): do not wait long.
+                        DispatchQueue.global().asyncAfter(deadline: .now() + 1) {
                             if process.isRunning { kill(pid, SIGKILL) }
                         }
                     }
