@@ -89,7 +89,7 @@ public struct ArtifactFetcher: Sendable {
     }
 
     /// `a/./b/../c` → `a/c`; nil when the path climbs out of its root.
-    static func normalizedRelative(_ path: String) -> String? {
+    public static func normalizedRelative(_ path: String) -> String? {
         var parts: [Substring] = []
         for c in path.split(separator: "/", omittingEmptySubsequences: true) {
             if c == "." { continue }

@@ -93,23 +93,9 @@ public enum DesiredStateReader {
         let dir = (file as NSString).deletingLastPathComponent
         for base in [dir, ""] {
             let joined = base.isEmpty ? reference : base + "/" + reference
-            if let p = normalize(joined), tree[p] != nil { return p }
+            if let p = ArtifactFetcher.normalizedRelative(joined), tree[p] != nil { return p }
         }
         return nil
-    }
-
-    static func normalize(_ path: String) -> String? {
-        var parts: [Substring] = []
-        for c in path.split(separator: "/") {
-            if c == "." { continue }
-            if c == ".." {
-                guard !parts.isEmpty else { return nil }
-                parts.removeLast()
-            } else {
-                parts.append(c)
-            }
-        }
-        return parts.isEmpty ? nil : parts.joined(separator: "/")
     }
 }
 
@@ -129,7 +115,7 @@ public struct CommitArtifactSource: RelativeArtifactSource {
 
     public func read(_ path: String) async throws -> Data? {
         for root in roots {
-            guard let p = DesiredStateReader.normalize(root.isEmpty ? path : root + "/" + path) else { continue }
+            guard let p = ArtifactFetcher.normalizedRelative(root.isEmpty ? path : root + "/" + path) else { continue }
             if let d = try await repo.file(p, at: commit) { return d }
         }
         return nil
