@@ -90,7 +90,9 @@ let package = Package(
         // GitOps: desired state from a commit, the reconciler, the status writer.
         .target(
             name: "KilnGitOps",
-            dependencies: ["KilnTemplates", "KilnCore", "KilnGit"]
+            dependencies: ["KilnTemplates", "KilnStore", "KilnCore", "KilnGit",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // The CLI: parse, call, print.
         .executableTarget(
@@ -102,6 +104,7 @@ let package = Package(
                 "KilnCore",
                 "KilnDistribute",
                 "KilnGit",
+                "KilnGitOps",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -125,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnGitTests",
-            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates"]
+            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore"]
         ),
         .testTarget(
             name: "KilnCLITests",

@@ -25,11 +25,14 @@ public struct TemplateOrigin: Sendable {
     public var commit: String?
     /// Where relative `scriptUri` / `sourceUri` values are read.
     public var relativeArtifacts: RelativeArtifactSource?
+    /// The GitOps repository that owns the template (see `TemplateRecord.managedBy`).
+    public var managedBy: String?
 
-    public init(file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil) {
+    public init(file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil, managedBy: String? = nil) {
         self.file = file
         self.commit = commit
         self.relativeArtifacts = relativeArtifacts
+        self.managedBy = managedBy
     }
 }
 
@@ -129,6 +132,7 @@ public final class KilnCore: Sendable {
                                     location: t.location, document: Self.document(t), contentHash: loaded.contentHash,
                                     sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: "Creating",
                                     stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
+        record.managedBy = origin.managedBy
         do {
             try await database.insertTemplate(record)
         } catch .conflict {

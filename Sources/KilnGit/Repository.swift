@@ -56,6 +56,28 @@ public struct TreeFile: Sendable, Hashable {
     public var executable: Bool
 }
 
+/// One commit as `git log` shows it.
+public struct CommitInfo: Sendable, Hashable {
+    public var id: ObjectID
+    public var parents: [ObjectID]
+    public var author: GitSignature
+    public var date: Date
+    public var message: String
+    /// The first line of the message.
+    public var subject: String { String(message.prefix { $0 != "\n" }) }
+    /// `Key: value` trailers: the last paragraph of the message.
+    public var trailers: [String: String] {
+        var out: [String: String] = [:]
+        let paragraphs = message.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: "\n\n")
+        guard paragraphs.count > 1, let last = paragraphs.last else { return out }
+        for line in last.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            out[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return out
+    }
+}
+
 /// One change between two trees.
 public struct TreeChange: Sendable, Hashable {
     public enum Kind: String, Sendable { case added, deleted, modified, renamed }
@@ -186,6 +208,61 @@ public actor GitRepository {
         try check("find commit \(commit.short)", git_commit_lookup(&c, pointer, &oid))
         defer { git_commit_free(c) }
         return git_commit_message(c).map { String(cString: $0) } ?? ""
+    }
+
+    /// A commit's metadata: what `git log` shows.
+    public func commitInfo(_ commit: ObjectID) throws(GitError) -> CommitInfo {
+        var c: OpaquePointer?
+        var oid = commit.oid
+        try check("find commit \(commit.short)", git_commit_lookup(&c, pointer, &oid))
+        defer { git_commit_free(c) }
+        var parents: [ObjectID] = []
+        for i in 0..<git_commit_parentcount(c) {
+            if let p = git_commit_parent_id(c, i) { parents.append(ObjectID(p.pointee)) }
+        }
+        let author = git_commit_author(c)!.pointee
+        return CommitInfo(id: commit, parents: parents,
+                          author: GitSignature(name: String(cString: author.name), email: String(cString: author.email)),
+                          date: Date(timeIntervalSince1970: TimeInterval(author.when.time)),
+                          message: git_commit_message(c).map { String(cString: $0) } ?? "")
+    }
+
+    /// Commits reachable from `tip` along first parents, newest first, at most `limit`; only those touching
+    /// `path` when given (compared by the blob at `path`, so it is one tree lookup per commit).
+    public func log(from tip: ObjectID, limit: Int, touching path: String? = nil) throws(GitError) -> [CommitInfo] {
+        var out: [CommitInfo] = []
+        var next: ObjectID? = tip
+        while let id = next, out.count < limit {
+            let info = try commitInfo(id)
+            next = info.parents.first
+            if let path {
+                let here = try blobID(path, at: id)
+                let before = try info.parents.first.flatMap { p throws(GitError) in try blobID(path, at: p) }
+                if here == before { continue }
+            }
+            out.append(info)
+        }
+        return out
+    }
+
+    /// The blob id of `path` at `commit`, or nil.
+    public func blobID(_ path: String, at commit: ObjectID) throws(GitError) -> ObjectID? {
+        let tree = try commitTree(commit)
+        defer { git_tree_free(tree) }
+        var entry: OpaquePointer?
+        let rc = git_tree_entry_bypath(&entry, tree, path)
+        if rc == GIT_ENOTFOUND.rawValue { return nil }
+        try check("find \(path) at \(commit.short)", rc)
+        defer { git_tree_entry_free(entry) }
+        return ObjectID(git_tree_entry_id(entry).pointee)
+    }
+
+    /// Points `ref` at `target` (created or moved, no checks): for refs the caller alone owns.
+    public func setReference(_ ref: String, to target: ObjectID) throws(GitError) {
+        var out: OpaquePointer?
+        var oid = target.oid
+        try check("set \(ref)", git_reference_create(&out, pointer, ref, &oid, 1, "kiln"))
+        git_reference_free(out)
     }
 
     // MARK: Diff

@@ -31,60 +31,99 @@ public struct DesiredState: Sendable {
     public var galleries: [GalleryImageDefinition]
 }
 
+/// Parsed files by content, kept between reads so a commit that changes one file of ten thousand parses one.
+/// Used by one reconciler at a time (not shared across tasks).
+public final class DesiredStateCache: @unchecked Sendable {
+    struct Entry {
+        var loaded: LoadedFile
+        /// Content hash per (template index, referenced files).
+        var hashes: [String: String] = [:]
+    }
+    var entries: [String: Entry] = [:]
+    public internal(set) var hits = 0
+    public internal(set) var misses = 0
+    public init() {}
+    public var count: Int { entries.count }
+}
+
 /// Reads the desired state from a commit's tree, without a work tree.
 public enum DesiredStateReader {
-    public static func read(_ repo: GitRepository, at commit: ObjectID) async throws(GitError) -> DesiredState {
+    /// - Parameters:
+    ///   - cache: parsed files from earlier reads, reused when a file, its parameters file and `kiln.yaml` have
+    ///     the same blobs; entries for files that are gone are dropped.
+    ///   - excluding: path prefixes never read as templates (the controller's own `status/` files).
+    public static func read(_ repo: GitRepository, at commit: ObjectID, cache: DesiredStateCache? = nil,
+                            excluding: [String] = [], templatesPath: String? = nil) async throws(GitError) -> DesiredState {
         let files = try await repo.files(at: commit)
         let byPath = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         var config = RepositoryConfig()
         var configDiagnostics: [Diagnostic] = []
+        var configKey = ""
         for name in ["kiln.yaml", "kiln.yml"] {
             if let f = byPath[name] {
                 let loaded = TemplateLoader.load(text: String(decoding: try await repo.blob(f.blob), as: UTF8.self), path: name)
                 if let c = loaded.repositoryConfig { config = c }
                 configDiagnostics = loaded.errors
+                configKey = f.blob.hex
                 break
             }
         }
-        var options = LoadOptions()
-        if let s = config.subscription { options.scope.subscriptionId = s }
-        if let g = config.resourceGroup { options.scope.resourceGroup = g }
-        if let l = config.location { options.scope.location = l }
+        if let templatesPath { config.templatesPath = templatesPath }
+        let options = config.applied(to: LoadOptions())
 
         let templatesRoot = config.templatesPath.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         let galleriesRoot = config.galleriesPath.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var state = DesiredState(commit: commit, config: config, templates: [], invalid: [], galleries: [])
         if !configDiagnostics.isEmpty { state.invalid.append(InvalidTemplateFile(file: "kiln.yaml", diagnostics: configDiagnostics)) }
+        var used: [String: DesiredStateCache.Entry] = [:]
 
         for f in files.sorted(by: { $0.path < $1.path }) where TemplateLoader.format(forPath: f.path) != nil {
+            if excluding.contains(where: { f.path.hasPrefix($0) }) || f.path == "kiln.yaml" || f.path == "kiln.yml" { continue }
             let under = { (root: String) in root.isEmpty || f.path.hasPrefix(root + "/") }
-            if under(galleriesRoot) {
-                let loaded = TemplateLoader.load(text: String(decoding: try await repo.blob(f.blob), as: UTF8.self), path: f.path, options: options)
+            let isGallery = under(galleriesRoot)
+            guard isGallery || (under(templatesRoot) && !TemplateLoader.isParametersFileName(f.path)) else { continue }
+            let sibling = TemplateLoader.siblingParametersPath(for: f.path)
+            let parametersFile = isGallery ? nil : byPath[sibling]
+            let key = "\(f.path)\u{0}\(f.blob.hex)\u{0}\(parametersFile?.blob.hex ?? "")\u{0}\(configKey)"
+            var entry: DesiredStateCache.Entry
+            if let hit = cache?.entries[key] ?? used[key] {
+                entry = hit
+                cache?.hits += 1
+            } else {
+                cache?.misses += 1
+                var parameters: (path: String, text: String)?
+                if let p = parametersFile { parameters = (sibling, String(decoding: try await repo.blob(p.blob), as: UTF8.self)) }
+                let text = String(decoding: try await repo.blob(f.blob), as: UTF8.self)
+                entry = DesiredStateCache.Entry(loaded: TemplateLoader.load(text: text, path: f.path, options: options, parameters: parameters))
+            }
+            defer { used[key] = entry }
+            let loaded = entry.loaded
+            if isGallery {
                 state.galleries += loaded.galleryDefinitions
                 if !loaded.isValid { state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: loaded.errors)) }
                 continue
             }
-            guard under(templatesRoot), !TemplateLoader.isParametersFileName(f.path) else { continue }
-            var parameters: (path: String, text: String)?
-            let sibling = TemplateLoader.siblingParametersPath(for: f.path)
-            if let p = byPath[sibling] { parameters = (sibling, String(decoding: try await repo.blob(p.blob), as: UTF8.self)) }
-            let loaded = TemplateLoader.load(text: String(decoding: try await repo.blob(f.blob), as: UTF8.self), path: f.path,
-                                             options: options, parameters: parameters)
             guard loaded.isValid else {
                 state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: loaded.errors))
                 continue
             }
-            for t in loaded.templates {
+            for (n, t) in loaded.templates.enumerated() {
                 var refs: [String: String] = [:]
                 for r in ArtifactReference.all(in: t.template) {
                     guard case .success(.relative) = ArtifactFetcher.classify(r.reference),
                           let path = resolve(r.reference, from: f.path, in: byPath) else { continue }
                     refs[path] = "git:\(byPath[path]!.blob.hex)"
                 }
-                state.templates.append(DesiredTemplate(loaded: t, file: f.path, referencedFiles: refs,
-                                                       contentHash: ContentHash.of(t.template, referencedFiles: refs)))
+                let hashKey = "\(n)\u{0}" + refs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{0}")
+                let hash: String
+                if let h = entry.hashes[hashKey] { hash = h } else {
+                    hash = ContentHash.of(t.template, referencedFiles: refs)
+                    entry.hashes[hashKey] = hash
+                }
+                state.templates.append(DesiredTemplate(loaded: t, file: f.path, referencedFiles: refs, contentHash: hash))
             }
         }
+        cache?.entries = used
         return state
     }
 

@@ -192,6 +192,10 @@ public final class KilnDatabase: Sendable {
                 t.column("outputs", .text).notNull()
             }
         }
+        m.registerMigration("v3-gitops") { db in
+            try db.alter(table: "imageTemplate") { t in t.add(column: "managedBy", .text) }
+            try db.create(index: "imageTemplate_managedBy", on: "imageTemplate", columns: ["managedBy"])
+        }
         return m
     }
 }

@@ -33,6 +33,9 @@ public struct TemplateRecord: Sendable, Hashable, Codable {
     /// Where the template came from: a file path, or a path inside a repository at `sourceCommit`.
     public var sourceFile: String?
     public var sourceCommit: String?
+    /// The GitOps source that owns this template (a repository key), or nil for templates created by hand.
+    /// The reconciler prunes only the templates its own repository manages.
+    public var managedBy: String?
     public var provisioningState: String
     public var provisioningErrorCode: String?
     public var provisioningErrorMessage: String?
@@ -56,6 +59,7 @@ public struct TemplateRecord: Sendable, Hashable, Codable {
         self.contentHash = contentHash
         self.sourceFile = sourceFile
         self.sourceCommit = sourceCommit
+        self.managedBy = nil
         self.provisioningState = provisioningState
         self.stagingDirectory = stagingDirectory
         self.stagingResourceGroup = stagingResourceGroup

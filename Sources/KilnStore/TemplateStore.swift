@@ -140,3 +140,39 @@ extension KilnDatabase {
         }
     }
 }
+
+/// The columns the reconciler compares, without the template document: cheap to load for many templates.
+public struct ManagedTemplateSummary: Sendable, Hashable {
+    public var id: String
+    public var name: String
+    public var resourceGroup: String
+    public var sourceFile: String?
+    public var sourceCommit: String?
+    public var contentHash: String
+    public var provisioningState: String
+    /// The newest run's state and id, if any.
+    public var lastRunState: String?
+    public var lastRunSubState: String?
+    public var lastRunId: String?
+}
+
+extension KilnDatabase {
+    /// Every template `managedBy` owns, with its newest run, in one query.
+    public func managedTemplates(by managedBy: String) async throws(StoreError) -> [ManagedTemplateSummary] {
+        try await read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT t.id, t.name, t.resourceGroup, t.sourceFile, t.sourceCommit, t.contentHash, t.provisioningState,
+                       r.runState, r.runSubState, r.id AS runId
+                FROM imageTemplate t
+                LEFT JOIN templateRun r ON r.id = (SELECT id FROM templateRun WHERE templateKey = t.idKey ORDER BY queuedAt DESC LIMIT 1)
+                WHERE t.managedBy = ?
+                ORDER BY t.idKey
+                """, arguments: [managedBy])
+            return rows.map { row in
+                ManagedTemplateSummary(id: row["id"], name: row["name"], resourceGroup: row["resourceGroup"], sourceFile: row["sourceFile"],
+                                       sourceCommit: row["sourceCommit"], contentHash: row["contentHash"],
+                                       provisioningState: row["provisioningState"], lastRunState: row["runState"], lastRunSubState: row["runSubState"], lastRunId: row["runId"])
+            }
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnBuild
+import KilnCore
 import KilnStore
 import KilnTemplates
 
@@ -93,27 +94,20 @@ struct Gallery: AsyncParsableCommand {
                                                description: description, endOfLifeDate: endOfLife)]
             }
             var out: [[String: Any]] = []
+            let core = KilnCore(paths: ctx.paths, database: ctx.database)
             for d in defs {
-                let record = GalleryDefinitionRecord(d)
-                if let existing = try await ctx.database.galleryDefinition(id: d.id) {
-                    let same = existing.osType == record.osType && existing.hyperVGeneration == record.hyperVGeneration
-                        && existing.publisher == record.publisher && existing.offer == record.offer && existing.sku == record.sku
-                    guard same else {
-                        printError("kiln: Conflict: \(d.id) exists with other properties (\(existing.osType.rawValue) \(existing.hyperVGeneration.rawValue) \(existing.publisher)/\(existing.offer)/\(existing.sku)); its OS type, generation and identifier cannot change")
-                        throw ExitCode(1)
-                    }
-                    // Description and end of life may change.
-                    var updated = existing
-                    updated.description = record.description
-                    updated.endOfLifeDate = record.endOfLifeDate
-                    try await ctx.database.putGalleryDefinition(updated)
-                    if global.output == .text { print("\(d.id): exists") }
-                    out.append(Gallery.definitionJSON(updated))
-                } else {
-                    try await ctx.database.putGalleryDefinition(record)
-                    if global.output == .text { print("created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))") }
-                    out.append(Gallery.definitionJSON(record))
+                let record: GalleryDefinitionRecord
+                let change: KilnCore.DefinitionChange
+                do {
+                    (record, change) = try await core.ensureGalleryDefinition(d)
+                } catch {
+                    printError("kiln: \(error)")
+                    throw ExitCode(1)
                 }
+                if global.output == .text {
+                    print(change == .created ? "created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))" : "\(d.id): exists")
+                }
+                out.append(Gallery.definitionJSON(record))
             }
             if global.output == .json { try printJSONObject(out.count == 1 ? out[0] : ["value": out] as [String: Any]) }
         }

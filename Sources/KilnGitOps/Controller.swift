@@ -1,0 +1,231 @@
+import Foundation
+import KilnCore
+import KilnGit
+import KilnStore
+import Logging
+
+/// One controller per data directory: an exclusive `flock` on `<data>/controller.lock`, released when the
+/// process ends however it ends (kill -9 included).
+public final class ControllerLock: Sendable {
+    let fd: Int32
+
+    public init(dataDir: String) throws(CoreError) {
+        try? FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        let path = (dataDir as NSString).appendingPathComponent("controller.lock")
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .io("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            close(fd)
+            throw .operationNotAllowed("another Kiln controller or reconcile uses \(dataDir)\(holder.isEmpty ? "" : " (\(holder))"); one per data directory")
+        }
+        ftruncate(fd, 0)
+        let line = "pid \(getpid())\n"
+        _ = line.withCString { write(fd, $0, strlen($0)) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+}
+
+/// The GitOps controller: poll (or be woken by a webhook), reconcile the watched branch, write status back.
+///
+/// Level-triggered: each wake-up compares the repository with the store, whatever woke it. Builds run in
+/// detached worker processes started through `launchWorkers`, so stopping or killing the controller never
+/// kills a build; a restarted controller picks the run up where the store has it.
+public actor Controller {
+    public struct Options: Sendable {
+        /// Between polls of an idle repository (jittered ±10 %).
+        public var interval: Duration = .seconds(60)
+        /// Between status updates while a build runs.
+        public var statusInterval: Duration = .seconds(2)
+        /// A full reconcile even when nothing moved, to repair drift (a template deleted by hand).
+        public var resyncInterval: Duration = .seconds(600)
+        public init() {}
+    }
+
+    public let reconciler: Reconciler
+    public let status: StatusWriter
+    public let mirror: RepositoryMirror
+    public let core: KilnCore
+    let options: Options
+    let launchWorkers: @Sendable () -> Void
+    let onReport: @Sendable (ReconcileReport) -> Void
+    let logger: Logger
+
+    var lastReconciled: ObjectID?
+    var lastFullReconcile = ContinuousClock.now
+    var hadActiveRuns = false
+    var stopping = false
+    var pendingWake = false
+    var sleeper: CheckedContinuation<Void, Never>?
+    var sleepGeneration = 0
+    /// Wake-ups by a webhook, for tests and metrics.
+    public private(set) var reconciles = 0
+
+    public init(core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, options: Options = Options(),
+                launchWorkers: @escaping @Sendable () -> Void, onReport: @escaping @Sendable (ReconcileReport) -> Void = { _ in },
+                logger: Logger = Logger(label: "kiln.controller")) {
+        self.core = core
+        self.mirror = mirror
+        self.reconciler = Reconciler(core: core, mirror: mirror, templatesPath: templatesPath, logger: logger)
+        self.status = StatusWriter(mirror: mirror, database: core.database, logger: logger)
+        self.options = options
+        self.launchWorkers = launchWorkers
+        self.onReport = onReport
+        self.logger = logger
+    }
+
+    /// Wakes the loop now (a webhook arrived).
+    public func wake() {
+        if let s = sleeper {
+            sleeper = nil
+            s.resume()
+        } else {
+            pendingWake = true
+        }
+    }
+
+    /// Ends the loop after the step in progress (SIGTERM): a status write is never cut in half.
+    public func stop() {
+        stopping = true
+        wake()
+    }
+
+    /// Polls until `stop()`.
+    public func run() async {
+        logger.notice("controller started", metadata: ["repo": "\(source.key)", "interval": "\(options.interval)"])
+        while !stopping {
+            await step()
+            if stopping { break }
+            await sleep(hadActiveRuns ? options.statusInterval : jittered(options.interval))
+        }
+        logger.notice("controller stopped", metadata: ["repo": "\(source.key)"])
+    }
+
+    var source: GitSource { mirror.source }
+
+    /// One poll: ls-remote; fetch and reconcile if the branch moved (or a change waits, or a resync is due);
+    /// status written when something may have changed.
+    public func step() async {
+        var reconciled = false
+        do {
+            _ = await core.recoverAbandonedRuns()
+            if let head = try await mirror.refresh() {
+                let commit = try await mirror.effectiveCommit(head)
+                let waiting = await reconciler.lastPlan?.items.contains { $0.action == .wait } ?? false
+                let resync = ContinuousClock.now - lastFullReconcile > options.resyncInterval
+                if commit != lastReconciled || waiting || resync {
+                    let report = try await reconciler.reconcile(commit)
+                    reconciles += 1
+                    lastReconciled = commit
+                    lastFullReconcile = .now
+                    reconciled = true
+                    onReport(report)
+                    if !report.queuedRuns.isEmpty { launchWorkers() }
+                }
+            }
+            let active = try await core.database.activeRuns()
+            if reconciled || !active.isEmpty || hadActiveRuns {
+                let errors = await reconciler.sourceErrors()
+                try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+            }
+            // Queued runs nobody executes (a worker died before claiming): start one.
+            if active.contains(where: { $0.owner == nil }) { launchWorkers() }
+            hadActiveRuns = !active.isEmpty
+        } catch {
+            logger.error("controller step failed; retrying at the next poll", metadata: ["repo": "\(source.key)", "error": "\(error)"])
+        }
+    }
+
+    func jittered(_ d: Duration) -> Duration {
+        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        return .milliseconds(Int(ms * Double.random(in: 0.9...1.1)))
+    }
+
+    func sleep(_ d: Duration) async {
+        if pendingWake {
+            pendingWake = false
+            return
+        }
+        sleepGeneration += 1
+        let generation = sleepGeneration
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            sleeper = c
+            Task {
+                try? await Task.sleep(for: d)
+                await self.timerFired(generation)
+            }
+        }
+    }
+
+    func timerFired(_ generation: Int) {
+        guard generation == sleepGeneration, let s = sleeper else { return }
+        sleeper = nil
+        s.resume()
+    }
+}
+
+extension Controller {
+    /// What `kiln reconcile --once` did.
+    public struct OnceResult: Sendable {
+        public var commit: ObjectID
+        public var report: ReconcileReport
+        /// The runs this reconcile started, as they ended.
+        public var runs: [RunRecord]
+        public var statusCommits: Int
+    }
+
+    public enum OnceError: Error, CustomStringConvertible {
+        case noBranch(String, String)
+        public var description: String {
+            switch self {
+            case .noBranch(let url, let branch): return "\(url) has no branch \(branch)"
+            }
+        }
+    }
+
+    /// One reconcile of the branch head; with `executeRuns`, the runs it queued are executed here (in this
+    /// process) while the status branch follows them, and the call returns when they have ended.
+    public func reconcileOnce(executeRuns: Bool, parallelism: Int = 1,
+                              onEvent: @escaping @Sendable (String, RunEvent) -> Void = { _, _ in }) async throws -> OnceResult {
+        _ = await core.recoverAbandonedRuns()
+        guard let head = try await mirror.refresh() else { throw OnceError.noBranch(GitRepository.redact(source.url), source.branch) }
+        let commit = try await mirror.effectiveCommit(head)
+        let report = try await reconciler.reconcile(commit)
+        reconciles += 1
+        lastReconciled = commit
+        onReport(report)
+        let errors = await reconciler.sourceErrors()
+        try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+        if executeRuns, !report.queuedRuns.isEmpty {
+            let core = self.core
+            let status = self.status
+            let logger = self.logger
+            let interval = options.statusInterval
+            await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    await WorkerPool(core: core, parallelism: parallelism).run(forever: false, onEvent: onEvent)
+                    return true
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: interval)
+                        if Task.isCancelled { break }
+                        do {
+                            try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+                        } catch {
+                            logger.error("status write failed; retried at the next update", metadata: ["error": "\(error)"])
+                        }
+                    }
+                    return false
+                }
+                for await poolDone in group where poolDone { group.cancelAll() }
+            }
+            try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+        }
+        var runs: [RunRecord] = []
+        for id in report.queuedRuns { if let r = try? await core.run(id: id) { runs.append(r) } }
+        return OnceResult(commit: commit, report: report, runs: runs, statusCommits: await status.commitsWritten)
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import KilnCore
+import KilnGit
+import KilnStore
+import KilnTemplates
+import Logging
+
+/// What one reconcile did, item by item.
+public struct ReconcileReport: Sendable {
+    public struct Outcome: Sendable {
+        public var item: PlanItem
+        /// What happened, as a person reads it ("created, run 1a2b queued").
+        public var result: String
+        public var ok: Bool
+        public var runId: String?
+    }
+    public var plan: Plan
+    public var outcomes: [Outcome] = []
+    public var galleryResults: [String] = []
+
+    public var failed: [Outcome] { outcomes.filter { !$0.ok } }
+    public var queuedRuns: [String] { outcomes.compactMap(\.runId) }
+    /// Whether any template is invalid or could not be applied: `kiln reconcile --once` exits non-zero.
+    public var hasProblems: Bool { !failed.isEmpty || !plan.invalid.isEmpty }
+}
+
+/// Desired state (a commit of the watched repository) against recorded state (the store): plan, then apply.
+/// Level-triggered and idempotent: a second reconcile of the same commit plans nothing but `unchanged`.
+public actor Reconciler {
+    public let core: KilnCore
+    public let mirror: RepositoryMirror
+    /// Overrides `kiln.yaml`'s `paths.templates` (the controller's `--path`).
+    public var templatesPath: String?
+    let cache = DesiredStateCache()
+    let logger: Logger
+    /// The last desired state read, for the status writer (which files are invalid).
+    public private(set) var lastDesired: DesiredState?
+    public private(set) var lastPlan: Plan?
+
+    public init(core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, logger: Logger = Logger(label: "kiln.gitops")) {
+        self.core = core
+        self.mirror = mirror
+        self.templatesPath = templatesPath
+        self.logger = logger
+    }
+
+    var source: GitSource { mirror.source }
+
+    /// The desired state at `commit`, parsed incrementally.
+    public func desired(at commit: ObjectID) async throws(GitError) -> DesiredState {
+        var excluding = ["status/"]
+        if source.statusBranch != source.branch { excluding = [] }
+        let state = try await DesiredStateReader.read(mirror.repo, at: commit, cache: cache, excluding: excluding, templatesPath: templatesPath)
+        return state
+    }
+
+    /// The plan for `commit` against the store.
+    public func plan(at commit: ObjectID) async throws -> Plan {
+        let desired = try await desired(at: commit)
+        let recorded = try await core.database.managedTemplates(by: source.key)
+        // Why things changed: one diff per distinct recorded commit (usually one).
+        var changed: [String: Set<String>] = [:]
+        let recordedKeys = Set(recorded.map { $0.id.lowercased() })
+        let needsDiff = desired.templates.contains { d in
+            recordedKeys.contains(d.id.lowercased())
+        }
+        if needsDiff {
+            let byKey = Dictionary(recorded.map { ($0.id.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+            let commits = Set(desired.templates.compactMap { d -> String? in
+                guard let r = byKey[d.id.lowercased()], r.contentHash != d.contentHash else { return nil }
+                return r.sourceCommit
+            })
+            for c in commits {
+                guard let old = ObjectID(hex: c) else { continue }
+                if let diff = try? await mirror.repo.changes(from: old, to: commit) {
+                    changed[c] = Set(diff.flatMap { [$0.oldPath, $0.newPath].compactMap { $0 } })
+                }
+            }
+        }
+        let plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed)
+        lastDesired = desired
+        lastPlan = plan
+        return plan
+    }
+
+    /// Plans and applies `commit`.
+    public func reconcile(_ commit: ObjectID) async throws -> ReconcileReport {
+        let plan = try await plan(at: commit)
+        return await apply(plan)
+    }
+
+    /// Applies a plan: gallery definitions, cancels, deletes, creates, moves, runs. One item failing does not
+    /// stop the others.
+    public func apply(_ plan: Plan) async -> ReconcileReport {
+        var report = ReconcileReport(plan: plan)
+        for g in plan.galleries {
+            do {
+                let (_, change) = try await core.ensureGalleryDefinition(g)
+                if change != .unchanged { report.galleryResults.append("\(change.rawValue) gallery image definition \(g.id)") }
+            } catch {
+                report.galleryResults.append("gallery image definition \(g.id): \(error)")
+            }
+        }
+        let commit = plan.commit
+        // Deletes first, so a move or a recreate never meets its old self.
+        for item in plan.items where item.isChange {
+            var outcome = ReconcileReport.Outcome(item: item, result: "", ok: true)
+            do {
+                if let run = item.cancelRun {
+                    _ = try await core.cancel(item.action == .move ? item.previous!.id : item.recorded!.id)
+                    try await waitUntilInactive(run)
+                }
+                switch item.action {
+                case .delete:
+                    try await core.delete(item.recorded!.id)
+                    outcome.result = "deleted"
+                case .recreate:
+                    try await core.delete(item.recorded!.id)
+                    outcome = try await create(item, commit: commit, verb: "recreated")
+                case .move:
+                    let old = item.previous!
+                    if old.id.lowercased() == item.id?.lowercased() {
+                        let file = item.file, hex = commit.hex
+                        try await core.database.updateTemplate(id: old.id) { r in
+                            r.sourceFile = file
+                            r.sourceCommit = hex
+                        }
+                        outcome.result = "moved (\(old.sourceFile ?? "?") → \(item.file ?? "?")), not rebuilt"
+                    } else {
+                        try await core.delete(old.id)
+                        outcome = try await create(item, commit: commit, verb: "moved from \(old.name)")
+                    }
+                case .create:
+                    outcome = try await create(item, commit: commit, verb: "created")
+                case .run:
+                    let run = try await core.queueRun(item.id!)
+                    outcome.result = "run \(run.id) queued"
+                    outcome.runId = run.id
+                case .unchanged, .invalid, .wait:
+                    continue
+                }
+            } catch {
+                outcome.ok = false
+                outcome.result = "\(error)"
+                logger.error("reconcile failed for a template", metadata: ["template": "\(item.name)", "error": "\(error)"])
+            }
+            outcome.item = item
+            report.outcomes.append(outcome)
+        }
+        return report
+    }
+
+    func create(_ item: PlanItem, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {
+        let d = item.desired!
+        var loaded = d.loaded
+        loaded.contentHash = d.contentHash
+        let origin = TemplateOrigin(file: d.file, commit: commit.hex,
+                                    relativeArtifacts: CommitArtifactSource(repo: mirror.repo, commit: commit, templateFile: d.file),
+                                    managedBy: source.key)
+        let resource: TemplateResource
+        do {
+            resource = try await core.create(loaded, origin: origin)
+        } catch {
+            if Self.isConflict(error) {
+                throw CoreError.conflict("\(d.id) exists and was not created from this repository (\(source.key)); delete it (kiln template delete) to let the controller manage it")
+            }
+            throw error
+        }
+        var outcome = ReconcileReport.Outcome(item: item, result: verb, ok: true)
+        guard resource.provisioningState == .succeeded else {
+            outcome.ok = false
+            outcome.result = "\(verb), but provisioning failed: \(resource.record.provisioningErrorCode ?? ""): \(resource.record.provisioningErrorMessage ?? "")"
+            return outcome
+        }
+        switch RunPolicy(d.loaded.template) {
+        case .auto:
+            let run = try await core.queueRun(resource)
+            outcome.result += ", run \(run.id) queued"
+            outcome.runId = run.id
+        case .autoRunByCore:
+            if let run = try await core.database.latestRun(templateId: resource.record.id) {
+                outcome.result += ", run \(run.id) queued (autoRun)"
+                outcome.runId = run.id
+            }
+        case .manual:
+            outcome.result += " (kiln.run: manual, not run)"
+        }
+        return outcome
+    }
+
+    static func isConflict(_ e: CoreError) -> Bool {
+        if case .conflict = e { return true }
+        return false
+    }
+
+    func waitUntilInactive(_ runId: String) async throws {
+        for _ in 0..<600 {
+            let r = try await core.run(id: runId)
+            if !r.isActive { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw CoreError.operationNotAllowed("run \(runId) did not stop within 2 minutes of being canceled")
+    }
+
+    /// For the status writer: recorded templates whose file currently fails to load, and invalid files
+    /// that describe none.
+    public func sourceErrors() -> (byTemplate: [String: [Diagnostic]], files: [InvalidTemplateFile]) {
+        guard let plan = lastPlan else { return ([:], []) }
+        var byTemplate: [String: [Diagnostic]] = [:]
+        var files: [InvalidTemplateFile] = []
+        for item in plan.items where item.action == .invalid {
+            if let r = item.recorded { byTemplate[r.id.lowercased()] = item.diagnostics } else {
+                files.append(InvalidTemplateFile(file: item.file ?? item.name, diagnostics: item.diagnostics))
+            }
+        }
+        return (byTemplate, files)
+    }
+}

@@ -1,0 +1,467 @@
+import ArgumentParser
+import Foundation
+import KilnBuild
+import KilnCore
+import KilnGit
+import KilnGitOps
+import KilnStore
+import KilnTemplates
+
+/// The repository options every GitOps command takes.
+struct RepoOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The repository: https://, ssh://, file:// URL, user@host:path, or a local path.", valueName: "URL"))
+    var repo: String
+
+    @Option(help: "The branch that holds the templates.")
+    var branch = "main"
+
+    @Option(name: .customLong("status-branch"), help: "Where status commits go (may be the watched branch).")
+    var statusBranch = "kiln/status"
+
+    @Option(help: ArgumentHelp("Where templates live in the repository, overriding kiln.yaml's paths.templates.", valueName: "DIR"))
+    var path: String?
+
+    @Option(name: .customLong("ssh-key"), help: ArgumentHelp("SSH private key for ssh:// remotes.", valueName: "FILE"))
+    var sshKey: String?
+
+    @Option(name: .customLong("known-hosts"), help: ArgumentHelp("known_hosts checked for ssh:// remotes (default ~/.ssh/known_hosts).", valueName: "FILE"))
+    var knownHosts: String?
+
+    @Option(name: .customLong("token-file"), help: ArgumentHelp("A file holding an HTTPS token.", valueName: "FILE"))
+    var tokenFile: String?
+
+    @Option(name: .customLong("token-env"), help: ArgumentHelp("An environment variable holding an HTTPS token.", valueName: "NAME"))
+    var tokenEnv: String?
+
+    @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes.", valueName: "NAME <EMAIL>"))
+    var author = "Kiln <kiln@localhost>"
+
+    func validate() throws {
+        try Self.checkURL(repo)
+        for (flag, b) in [("--branch", branch), ("--status-branch", statusBranch)] where !Self.isValidBranch(b) {
+            throw ValidationError("\(flag) \(b): not a valid branch name")
+        }
+        if let path, path.contains("..") { throw ValidationError("--path \(path): may not contain '..'") }
+        if sshKey != nil && (tokenFile != nil || tokenEnv != nil) { throw ValidationError("give an SSH key or a token, not both") }
+        _ = try parsedAuthor()
+    }
+
+    /// Untrusted input is checked here, before libgit2 sees it: only the transports Kiln supports.
+    static func checkURL(_ url: String) throws {
+        if url.contains("::") { throw ValidationError("--repo \(url): transport helpers (x::…) are not supported") }
+        if let scheme = url.range(of: "://").map({ String(url[..<$0.lowerBound]).lowercased() }) {
+            guard ["https", "http", "ssh", "file", "git"].contains(scheme) else {
+                throw ValidationError("--repo \(url): unsupported scheme \(scheme); use https, ssh, file or a local path")
+            }
+            return
+        }
+        if url.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:"#, options: .regularExpression) != nil { return }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url, isDirectory: &isDir), isDir.boolValue else {
+            throw ValidationError("--repo \(url): no such directory, and not a URL")
+        }
+    }
+
+    static func isValidBranch(_ b: String) -> Bool {
+        !b.isEmpty && !b.hasPrefix("-") && !b.hasPrefix("/") && !b.hasSuffix("/") && !b.hasSuffix(".lock") && !b.contains("..")
+            && !b.contains("//") && !b.contains("@{") && b.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !"~^:?*[\\".unicodeScalars.contains($0) }
+    }
+
+    func parsedAuthor() throws -> GitSignature {
+        guard let lt = author.firstIndex(of: "<"), author.hasSuffix(">") else {
+            throw ValidationError("--author \(author): write it as 'Name <email>'")
+        }
+        let name = author[..<lt].trimmingCharacters(in: .whitespaces)
+        let email = String(author[author.index(after: lt)..<author.index(before: author.endIndex)])
+        guard !name.isEmpty, email.contains("@") || email == "kiln@localhost" else { throw ValidationError("--author \(author): write it as 'Name <email>'") }
+        return GitSignature(name: name, email: email)
+    }
+
+    func source() throws -> GitSource {
+        var credentials = GitCredentials.none
+        if let sshKey { credentials = .sshKeyFile(privateKeyPath: sshKey, publicKeyPath: nil, passphrase: nil) }
+        if let tokenFile {
+            guard let t = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { throw ValidationError("--token-file \(tokenFile): cannot read it") }
+            credentials = .token(t.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if let tokenEnv {
+            guard let t = ProcessInfo.processInfo.environment[tokenEnv], !t.isEmpty else { throw ValidationError("--token-env \(tokenEnv): the variable is not set") }
+            credentials = .token(t)
+        }
+        var hosts: KnownHosts?
+        if repo.hasPrefix("ssh://") || repo.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:"#, options: .regularExpression) != nil {
+            let file = knownHosts ?? (NSHomeDirectory() as NSString).appendingPathComponent(".ssh/known_hosts")
+            do { hosts = try KnownHosts(path: file) } catch { throw ValidationError("--known-hosts \(file): \(error)") }
+        }
+        return GitSource(url: repo, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
+                         author: try parsedAuthor())
+    }
+
+    func mirror(_ paths: KilnPaths) throws -> RepositoryMirror {
+        do {
+            return try RepositoryMirror.open(dataDir: paths.dataDir, source: try source())
+        } catch let e as GitError {
+            printError("kiln: cannot open the mirror of \(GitRepository.redact(repo)): \(e)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+// MARK: - kiln plan
+
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show what reconciling a repository would do, without doing it.",
+        discussion: """
+            Compares the templates at the branch head (or --revision) with the templates Kiln has recorded for this \
+            repository. Each line says what and why: "recreate ubuntu-base (scripts/setup.sh changed)". \
+            With --exit-code the status is 2 when there are changes (for pull-request checks), 1 when a file is invalid.
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var repo: RepoOptions
+    @Option(help: ArgumentHelp("A commit or a remote branch/ref to plan instead of the branch head.", valueName: "REV"))
+    var revision: String?
+    @Flag(name: .customLong("exit-code"), help: "Exit 2 when the plan has changes.") var exitCode = false
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let core = try await Template.core(global)
+        let mirror = try repo.mirror(core.paths)
+        let commit: ObjectID
+        do {
+            guard let head = try await mirror.refresh() else {
+                printError("kiln: \(GitRepository.redact(repo.repo)) has no branch \(repo.branch)")
+                throw ExitCode(1)
+            }
+            if let revision {
+                commit = try await resolveRevision(revision, mirror: mirror)
+            } else {
+                commit = try await mirror.effectiveCommit(head)
+            }
+        } catch let e as GitError {
+            printError("kiln: \(e)")
+            throw ExitCode(1)
+        }
+        let reconciler = Reconciler(core: core, mirror: mirror, templatesPath: repo.path)
+        let plan = try await reconciler.plan(at: commit)
+        switch global.output {
+        case .json: try printJSONObject(planJSON(plan))
+        case .text: printPlan(plan, verbose: global.verbose)
+        }
+        if !plan.invalid.isEmpty { throw ExitCode(1) }
+        if exitCode, plan.hasChanges { throw ExitCode(2) }
+    }
+
+    func resolveRevision(_ rev: String, mirror: RepositoryMirror) async throws -> ObjectID {
+        if let id = try? await mirror.repo.resolve(rev) { return id }
+        let ref = rev.hasPrefix("refs/") ? rev : "refs/heads/\(rev)"
+        guard RepoOptions.isValidBranch(String(ref.dropFirst(5))) else { throw ValidationError("--revision \(rev): not a valid revision") }
+        let src = try mirror.source
+        try await mirror.repo.fetch(src.url, refspecs: ["+\(ref):refs/kiln/revision"], credentials: src.credentials, knownHosts: src.knownHosts)
+        guard let id = try await mirror.repo.resolve("refs/kiln/revision") else { throw ValidationError("--revision \(rev): not found") }
+        return id
+    }
+}
+
+func printPlan(_ plan: Plan, verbose: Bool) {
+    let counts = Dictionary(grouping: plan.items, by: \.action).mapValues(\.count)
+    let order: [PlanItem.Action] = [.create, .recreate, .move, .delete, .run, .wait, .invalid, .unchanged]
+    let summary = order.compactMap { a in counts[a].map { "\($0) \(a == .unchanged ? "unchanged" : a == .invalid ? "invalid" : a == .wait ? "waiting" : "to \(a.rawValue)")" } }
+    print("plan at \(plan.commit.short): " + (summary.isEmpty ? "no templates" : summary.joined(separator: ", ")))
+    let marks: [PlanItem.Action: String] = [.create: "+", .recreate: "~", .move: ">", .delete: "-", .run: "^", .wait: "…", .invalid: "!", .unchanged: "="]
+    for item in plan.items where verbose || item.action != .unchanged {
+        print("  \(marks[item.action]!) \(item.summary)")
+        for d in item.diagnostics { print("      \(d.description)") }
+    }
+}
+
+func planJSON(_ plan: Plan) -> [String: Any] {
+    [
+        "commit": plan.commit.hex,
+        "hasChanges": plan.hasChanges,
+        "items": plan.items.map { item -> [String: Any] in
+            var j: [String: Any] = ["action": item.action.rawValue, "name": item.name]
+            if let id = item.id { j["id"] = id }
+            if let f = item.file { j["file"] = f }
+            if let r = item.reason { j["reason"] = r }
+            if let p = item.previous { j["previous"] = p.id }
+            if let p = item.pending { j["pending"] = p.rawValue }
+            if let d = item.desired { j["contentHash"] = d.contentHash }
+            if !item.diagnostics.isEmpty {
+                j["errors"] = item.diagnostics.map { ["file": $0.file, "line": $0.line, "path": $0.path.description, "code": $0.code.rawValue, "message": $0.message] as [String: Any] }
+            }
+            return j
+        },
+    ]
+}
+
+// MARK: - kiln reconcile
+
+struct Reconcile: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reconcile a repository once: create, recreate, move and delete templates, build, write status.",
+        discussion: """
+            Reads the branch head, applies the plan (see `kiln plan`), executes the runs it starts in this process \
+            while the status branch follows them, and writes the final status. Exit status 1 if a template is \
+            invalid, failed to create, or its run did not succeed.
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var repo: RepoOptions
+    @Flag(help: "Reconcile once and exit (the only mode of this command; `kiln controller` keeps watching).") var once = false
+    @Flag(name: .customLong("no-build"), help: "Queue runs but do not execute them here (a worker or controller will).") var noBuild = false
+    @Option(help: "Runs executed at once.") var parallelism = 1
+
+    func validate() throws {
+        guard once else { throw ValidationError("kiln reconcile needs --once; to keep watching, run kiln controller") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let core = try await Template.core(global)
+        let lock: ControllerLock
+        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        defer { withExtendedLifetime(lock) {} }
+        let mirror = try repo.mirror(core.paths)
+        let text = global.output == .text
+        let start = ContinuousClock.now
+        let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, launchWorkers: {}, onReport: { report in
+            guard text else { return }
+            printReport(report)
+        })
+        if text { printError("reconciling \(GitRepository.redact(repo.repo)) \(repo.branch)") }
+        let names = NameCache()
+        let result: Controller.OnceResult
+        do {
+            result = try await controller.reconcileOnce(executeRuns: !noBuild, parallelism: parallelism) { runId, event in
+                guard text, case .phase(let p) = event else { return }
+                printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId, core: core)) \(p)")
+            }
+        } catch {
+            printError("kiln: \(error)")
+            throw ExitCode(1)
+        }
+        let failedRuns = noBuild ? [] : result.runs.filter { $0.runState != "Succeeded" }
+        switch global.output {
+        case .json:
+            var j = planJSON(result.report.plan)
+            j["outcomes"] = result.report.outcomes.map { o -> [String: Any] in
+                var x: [String: Any] = ["action": o.item.action.rawValue, "name": o.item.name, "result": o.result, "ok": o.ok]
+                if let r = o.runId { x["runId"] = r }
+                return x
+            }
+            j["runs"] = result.runs.map(\.json)
+            j["statusCommits"] = result.statusCommits
+            try printJSONObject(j)
+        case .text:
+            for r in result.runs {
+                print("\(names.name(r.id, core: core)): run \(r.id) \(r.runState)")
+                printRun(r, header: false)
+            }
+            print("status: \(result.statusCommits) commit\(result.statusCommits == 1 ? "" : "s") on \(repo.statusBranch); see `git log \(repo.statusBranch)`")
+        }
+        if result.report.hasProblems || !failedRuns.isEmpty { throw ExitCode(1) }
+    }
+}
+
+/// Template names by run id, for progress lines.
+final class NameCache: @unchecked Sendable {
+    private var names: [String: String] = [:]
+    private let lock = NSLock()
+    func name(_ runId: String, core: KilnCore) -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let n = names[runId] { return n }
+        let sem = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var found = runId
+        Task {
+            if let r = try? await core.run(id: runId), let t = try? await core.template(r.templateId) { found = t.name }
+            sem.signal()
+        }
+        sem.wait()
+        names[runId] = found
+        return found
+    }
+}
+
+func printReport(_ report: ReconcileReport) {
+    for g in report.galleryResults { printError("  \(g)") }
+    for o in report.outcomes { printError("  \(o.ok ? "✓" : "✗") \(o.item.summary): \(o.result)") }
+    for item in report.plan.items where item.action == .invalid || item.action == .wait {
+        printError("  \(item.action == .wait ? "…" : "!") \(item.summary)")
+        for d in item.diagnostics { printError("      \(d.description)") }
+    }
+    let unchanged = report.plan.items.filter { $0.action == .unchanged }.count
+    if report.outcomes.isEmpty, report.plan.invalid.isEmpty { printError("  nothing to do at \(report.plan.commit.short) (\(unchanged) unchanged)") }
+}
+
+// MARK: - kiln controller
+
+struct ControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "controller",
+        abstract: "Watch a repository and keep Kiln's templates equal to it; write build status back to git.",
+        discussion: """
+            Polls the branch (ls-remote; fetches only when it moved), reconciles, starts builds in background \
+            workers, and commits status to --status-branch with a note on each source commit. One controller per \
+            data directory. SIGTERM stops it after the step in progress; builds continue in their workers and a \
+            restarted controller reports them.
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var repo: RepoOptions
+    @Option(help: ArgumentHelp("Time between polls: 30s, 5m.", valueName: "DURATION")) var interval = "60s"
+    @Option(help: "Runs executed at once by the background workers.") var parallelism = 1
+
+    func validate() throws {
+        guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") }
+    }
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let core = try await Template.core(global)
+        let lock: ControllerLock
+        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        defer { withExtendedLifetime(lock) {} }
+        let mirror = try repo.mirror(core.paths)
+        var options = Controller.Options()
+        options.interval = parseDuration(interval)!
+        let g = global
+        let paths = core.paths
+        let parallelism = self.parallelism
+        let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, options: options,
+                                    launchWorkers: { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) },
+                                    onReport: { report in
+                                        printError("\(ISO8601DateFormatter().string(from: Date())) reconciled \(report.plan.commit.short)")
+                                        printReport(report)
+                                    })
+        let signals = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig)
+            s.setEventHandler {
+                printError("kiln: stopping (signal \(sig)); builds in progress continue in their workers")
+                Task { await controller.stop() }
+            }
+            s.resume()
+            return s
+        }
+        printError("kiln controller: watching \(GitRepository.redact(repo.repo)) \(repo.branch) every \(interval); status on \(repo.statusBranch)")
+        await controller.run()
+        signals.forEach { $0.cancel() }
+    }
+}
+
+/// `30s`, `5m`, `1h`, `90` (seconds).
+func parseDuration(_ s: String) -> Duration? {
+    let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    for (suffix, ms) in units where s.hasSuffix(suffix) {
+        guard let n = Double(s.dropLast(suffix.count)), n >= 0 else { return nil }
+        return .milliseconds(Int(n * Double(ms)))
+    }
+    return Double(s).map { .milliseconds(Int($0 * 1000)) }
+}
+
+// MARK: - kiln status / history
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show build status as the status branch records it.",
+        discussion: "Reads status/<resourceGroup>/<name>.json from the status branch (fetched first)."
+    )
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var repo: RepoOptions
+    @Argument(help: "A template name (default: all).") var template: String?
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let ctx = try KilnContext(global)
+        let mirror = try repo.mirror(ctx.paths)
+        let docs: [(String, [String: Any])]
+        do {
+            docs = try await readStatus(mirror: mirror)
+        } catch {
+            printError("kiln: \(error)")
+            throw ExitCode(1)
+        }
+        let selected = docs.filter { template == nil || ($0.1["name"] as? String)?.lowercased() == template!.lowercased() }
+        if let template, selected.isEmpty {
+            printError("kiln: the status branch \(repo.statusBranch) has no status for \(template)")
+            throw ExitCode(1)
+        }
+        switch global.output {
+        case .json:
+            try printJSONObject(template != nil && selected.count == 1 ? selected[0].1 : ["value": selected.map(\.1)] as [String: Any])
+        case .text:
+            var rows: [[String]] = []
+            for (path, d) in selected {
+                let last = d["lastRunStatus"] as? [String: Any]
+                var state = d["provisioningState"] as? String ?? "?"
+                if state == "Succeeded", let rs = last?["runState"] as? String { state = rs + ((last?["runSubState"] as? String).map { rs == "Running" ? "/\($0)" : "" } ?? "") }
+                if d["sourceError"] != nil { state += " (source invalid)" }
+                rows.append([d["name"] as? String ?? d["file"] as? String ?? path, state, d["runId"] as? String ?? "-",
+                             d["sourceFile"] as? String ?? "-", String((d["sourceCommit"] as? String ?? "-").prefix(7))])
+            }
+            printTable(["NAME", "STATE", "RUN", "FILE", "COMMIT"], rows)
+        }
+    }
+
+    func readStatus(mirror: RepositoryMirror) async throws -> [(String, [String: Any])] {
+        try await mirror.refresh()
+        guard let tip = try await mirror.repo.resolve(mirror.source.statusRef) else { return [] }
+        var out: [(String, [String: Any])] = []
+        for f in try await mirror.repo.files(at: tip).sorted(by: { $0.path < $1.path }) where f.path.hasPrefix("status/") && f.path.hasSuffix(".json") {
+            if let d = try? JSONSerialization.jsonObject(with: try await mirror.repo.blob(f.blob)) as? [String: Any] { out.append((f.path, d)) }
+        }
+        return out
+    }
+}
+
+struct HistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "Show a template's status transitions from the status branch, newest first."
+    )
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var repo: RepoOptions
+    @Argument(help: "The template name.") var template: String
+    @Option(help: "At most this many entries.") var limit = 50
+
+    func run() async throws {
+        global.bootstrapLogging()
+        let ctx = try KilnContext(global)
+        let mirror = try repo.mirror(ctx.paths)
+        do {
+            try await mirror.refresh()
+            guard let tip = try await mirror.repo.resolve(mirror.source.statusRef) else {
+                printError("kiln: \(repo.statusBranch) does not exist yet")
+                throw ExitCode(1)
+            }
+            let suffix = "/\(template.lowercased()).json"
+            let paths = try await mirror.repo.files(at: tip).map { (f: TreeFile) in f.path }.filter { $0.hasPrefix("status/") && $0.lowercased().hasSuffix(suffix) }
+            var entries: [CommitInfo] = []
+            if paths.isEmpty {
+                // Deleted: find it in the history by commit trailers.
+                entries = try await mirror.repo.log(from: tip, limit: 10_000).filter {
+                    $0.subject.lowercased().hasPrefix(template.lowercased() + ":")
+                }
+            } else {
+                for p in paths { entries += try await mirror.repo.log(from: tip, limit: 10_000, touching: p) }
+            }
+            entries = Array(entries.sorted { $0.date > $1.date }.prefix(limit))
+            switch global.output {
+            case .json:
+                try printJSONObject(["value": entries.map { ["commit": $0.id.hex, "date": ISO8601DateFormatter().string(from: $0.date),
+                                                             "subject": $0.subject, "trailers": $0.trailers] as [String: Any] }])
+            case .text:
+                let f = ISO8601DateFormatter()
+                for e in entries { print("\(e.id.short)  \(f.string(from: e.date))  \(e.subject)") }
+            }
+        } catch let e as GitError {
+            printError("kiln: \(e)")
+            throw ExitCode(1)
+        }
+    }
+}
