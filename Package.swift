@@ -128,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnGitTests",
-            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore"]
+            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"]
         ),
         .testTarget(
             name: "KilnCLITests",

@@ -154,6 +154,20 @@ public struct ManagedTemplateSummary: Sendable, Hashable {
     public var lastRunState: String?
     public var lastRunSubState: String?
     public var lastRunId: String?
+
+    public init(id: String, name: String, resourceGroup: String, sourceFile: String?, sourceCommit: String?, contentHash: String,
+                provisioningState: String, lastRunState: String?, lastRunSubState: String?, lastRunId: String?) {
+        self.id = id
+        self.name = name
+        self.resourceGroup = resourceGroup
+        self.sourceFile = sourceFile
+        self.sourceCommit = sourceCommit
+        self.contentHash = contentHash
+        self.provisioningState = provisioningState
+        self.lastRunState = lastRunState
+        self.lastRunSubState = lastRunSubState
+        self.lastRunId = lastRunId
+    }
 }
 
 extension KilnDatabase {
