@@ -181,6 +181,88 @@ extension GitRepository {
     /// Pushes `refspecs` (`refs/heads/kiln/status:refs/heads/kiln/status`), telling both kinds of rejection
     /// apart from other failures.
     public func push(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3) throws(PushError) {
+        if let path = Self.localPath(url) {
+            for spec in refspecs { try pushLocal(path, spec) }
+            return
+        }
+        try pushTransport(url, refspecs: refspecs, credentials: credentials, knownHosts: knownHosts, maxAttempts: maxAttempts)
+    }
+
+    /// The repository path of a local remote (a path or `file://`), else nil.
+    nonisolated static func localPath(_ url: String) -> String? {
+        if url.hasPrefix("file://") { return URL(string: url)?.path }
+        if url.contains("://") || url.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:"#, options: .regularExpression) != nil { return nil }
+        return url
+    }
+
+    /// Push to a repository on this machine with a real compare-and-swap. libgit2's local transport checks
+    /// fast-forward against the refs it read at connect and then *forces* the ref, so a push by someone else
+    /// in between would be overwritten. Here the objects go to a private ref first, then the branch moves with
+    /// `git_reference_create_matching` (the ref lock plus "still at the value I checked"), exactly what
+    /// receive-pack does; a lost race is a non-fast-forward, which callers retry.
+    func pushLocal(_ path: String, _ spec: String) throws(PushError) {
+        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].hasPrefix("+") else {
+            do { try pushTransport(path, refspecs: [spec], credentials: .none, knownHosts: nil, maxAttempts: 1) } catch { throw error }
+            return
+        }
+        let (src, dst) = (parts[0], parts[1])
+        let resolved: ObjectID?
+        do { resolved = try resolveReference(src) } catch { throw .failed(error) }
+        guard let local = resolved else {
+            throw .failed(GitError(code: GIT_ENOTFOUND.rawValue, message: "\(src) does not exist", operation: "push"))
+        }
+        var remoteRepo: OpaquePointer?
+        let rcOpen = git_repository_open(&remoteRepo, path)
+        guard rcOpen == 0, let remoteRepo else { throw .failed(GitError.last(rcOpen, "open \(path)")) }
+        defer { git_repository_free(remoteRepo) }
+        // What the remote has now: the value the swap will insist on.
+        var current: git_oid?
+        var oid = git_oid()
+        let rcName = git_reference_name_to_id(&oid, remoteRepo, dst)
+        if rcName == 0 { current = oid } else if rcName != GIT_ENOTFOUND.rawValue { throw .failed(GitError.last(rcName, "read \(dst) in \(path)")) }
+        if var cur = current {
+            var l = local.oid
+            if git_oid_equal(&cur, &l) == 1 { return }
+            // A fast-forward only: the remote's tip must be in our history (and so in our object store).
+            if git_graph_descendant_of(pointer, &l, &cur) != 1 {
+                throw .nonFastForward("\(dst) in \(path) is at \(ObjectID(cur).short), which \(local.short) does not contain")
+            }
+        }
+        // Objects first, under a ref nobody else uses.
+        let incoming = "refs/kiln/incoming/\(UUID().uuidString.lowercased())"
+        try pushTransport(path, refspecs: ["+\(src):\(incoming)"], credentials: .none, knownHosts: nil, maxAttempts: 1)
+        defer {
+            var tmp: OpaquePointer?
+            if git_reference_lookup(&tmp, remoteRepo, incoming) == 0 {
+                git_reference_delete(tmp)
+                git_reference_free(tmp)
+            }
+        }
+        var out: OpaquePointer?
+        var target = local.oid
+        let rc: Int32
+        if var cur = current {
+            rc = git_reference_create_matching(&out, remoteRepo, dst, &target, 1, &cur, "kiln: push")
+        } else {
+            rc = git_reference_create(&out, remoteRepo, dst, &target, 0, "kiln: push")
+        }
+        if out != nil { git_reference_free(out) }
+        if rc == GIT_EMODIFIED.rawValue || rc == GIT_EEXISTS.rawValue || rc == GIT_ELOCKED.rawValue {
+            throw .nonFastForward("\(dst) in \(path) moved while pushing")
+        }
+        if rc != 0 { throw .failed(GitError.last(rc, "update \(dst) in \(path)")) }
+    }
+
+    func resolveReference(_ name: String) throws(GitError) -> ObjectID? {
+        var oid = git_oid()
+        let rc = git_reference_name_to_id(&oid, pointer, name)
+        if rc == GIT_ENOTFOUND.rawValue { return nil }
+        try check("read \(name)", rc)
+        return ObjectID(oid)
+    }
+
+    func pushTransport(_ url: String, refspecs: [String], credentials: GitCredentials, knownHosts: KnownHosts?, maxAttempts: Int) throws(PushError) {
         let remote: OpaquePointer
         do { remote = try anonymousRemote(url) } catch { throw .failed(error) }
         defer { git_remote_free(remote) }

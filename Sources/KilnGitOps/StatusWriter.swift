@@ -209,10 +209,9 @@ public actor StatusWriter {
     func refetchStatus(resetTo old: ObjectID?) async throws {
         let remote = try await mirror.remoteState()
         let tip = source.statusBranch == source.branch ? remote.watched : remote.status
-        if let tip {
+        if tip != nil {
             try await repo.fetch(source.url, refspecs: ["+\(source.statusRef):\(source.statusRef)"], credentials: source.credentials,
                                  knownHosts: source.knownHosts)
-            try await repo.setReference(source.statusRef, to: tip)
         } else if let old {
             try await repo.setReference(source.statusRef, to: old)
         }
