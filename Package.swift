@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config.
@@ -94,6 +95,13 @@ let package = Package(
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // HTTP: the webhook receiver and health now; the AIB REST API and metrics later (issue 7).
+        .target(
+            name: "KilnServer",
+            dependencies: ["KilnGitOps",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // The CLI: parse, call, print.
         .executableTarget(
             name: "kiln",
@@ -105,6 +113,7 @@ let package = Package(
                 "KilnDistribute",
                 "KilnGit",
                 "KilnGitOps",
+                "KilnServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -4,6 +4,8 @@ import KilnBuild
 import KilnCore
 import KilnGit
 import KilnGitOps
+import KilnServer
+import Logging
 import KilnStore
 import KilnTemplates
 
@@ -314,8 +316,14 @@ struct ControllerCommand: AsyncParsableCommand {
     @OptionGroup var repo: RepoOptions
     @Option(help: ArgumentHelp("Time between polls: 30s, 5m.", valueName: "DURATION")) var interval = "60s"
     @Option(help: "Runs executed at once by the background workers.") var parallelism = 1
+    @Option(name: .customLong("webhook-listen"), help: ArgumentHelp("Serve POST /hooks/git here; a genuine delivery reconciles at once.", valueName: "HOST:PORT"))
+    var webhookListen: String?
+    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures.", valueName: "FILE"))
+    var webhookSecretFile: String?
 
     func validate() throws {
+        if (webhookListen == nil) != (webhookSecretFile == nil) { throw ValidationError("--webhook-listen and --webhook-secret-file go together") }
+        if let l = webhookListen { do { _ = try WebhookServer.address(l) } catch { throw ValidationError("\(error)") } }
         guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") }
     }
 
@@ -348,7 +356,27 @@ struct ControllerCommand: AsyncParsableCommand {
             return s
         }
         printError("kiln controller: watching \(GitRepository.redact(repo.repo)) \(repo.branch) every \(interval); status on \(repo.statusBranch)")
-        await controller.run()
+        if let listen = webhookListen, let secretFile = webhookSecretFile {
+            let auth: WebhookAuthenticator
+            do { auth = try WebhookAuthenticator(secretFile: secretFile) } catch {
+                printError("kiln: \(error)")
+                throw ExitCode(1)
+            }
+            var logger = Logger(label: "kiln.webhook")
+            logger.logLevel = global.verbose ? .info : .warning
+            let app = try WebhookServer.application(listen: listen, authenticator: auth, logger: logger,
+                                                    onValid: { _ in await controller.wake() },
+                                                    onRunning: { port in printError("kiln controller: webhook on \(listen.split(separator: ":").dropLast().joined(separator: ":")):\(port) POST /hooks/git") })
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do { try await app.run() } catch { printError("kiln: the webhook server stopped: \(error)") }
+                }
+                await controller.run()
+                group.cancelAll()
+            }
+        } else {
+            await controller.run()
+        }
         signals.forEach { $0.cancel() }
     }
 }
