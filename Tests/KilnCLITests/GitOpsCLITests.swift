@@ -1,0 +1,274 @@
+import Crypto
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// A bare remote and a clone the "user" pushes to with the git CLI.
+struct GitRemote {
+    let dir: String
+    let remote: String
+    let work: String
+
+    init(_ name: String) throws {
+        dir = NSTemporaryDirectory() + "kiln-gitops-\(name)-\(UUID().uuidString.prefix(6))"
+        remote = dir + "/remote.git"
+        work = dir + "/work"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try run("git", "init", "-q", "--bare", "-b", "main", remote)
+        try run("git", "clone", "-q", remote, work)
+    }
+
+    func write(_ path: String, _ text: String) throws {
+        let full = work + "/" + path
+        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: full, atomically: true, encoding: .utf8)
+    }
+
+    @discardableResult
+    func push(_ message: String) throws -> String {
+        try run("git", "-C", work, "add", "-A")
+        try run("git", "-C", work, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", message)
+        try run("git", "-C", work, "push", "-q", "origin", "HEAD:main")
+        return try run("git", "-C", work, "rev-parse", "HEAD")
+    }
+
+    /// Subjects on the remote's status branch, newest first.
+    func statusLog() -> [String] {
+        ((try? run("git", "-C", remote, "log", "--format=%s", "kiln/status", check: false)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    @discardableResult
+    func run(_ args: String..., check: Bool = true) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        if check { try #require(p.terminationStatus == 0, "\(args.joined(separator: " ")) failed") }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static let kilnYAML = "subscription: 11111111-2222-3333-4444-555555555555\nresourceGroup: rg-gitops-e2e\nlocation: westeurope\n"
+
+    static func template(_ name: String, customize: String, tags: String = "") -> String {
+        """
+        {
+          "type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01",
+          "name": "\(name)", "location": "westeurope", "identity": {"type": "None"}, "tags": {\(tags)},
+          "properties": {
+            "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"},
+            "customize": \(customize),
+            "distribute": [{"type": "VHD", "runOutputName": "\(name)-vhd"}]
+          }
+        }
+        """
+    }
+}
+
+/// A process left running (the controller), started like `spawnAndWait` does, with output to a file.
+struct Background {
+    let pid: pid_t
+    let log: String
+
+    init(_ argv: [String], log: String) throws {
+        self.log = log
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK))
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ)
+        try #require(rc == 0, "cannot start \(argv[0]): \(rc)")
+        self.pid = pid
+    }
+
+    var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// Sends `sig` and waits up to `timeout` for the exit; the exit code, or nil if it did not exit.
+    func stop(_ sig: Int32, timeout: Duration = .seconds(20)) async -> Int32? {
+        kill(pid, sig)
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid { return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; how long it took, or nil.
+func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async rethrows -> Duration? {
+    let start = ContinuousClock.now
+    while ContinuousClock.now - start < timeout {
+        if try await condition() { return ContinuousClock.now - start }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
+}
+
+/// The controller's webhook, without VMs (templates tagged `kiln.run: manual`).
+@Suite struct WebhookCLITests {
+    @Test func aSignedWebhookReconcilesWithinASecondAndABadOneGets401() async throws {
+        let repo = try GitRemote("webhook")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        let data = repo.dir + "/data"
+        try repo.write("kiln.yaml", GitRemote.kilnYAML)
+        try repo.write("templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.push("first")
+        let secret = repo.dir + "/secret"
+        try "a-long-shared-secret\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        let controller = try Background([CLITests.binary, "controller", "--data-dir", data, "--repo", repo.remote, "--interval", "1h",
+                                         "--webhook-listen", "127.0.0.1:0", "--webhook-secret-file", secret], log: repo.dir + "/controller.log")
+        // Started: the first reconcile wrote the first status, and the webhook port is known.
+        let started = await eventually(.seconds(30)) { repo.statusLog().first?.hasPrefix("first: Accepted") == true && controller.output.contains("POST /hooks/git") }
+        #expect(started != nil, "\(controller.output)")
+        let line = try #require(controller.output.split(separator: "\n").first { $0.contains("webhook on 127.0.0.1:") })
+        let port = try #require(Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber }))
+
+        try repo.write("templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.push("second")
+        let body = Array(#"{"ref": "refs/heads/main"}"#.utf8)
+        func post(_ headers: [String: String]) async throws -> Int {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/hooks/git")!)
+            request.httpMethod = "POST"
+            request.httpBody = Data(body)
+            for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
+            let (_, response) = try await URLSession.shared.data(for: request)
+            return (response as? HTTPURLResponse)?.statusCode ?? 0
+        }
+        // A bad signature: 401, and nothing happens (the poll interval is an hour).
+        #expect(try await post(["X-Hub-Signature-256": "sha256=" + String(repeating: "0", count: 64), "X-GitHub-Event": "push"]) == 401)
+        #expect(try await post(["X-Gitlab-Token": "wrong"]) == 401)
+        #expect(try await post([:]) == 401)
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(repo.statusLog().count == 1, "\(repo.statusLog())")
+
+        // A genuine GitHub delivery: reconciled, status committed, within a second.
+        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data("a-long-shared-secret".utf8)))
+        let signature = "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+        let sent = ContinuousClock.now
+        #expect(try await post(["X-Hub-Signature-256": signature, "X-GitHub-Event": "push"]) == 202)
+        let took = await eventually(.seconds(5)) { repo.statusLog().first?.hasPrefix("second: Accepted") == true }
+        let elapsed = ContinuousClock.now - sent
+        print("webhook → status commit on kiln/status: \(elapsed)")
+        #expect(took != nil && elapsed < .seconds(1), "took \(elapsed); \(controller.output)")
+
+        // One controller per data directory.
+        let second = try await spawnAndWait([CLITests.binary, "controller", "--data-dir", data, "--repo", repo.remote])
+        #expect(second.status == 1 && second.stderr.contains("one per data directory"), "\(second.stderr)")
+
+        // SIGTERM: a clean stop.
+        #expect(await controller.stop(SIGTERM) == 0, "\(controller.output)")
+    }
+}
+
+/// GitOps end to end with real builds. An extension of the serialized VM suite, so VMs never overlap.
+extension TemplateCLITests {
+    @Test func gitOpsPushBuildsEditRebuildsAndStatusIsInGit() async throws {
+        #expect(await Self.catalog.value)
+        let repo = try GitRemote("e2e")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        try repo.write("kiln.yaml", GitRemote.kilnYAML)
+        try repo.write("scripts/hello.sh", "#!/bin/sh\necho \"hello-from-git v1\" | sudo tee /etc/kiln-gitops\n")
+        try repo.write("templates/gitops-e2e.json", GitRemote.template("gitops-e2e",
+            customize: #"[{"type": "Shell", "name": "hello", "scriptUri": "scripts/hello.sh"}]"#))
+        let c1 = try repo.push("add gitops-e2e")
+
+        // Push → created and built; status commits per transition; a note on the source commit.
+        let r1 = try await Self.k("reconcile", "--repo", repo.remote, "--once")
+        #expect(r1.status == 0, "\(r1.stdout)\n\(r1.stderr)")
+        #expect(r1.stdout.contains("gitops-e2e: run ") && r1.stdout.contains("Succeeded"), "\(r1.stdout)")
+        let log1 = repo.statusLog()
+        #expect(log1.first == "gitops-e2e: Succeeded (\(c1.prefix(7)))", "\(log1)")
+        #expect(log1.contains("gitops-e2e: Running/Customizing (\(c1.prefix(7)))"), "\(log1)")
+        #expect(log1.count >= 4, "accepted/queued, building, customizing, …, succeeded: \(log1)")
+        let note = try repo.run("git", "-C", repo.remote, "notes", "--ref=kiln", "show", c1)
+        #expect(note.contains("gitops-e2e: Succeeded"), "\(note)")
+        let doc = try repo.run("git", "-C", repo.remote, "show", "kiln/status:status/rg-gitops-e2e/gitops-e2e.json")
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(doc.utf8)) as? [String: Any])
+        #expect(status["sourceCommit"] as? String == c1)
+        #expect((status["lastRunStatus"] as? [String: Any])?["runState"] as? String == "Succeeded")
+        #expect((status["phases"] as? [String: Any])?["Customizing"] != nil)
+        #expect((status["runOutputs"] as? [[String: Any]])?.first?["provisioningState"] as? String == "Succeeded")
+        let run1 = try #require(status["runId"] as? String)
+
+        // The same commit again: no run, no commit.
+        let again = try await Self.k("reconcile", "--repo", repo.remote, "--once")
+        #expect(again.status == 0 && again.stderr.contains("nothing to do"), "\(again.stderr)")
+        #expect(repo.statusLog().count == log1.count)
+
+        // Edit only the script → the plan says recreate and why; reconcile rebuilds with the new script.
+        try repo.write("scripts/hello.sh", "#!/bin/sh\necho \"hello-from-git v2\" | sudo tee /etc/kiln-gitops\n")
+        let c2 = try repo.push("edit the script only")
+        let plan = try await Self.k("plan", "--repo", repo.remote, "--exit-code")
+        #expect(plan.status == 2, "\(plan.stdout)\n\(plan.stderr)")
+        #expect(plan.stdout.contains("recreate gitops-e2e [templates/gitops-e2e.json] (scripts/hello.sh changed)"), "\(plan.stdout)")
+        let r2 = try await Self.k("reconcile", "--repo", repo.remote, "--once", "--output", "json")
+        #expect(r2.status == 0, "\(r2.stderr)")
+        let runs = try #require(try Self.json(r2)["runs"] as? [[String: Any]])
+        let run2 = try #require(runs.first?["runId"] as? String)
+        #expect(run2 != run1 && runs.first?["runState"] as? String == "Succeeded")
+        let log = try String(contentsOfFile: try #require(runs.first?["logDirectory"] as? String) + "/customization.log", encoding: .utf8)
+        #expect(log.contains("hello-from-git v2"))
+        #expect(repo.statusLog().first == "gitops-e2e: Succeeded (\(c2.prefix(7)))")
+
+        // Read back through the CLI.
+        let st = try await Self.k("status", "--repo", repo.remote, "gitops-e2e", "--output", "json")
+        #expect(try Self.json(st)["runId"] as? String == run2)
+        let history = try await Self.k("history", "--repo", repo.remote, "gitops-e2e")
+        #expect(history.stdout.contains("gitops-e2e: Succeeded (\(c2.prefix(7)))") && history.stdout.contains("gitops-e2e: Succeeded (\(c1.prefix(7)))"), "\(history.stdout)")
+
+        // Delete the file → pruned, staging removed, status file removed.
+        let staging = try #require(try Self.json(try await Self.k("template", "show", "gitops-e2e", "--output", "json"))["kiln"] as? [String: Any])["stagingDirectory"] as? String
+        try repo.run("git", "-C", repo.work, "rm", "-q", "templates/gitops-e2e.json")
+        try repo.push("remove it")
+        let r3 = try await Self.k("reconcile", "--repo", repo.remote, "--once")
+        #expect(r3.status == 0 && r3.stderr.contains("delete gitops-e2e"), "\(r3.stderr)")
+        #expect(staging.map { !FileManager.default.fileExists(atPath: $0) } == true)
+        #expect(repo.statusLog().first == "gitops-e2e: Deleted")
+    }
+
+    @Test func controllerKilledMidBuildRestartsWithoutADuplicateRun() async throws {
+        #expect(await Self.catalog.value)
+        let repo = try GitRemote("crash")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        try repo.write("kiln.yaml", GitRemote.kilnYAML)
+        try repo.write("templates/gitops-crash.json", GitRemote.template("gitops-crash",
+            customize: #"[{"type": "Shell", "name": "slow", "inline": ["sleep 15", "echo slept"]}]"#))
+        try repo.push("add gitops-crash")
+        let args = [CLITests.binary, "controller", "--data-dir", Self.data, "--repo", repo.remote, "--interval", "2s"]
+        let first = try Background(args, log: repo.dir + "/controller-1.log")
+        let customizing = await eventually(.seconds(240)) { repo.statusLog().first?.hasPrefix("gitops-crash: Running/Customizing") == true }
+        #expect(customizing != nil, "\(first.output)\n\(repo.statusLog())")
+        #expect(await first.stop(SIGKILL) == 128 + SIGKILL)
+
+        // Restarted: the build went on in its worker; the new controller reports it and starts nothing new.
+        let second = try Background(args, log: repo.dir + "/controller-2.log")
+        let ended = await eventually(.seconds(240)) { repo.statusLog().first?.hasPrefix("gitops-crash: Succeeded") == true }
+        #expect(ended != nil, "\(second.output)\n\(repo.statusLog())")
+        try await Task.sleep(for: .seconds(5))  // a couple more polls
+        #expect(await second.stop(SIGTERM) == 0, "\(second.output)")
+        let runs = try #require(try Self.json(try await Self.k("template", "runs", "gitops-crash", "--output", "json"))["value"] as? [[String: Any]])
+        #expect(runs.count == 1, "one run for one content hash: \(runs.map { $0["runId"] ?? "?" })")
+        #expect(repo.statusLog().filter { $0.hasPrefix("gitops-crash: Succeeded") }.count == 1)
+        #expect(try await Self.k("template", "delete", "gitops-crash").status == 0)
+    }
+}
