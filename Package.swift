@@ -9,6 +9,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "kiln", targets: ["kiln"]),
+        .executable(name: "kiln-bench", targets: ["KilnBench"]),
         .library(name: "KilnTemplates", targets: ["KilnTemplates"]),
         .library(name: "KilnStore", targets: ["KilnStore"]),
         .library(name: "KilnBuild", targets: ["KilnBuild"]),
@@ -117,6 +118,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // Benchmarks that need the libraries (scripts/bench-gitops).
+        .executableTarget(
+            name: "KilnBench",
+            dependencies: ["KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "KilnTemplatesTests",
