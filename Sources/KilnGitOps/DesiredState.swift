@@ -4,16 +4,30 @@ import KilnGit
 import KilnTemplates
 
 /// A template as the repository wants it at a commit.
-public struct DesiredTemplate: Sendable {
-    public var loaded: LoadedTemplate
+///
+/// Immutable and shared by reference: the same object flows from the cache through the plan, so ten thousand
+/// of them cost ten thousand pointers per plan rather than ten thousand deep copies.
+public final class DesiredTemplate: Sendable {
+    public let loaded: LoadedTemplate
     /// The file it came from, repository-relative.
-    public var file: String
+    public let file: String
     /// Repository files the template references (scriptUri/sourceUri), path → `git:<blob id>`.
-    public var referencedFiles: [String: String]
+    public let referencedFiles: [String: String]
     /// The content hash over the template and those files: what decides "changed".
-    public var contentHash: String
+    public let contentHash: String
+    /// The resource id (kept: building it from its parts on every use is measurable at 10,000 templates).
+    public let id: String
+    /// `id` lower-cased: how resource ids compare.
+    public let key: String
 
-    public var id: String { loaded.resourceId.description }
+    public init(loaded: LoadedTemplate, file: String, referencedFiles: [String: String], contentHash: String) {
+        self.loaded = loaded
+        self.file = file
+        self.referencedFiles = referencedFiles
+        self.contentHash = contentHash
+        id = loaded.resourceId.description
+        key = id.lowercased()
+    }
 }
 
 /// A template file that does not load, with its diagnostics (path, line, code).
@@ -31,15 +45,19 @@ public struct DesiredState: Sendable {
     public var galleries: [GalleryImageDefinition]
 }
 
-/// Parsed files by content, kept between reads so a commit that changes one file of ten thousand parses one.
-/// Used by one reconciler at a time (not shared across tasks).
+/// Results per file, kept between reads so a commit that changes one file of ten thousand parses one, and the
+/// other 9,999 cost a few dictionary lookups. Used by one reconciler at a time (not shared across tasks).
 public final class DesiredStateCache: @unchecked Sendable {
     struct Entry {
-        var loaded: LoadedFile
-        /// Content hash per (template index, referenced files).
-        var hashes: [String: String] = [:]
+        var templates: [DesiredTemplate] = []
+        var galleries: [GalleryImageDefinition] = []
+        var errors: [Diagnostic] = []
+        /// Every repository path the result depends on besides the file itself, with the blob it had ("" when
+        /// absent): referenced scripts, and the places a reference could have resolved to instead.
+        var dependencies: [String: String] = [:]
     }
-    var entries: [String: Entry] = [:]
+    /// By file path: the key the entry was computed for, and the entry.
+    var entries: [String: (key: String, entry: Entry)] = [:]
     public internal(set) var hits = 0
     public internal(set) var misses = 0
     public init() {}
@@ -49,13 +67,15 @@ public final class DesiredStateCache: @unchecked Sendable {
 /// Reads the desired state from a commit's tree, without a work tree.
 public enum DesiredStateReader {
     /// - Parameters:
-    ///   - cache: parsed files from earlier reads, reused when a file, its parameters file and `kiln.yaml` have
-    ///     the same blobs; entries for files that are gone are dropped.
+    ///   - cache: results from earlier reads, reused when a file, its parameters file, `kiln.yaml` and every
+    ///     file it references have the same blobs; entries for files that are gone are dropped.
     ///   - excluding: path prefixes never read as templates (the controller's own `status/` files).
     public static func read(_ repo: GitRepository, at commit: ObjectID, cache: DesiredStateCache? = nil,
                             excluding: [String] = [], templatesPath: String? = nil) async throws(GitError) -> DesiredState {
         let files = try await repo.files(at: commit)
-        let byPath = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        var byPath: [String: TreeFile] = [:]
+        byPath.reserveCapacity(files.count)
+        for f in files where byPath[f.path] == nil { byPath[f.path] = f }
         var config = RepositoryConfig()
         var configDiagnostics: [Diagnostic] = []
         var configKey = ""
@@ -75,66 +95,83 @@ public enum DesiredStateReader {
         let galleriesRoot = config.galleriesPath.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var state = DesiredState(commit: commit, config: config, templates: [], invalid: [], galleries: [])
         if !configDiagnostics.isEmpty { state.invalid.append(InvalidTemplateFile(file: "kiln.yaml", diagnostics: configDiagnostics)) }
-        var used: [String: DesiredStateCache.Entry] = [:]
+        var seen = Set<String>()
+        seen.reserveCapacity(cache?.entries.count ?? 0)
+        let scope = "\(configKey)\u{0}\(templatesRoot)\u{0}"
 
         for f in files.sorted(by: { $0.path < $1.path }) where TemplateLoader.format(forPath: f.path) != nil {
             if excluding.contains(where: { f.path.hasPrefix($0) }) || f.path == "kiln.yaml" || f.path == "kiln.yml" { continue }
             let under = { (root: String) in root.isEmpty || f.path.hasPrefix(root + "/") }
             let isGallery = under(galleriesRoot)
             guard isGallery || (under(templatesRoot) && !TemplateLoader.isParametersFileName(f.path)) else { continue }
-            let sibling = TemplateLoader.siblingParametersPath(for: f.path)
+            let sibling = isGallery ? "" : TemplateLoader.siblingParametersPath(for: f.path)
             let parametersFile = isGallery ? nil : byPath[sibling]
-            let key = "\(f.path)\u{0}\(f.blob.hex)\u{0}\(parametersFile?.blob.hex ?? "")\u{0}\(configKey)"
+            let key = scope + f.path + "\u{0}" + f.blob.hex + "\u{0}" + (parametersFile?.blob.hex ?? "")
             var entry: DesiredStateCache.Entry
-            if let hit = cache?.entries[key] ?? used[key] {
-                entry = hit
+            if let hit = cache?.entries[f.path], hit.key == key,
+               hit.entry.dependencies.allSatisfy({ (byPath[$0.key]?.blob.hex ?? "") == $0.value }) {
+                entry = hit.entry
                 cache?.hits += 1
             } else {
+                // Drop the stale result first, so a commit that changes every file never holds two of each.
+                cache?.entries[f.path] = nil
                 cache?.misses += 1
                 var parameters: (path: String, text: String)?
                 if let p = parametersFile { parameters = (sibling, String(decoding: try await repo.blob(p.blob), as: UTF8.self)) }
                 let text = String(decoding: try await repo.blob(f.blob), as: UTF8.self)
-                entry = DesiredStateCache.Entry(loaded: TemplateLoader.load(text: text, path: f.path, options: options, parameters: parameters))
+                let loaded = TemplateLoader.load(text: text, path: f.path, options: options, parameters: parameters)
+                entry = evaluate(loaded, file: f.path, in: byPath, isGallery: isGallery)
             }
-            defer { used[key] = entry }
-            let loaded = entry.loaded
-            if isGallery {
-                state.galleries += loaded.galleryDefinitions
-                if !loaded.isValid { state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: loaded.errors)) }
-                continue
-            }
-            guard loaded.isValid else {
-                state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: loaded.errors))
-                continue
-            }
-            for (n, t) in loaded.templates.enumerated() {
-                var refs: [String: String] = [:]
-                for r in ArtifactReference.all(in: t.template) {
-                    guard case .success(.relative) = ArtifactFetcher.classify(r.reference),
-                          let path = resolve(r.reference, from: f.path, in: byPath) else { continue }
-                    refs[path] = "git:\(byPath[path]!.blob.hex)"
-                }
-                let hashKey = "\(n)\u{0}" + refs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{0}")
-                let hash: String
-                if let h = entry.hashes[hashKey] { hash = h } else {
-                    hash = ContentHash.of(t.template, referencedFiles: refs)
-                    entry.hashes[hashKey] = hash
-                }
-                state.templates.append(DesiredTemplate(loaded: t, file: f.path, referencedFiles: refs, contentHash: hash))
-            }
+            cache?.entries[f.path] = (key, entry)
+            seen.insert(f.path)
+            if !entry.errors.isEmpty { state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: entry.errors)) }
+            state.galleries += entry.galleries
+            state.templates += entry.templates
         }
-        cache?.entries = used
+        if let cache, cache.entries.count > seen.count {
+            for path in cache.entries.keys where !seen.contains(path) { cache.entries[path] = nil }
+        }
         return state
     }
 
-    /// A relative reference, looked up next to the template file, then from the repository root.
-    static func resolve(_ reference: String, from file: String, in tree: [String: TreeFile]) -> String? {
-        let dir = (file as NSString).deletingLastPathComponent
-        for base in [dir, ""] {
-            let joined = base.isEmpty ? reference : base + "/" + reference
-            if let p = ArtifactFetcher.normalizedRelative(joined), tree[p] != nil { return p }
+    /// What a loaded file contributes, with the repository paths that result depends on.
+    static func evaluate(_ loaded: LoadedFile, file: String, in byPath: [String: TreeFile], isGallery: Bool) -> DesiredStateCache.Entry {
+        var entry = DesiredStateCache.Entry()
+        if isGallery {
+            entry.galleries = loaded.galleryDefinitions
+            entry.errors = loaded.errors
+            return entry
         }
-        return nil
+        guard loaded.isValid else {
+            entry.errors = loaded.errors
+            return entry
+        }
+        for t in loaded.templates {
+            var refs: [String: String] = [:]
+            for r in ArtifactReference.all(in: t.template) {
+                guard case .success(.relative) = ArtifactFetcher.classify(r.reference) else { continue }
+                for candidate in candidates(r.reference, from: file) {
+                    entry.dependencies[candidate] = byPath[candidate]?.blob.hex ?? ""
+                    if let hit = byPath[candidate] {
+                        refs[candidate] = "git:\(hit.blob.hex)"
+                        break
+                    }
+                }
+            }
+            entry.templates.append(DesiredTemplate(loaded: t, file: file, referencedFiles: refs,
+                                                   contentHash: ContentHash.of(t.template, referencedFiles: refs)))
+        }
+        return entry
+    }
+
+    /// Where a relative reference may live, in order: next to the template file, then from the repository root.
+    static func candidates(_ reference: String, from file: String) -> [String] {
+        let dir = (file as NSString).deletingLastPathComponent
+        var out: [String] = []
+        for base in [dir, ""] {
+            if let p = ArtifactFetcher.normalizedRelative(base.isEmpty ? reference : base + "/" + reference), !out.contains(p) { out.append(p) }
+        }
+        return out
     }
 }
 

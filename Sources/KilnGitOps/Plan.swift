@@ -79,7 +79,7 @@ public enum Planner {
     public static func plan(desired: DesiredState, recorded: [ManagedTemplateSummary], changedPaths: [String: Set<String>] = [:]) -> Plan {
         var items: [PlanItem] = []
         var recordedByKey = Dictionary(recorded.map { ($0.id.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
-        let desiredKeys = Set(desired.templates.map { $0.id.lowercased() })
+        let desiredKeys = Set(desired.templates.map(\.key))
         let invalidFiles = Dictionary(desired.invalid.map { ($0.file, $0) }, uniquingKeysWith: { a, _ in a })
         let onChange = desired.config.onChangeDuringRun
 
@@ -92,7 +92,7 @@ public enum Planner {
         var movedAway = Set<String>()
 
         for d in desired.templates {
-            let key = d.id.lowercased()
+            let key = d.key
             var item = PlanItem(action: .unchanged, name: d.loaded.template.name, id: d.id, file: d.file, desired: d)
             if let r = recordedByKey.removeValue(forKey: key) {
                 item.recorded = r

@@ -33,8 +33,6 @@ public actor Reconciler {
     public var templatesPath: String?
     let cache = DesiredStateCache()
     let logger: Logger
-    /// The last desired state read, for the status writer (which files are invalid).
-    public private(set) var lastDesired: DesiredState?
     public private(set) var lastPlan: Plan?
 
     public init(core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, logger: Logger = Logger(label: "kiln.gitops")) {
@@ -56,18 +54,18 @@ public actor Reconciler {
 
     /// The plan for `commit` against the store.
     public func plan(at commit: ObjectID) async throws -> Plan {
+        lastPlan = nil  // the previous plan's templates need not outlive this read
+        let missesBefore = cache.misses
         let desired = try await desired(at: commit)
         let recorded = try await core.database.managedTemplates(by: source.key)
         // Why things changed: one diff per distinct recorded commit (usually one).
         var changed: [String: Set<String>] = [:]
         let recordedKeys = Set(recorded.map { $0.id.lowercased() })
-        let needsDiff = desired.templates.contains { d in
-            recordedKeys.contains(d.id.lowercased())
-        }
+        let needsDiff = desired.templates.contains { recordedKeys.contains($0.key) }
         if needsDiff {
             let byKey = Dictionary(recorded.map { ($0.id.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
             let commits = Set(desired.templates.compactMap { d -> String? in
-                guard let r = byKey[d.id.lowercased()], r.contentHash != d.contentHash else { return nil }
+                guard let r = byKey[d.key], r.contentHash != d.contentHash else { return nil }
                 return r.sourceCommit
             })
             for c in commits {
@@ -78,8 +76,10 @@ public actor Reconciler {
             }
         }
         let plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed)
-        lastDesired = desired
         lastPlan = plan
+        // After reparsing many files, give the freed memory back (glibc keeps it otherwise): a controller
+        // watching a large repository should not sit at its peak.
+        if cache.misses - missesBefore > 500 { MemoryTrim.trim() }
         return plan
     }
 
@@ -215,4 +215,15 @@ public actor Reconciler {
         }
         return (byTemplate, files)
     }
+}
+
+/// Returns freed heap memory to the system.
+enum MemoryTrim {
+    /// glibc's `malloc_trim`, looked up at run time (its header is not part of Swift's Glibc module).
+    nonisolated(unsafe) static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
+        return unsafeBitCast(sym, to: (@convention(c) (Int) -> Int32).self)
+    }()
+
+    static func trim() { _ = mallocTrim?(0) }
 }

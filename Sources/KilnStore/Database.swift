@@ -196,6 +196,13 @@ public final class KilnDatabase: Sendable {
             try db.alter(table: "imageTemplate") { t in t.add(column: "managedBy", .text) }
             try db.create(index: "imageTemplate_managedBy", on: "imageTemplate", columns: ["managedBy"])
         }
+        m.registerMigration("v4-managed-covering-index") { db in
+            // The reconciler reads these columns of every managed template on each plan; template documents make
+            // table rows large, so an index holding exactly these columns keeps that read off the table.
+            try db.drop(index: "imageTemplate_managedBy")
+            try db.create(index: "imageTemplate_managed", on: "imageTemplate",
+                          columns: ["managedBy", "idKey", "id", "name", "resourceGroup", "sourceFile", "sourceCommit", "contentHash", "provisioningState"])
+        }
         return m
     }
 }
