@@ -180,6 +180,12 @@ public actor GitRepository {
 
     /// The file at `path` in `commit`'s tree, or nil.
     public func file(_ path: String, at commit: ObjectID) throws(GitError) -> Data? {
+        guard let (id, type) = try entry(path, at: commit), type == GIT_OBJECT_BLOB else { return nil }
+        return try blob(id)
+    }
+
+    /// The id and type of the tree entry at `path` in `commit`, or nil.
+    func entry(_ path: String, at commit: ObjectID) throws(GitError) -> (ObjectID, git_object_t)? {
         let tree = try commitTree(commit)
         defer { git_tree_free(tree) }
         var entry: OpaquePointer?
@@ -187,8 +193,7 @@ public actor GitRepository {
         if rc == GIT_ENOTFOUND.rawValue { return nil }
         try check("find \(path) at \(commit.short)", rc)
         defer { git_tree_entry_free(entry) }
-        guard git_tree_entry_type(entry) == GIT_OBJECT_BLOB else { return nil }
-        return try blob(ObjectID(git_tree_entry_id(entry).pointee))
+        return (ObjectID(git_tree_entry_id(entry).pointee), git_tree_entry_type(entry))
     }
 
     func commitTree(_ commit: ObjectID) throws(GitError) -> OpaquePointer {
@@ -247,14 +252,7 @@ public actor GitRepository {
 
     /// The blob id of `path` at `commit`, or nil.
     public func blobID(_ path: String, at commit: ObjectID) throws(GitError) -> ObjectID? {
-        let tree = try commitTree(commit)
-        defer { git_tree_free(tree) }
-        var entry: OpaquePointer?
-        let rc = git_tree_entry_bypath(&entry, tree, path)
-        if rc == GIT_ENOTFOUND.rawValue { return nil }
-        try check("find \(path) at \(commit.short)", rc)
-        defer { git_tree_entry_free(entry) }
-        return ObjectID(git_tree_entry_id(entry).pointee)
+        try entry(path, at: commit)?.0
     }
 
     /// Points `ref` at `target` (created or moved, no checks): for refs the caller alone owns.

@@ -99,6 +99,14 @@ struct RepoOptions: ParsableArguments {
                          author: try parsedAuthor())
     }
 
+    /// The core, the data directory's controller lock, and the mirror: what a command that applies needs.
+    func openForWriting(_ global: GlobalOptions) async throws -> (KilnCore, ControllerLock, RepositoryMirror) {
+        let core = try await Template.core(global)
+        let lock: ControllerLock
+        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        return (core, lock, try mirror(core.paths))
+    }
+
     func mirror(_ paths: KilnPaths) throws -> RepositoryMirror {
         do {
             return try RepositoryMirror.open(dataDir: paths.dataDir, source: try source())
@@ -222,11 +230,8 @@ struct Reconcile: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
-        let core = try await Template.core(global)
-        let lock: ControllerLock
-        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        let (core, lock, mirror) = try await repo.openForWriting(global)
         defer { withExtendedLifetime(lock) {} }
-        let mirror = try repo.mirror(core.paths)
         let text = global.output == .text
         let start = ContinuousClock.now
         let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, launchWorkers: {}, onReport: { report in
@@ -329,11 +334,8 @@ struct ControllerCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
-        let core = try await Template.core(global)
-        let lock: ControllerLock
-        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        let (core, lock, mirror) = try await repo.openForWriting(global)
         defer { withExtendedLifetime(lock) {} }
-        let mirror = try repo.mirror(core.paths)
         var options = Controller.Options()
         options.interval = parseDuration(interval)!
         let g = global

@@ -338,21 +338,15 @@ func sha256(_ s: String) -> String {
     SHA256.hash(data: Data(s.utf8)).map { String(format: "%02x", $0) }.joined()
 }
 
-/// Runs a command to its end without Foundation's Process (whose exit notification was seen to get lost
-/// when the child leaves a grandchild running) and without blocking a thread: posix_spawn, output to files,
-/// and a polling waitpid.
-func spawnAndWait(_ argv: [String]) async throws -> CLITests.Result {
-    let tmp = NSTemporaryDirectory() + "kiln-cli-\(UUID().uuidString)"
-    defer {
-        try? FileManager.default.removeItem(atPath: tmp + ".out")
-        try? FileManager.default.removeItem(atPath: tmp + ".err")
-    }
+/// Starts `argv` with stdin from /dev/null, output to files, and a clean signal mask (posix_spawn).
+func posixSpawn(_ argv: [String], stdout: String, stderr: String, append: Bool) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
+    let mode = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC)
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, tmp + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, tmp + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout, mode, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, mode, 0o644)
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
@@ -365,6 +359,19 @@ func spawnAndWait(_ argv: [String]) async throws -> CLITests.Result {
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ)
     try #require(rc == 0, "cannot start \(argv[0]): \(rc)")
+    return pid
+}
+
+/// Runs a command to its end without Foundation's Process (whose exit notification was seen to get lost
+/// when the child leaves a grandchild running) and without blocking a thread: posix_spawn, output to files,
+/// and a polling waitpid.
+func spawnAndWait(_ argv: [String]) async throws -> CLITests.Result {
+    let tmp = NSTemporaryDirectory() + "kiln-cli-\(UUID().uuidString)"
+    defer {
+        try? FileManager.default.removeItem(atPath: tmp + ".out")
+        try? FileManager.default.removeItem(atPath: tmp + ".err")
+    }
+    let pid = try posixSpawn(argv, stdout: tmp + ".out", stderr: tmp + ".err", append: false)
     var status: Int32 = 0
     while true {
         let r = waitpid(pid, &status, WNOHANG)
