@@ -102,8 +102,7 @@ public actor Reconciler {
             }
         }
         let commit = plan.commit
-        // Deletes first, so a move or a recreate never meets its old self.
-        for item in plan.items where item.isChange {
+        for item in Self.buildOrder(plan.items.filter(\.isChange)) {
             var outcome = ReconcileReport.Outcome(item: item, result: "", ok: true)
             do {
                 if let run = item.cancelRun {
@@ -148,6 +147,36 @@ public actor Reconciler {
             report.outcomes.append(outcome)
         }
         return report
+    }
+
+    /// Items in the order their runs should queue: a template whose source is a gallery image another template
+    /// of the repository publishes comes after that template, so with one build at a time (the default) the
+    /// derived image builds from the fresh base. Otherwise the plan's order.
+    static func buildOrder(_ items: [PlanItem]) -> [PlanItem] {
+        func definition(_ id: String) -> String {
+            let lower = id.lowercased()
+            if let r = lower.range(of: "/versions/") { return String(lower[..<r.lowerBound]) }
+            return lower
+        }
+        var producers: [String: Int] = [:]
+        for (n, item) in items.enumerated() {
+            for case .sharedImage(let d) in item.desired?.loaded.template.properties.distribute ?? [] { producers[definition(d.galleryImageId)] = n }
+        }
+        guard !producers.isEmpty else { return items }
+        var placed = Set<Int>(), visiting = Set<Int>(), out: [PlanItem] = []
+        func place(_ n: Int) {
+            guard !placed.contains(n), !visiting.contains(n) else { return }
+            visiting.insert(n)
+            if case .sharedImageVersion(let s)? = items[n].desired?.loaded.template.properties.source,
+               let producer = producers[definition(s.imageVersionId)], producer != n {
+                place(producer)
+            }
+            visiting.remove(n)
+            placed.insert(n)
+            out.append(items[n])
+        }
+        for n in items.indices { place(n) }
+        return out
     }
 
     func create(_ item: PlanItem, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {

@@ -1,6 +1,6 @@
 import Foundation
 import KilnGit
-import KilnGitOps
+@testable import KilnGitOps
 import KilnTemplates
 import Testing
 
@@ -51,5 +51,18 @@ import Testing
         let source = CommitArtifactSource(repo: repo, commit: c1, templateFile: base.file)
         #expect(try await source.read("scripts/harden.sh").map { String(decoding: $0, as: UTF8.self) }?.contains("hardened again") == false)
         #expect(try await source.read("nope.sh") == nil)
+    }
+
+    /// The examples' derived images queue after the base image they build from.
+    @Test func derivedTemplatesQueueAfterTheImageTheyBuildFrom() async throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let work = try exampleRepo(dir)
+        let repo = try GitRepository.open(work)
+        let state = try await DesiredStateReader.read(repo, at: try #require(try await repo.resolve("HEAD")))
+        let plan = Planner.plan(desired: state, recorded: [])
+        #expect(plan.items.map(\.name) == ["debian-12-app", "debian-12-base", "debian-12-tools", "debian-12-web", "windows-2022"])
+        let order = Reconciler.buildOrder(plan.items).map(\.name)
+        #expect(order == ["debian-12-base", "debian-12-app", "debian-12-tools", "debian-12-web", "windows-2022"], "\(order)")
     }
 }
