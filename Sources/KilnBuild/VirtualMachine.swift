@@ -274,6 +274,7 @@ public enum BackgroundProcess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        closeInheritedDescriptors(&actions)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -289,6 +290,19 @@ public enum BackgroundProcess {
         guard rc == 0 else { throw CommandError(command: executable, status: rc, output: "", reason: String(cString: strerror(rc))) }
         return pid
     }
+
+    /// Only 0, 1 and 2 reach the child. Without this a long-lived child (a worker, QEMU) keeps whatever the
+    /// parent had open without close-on-exec at that instant: a listening socket (the port stays taken after
+    /// the controller exits) or another thread's pipe (whose reader then never sees end-of-file).
+    /// `posix_spawn_file_actions_addclosefrom_np` is glibc ≥ 2.34 and not exported to Swift, so it is looked up.
+    public static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        _ = addCloseFrom?(&actions, 3)
+    }
+
+    nonisolated(unsafe) static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(sym, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }()
 
     /// A child inherits the spawning thread's signal mask, and Dispatch's threads block signals: without
     /// this, SIGTERM to QEMU or a worker would stay pending forever.

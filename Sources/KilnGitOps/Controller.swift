@@ -203,14 +203,19 @@ extension Controller {
             let status = self.status
             let logger = self.logger
             let interval = options.statusInterval
+            // Status follows the runs: written at each phase change (woken by the run's events), and at least
+            // every `statusInterval`.
             await withTaskGroup(of: Bool.self) { group in
                 group.addTask {
-                    await WorkerPool(core: core, parallelism: parallelism).run(forever: false, onEvent: onEvent)
+                    await WorkerPool(core: core, parallelism: parallelism).run(forever: false) { runId, event in
+                        onEvent(runId, event)
+                        if case .phase = event { Task { await self.wake() } }
+                    }
                     return true
                 }
                 group.addTask {
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: interval)
+                        await self.sleep(interval)
                         if Task.isCancelled { break }
                         do {
                             try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
@@ -220,7 +225,10 @@ extension Controller {
                     }
                     return false
                 }
-                for await poolDone in group where poolDone { group.cancelAll() }
+                for await poolDone in group where poolDone {
+                    group.cancelAll()
+                    await self.wake()
+                }
             }
             try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
         }

@@ -249,7 +249,7 @@ public actor Reconciler {
 /// Returns freed heap memory to the system.
 enum MemoryTrim {
     /// glibc's `malloc_trim`, looked up at run time (its header is not part of Swift's Glibc module).
-    nonisolated(unsafe) static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
+    static let mallocTrim: (@convention(c) (Int) -> Int32)? = {
         guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") else { return nil }
         return unsafeBitCast(sym, to: (@convention(c) (Int) -> Int32).self)
     }()

@@ -120,6 +120,7 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
         try "a-long-shared-secret\n".write(toFile: secret, atomically: true, encoding: .utf8)
         let controller = try Background([CLITests.binary, "controller", "--data-dir", data, "--repo", repo.remote, "--interval", "1h",
                                          "--webhook-listen", "127.0.0.1:0", "--webhook-secret-file", secret], log: repo.dir + "/controller.log")
+        defer { kill(controller.pid, SIGKILL) }  // if an expectation below throws
         // Started: the first reconcile wrote the first status, and the webhook port is known.
         let started = await eventually(.seconds(30)) { repo.statusLog().first?.hasPrefix("first: Accepted") == true && controller.output.contains("POST /hooks/git") }
         #expect(started != nil, "\(controller.output)")
@@ -239,12 +240,14 @@ extension TemplateCLITests {
         try repo.push("add gitops-crash")
         let args = [CLITests.binary, "controller", "--data-dir", Self.data, "--repo", repo.remote, "--interval", "2s"]
         let first = try Background(args, log: repo.dir + "/controller-1.log")
+        defer { kill(first.pid, SIGKILL) }
         let customizing = await eventually(.seconds(240)) { repo.statusLog().first?.hasPrefix("gitops-crash: Running/Customizing") == true }
         #expect(customizing != nil, "\(first.output)\n\(repo.statusLog())")
         #expect(await first.stop(SIGKILL) == 128 + SIGKILL)
 
         // Restarted: the build went on in its worker; the new controller reports it and starts nothing new.
         let second = try Background(args, log: repo.dir + "/controller-2.log")
+        defer { kill(second.pid, SIGKILL) }
         let ended = await eventually(.seconds(240)) { repo.statusLog().first?.hasPrefix("gitops-crash: Succeeded") == true }
         #expect(ended != nil, "\(second.output)\n\(repo.statusLog())")
         try await Task.sleep(for: .seconds(5))  // a couple more polls

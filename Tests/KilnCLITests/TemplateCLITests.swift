@@ -338,6 +338,14 @@ func sha256(_ s: String) -> String {
     SHA256.hash(data: Data(s.utf8)).map { String(format: "%02x", $0) }.joined()
 }
 
+/// Closes every inherited descriptor above 2 in the child (glibc's addclosefrom_np, looked up): a child that
+/// outlives a test must not hold another test's pipe open.
+func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
+    typealias Fn = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return }
+    _ = unsafeBitCast(sym, to: Fn.self)(&actions, 3)
+}
+
 /// Starts `argv` with stdin from /dev/null, output to files, and a clean signal mask (posix_spawn).
 func posixSpawn(_ argv: [String], stdout: String, stderr: String, append: Bool) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
@@ -347,6 +355,7 @@ func posixSpawn(_ argv: [String], stdout: String, stderr: String, append: Bool) 
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, stdout, mode, 0o644)
     posix_spawn_file_actions_addopen(&actions, 2, stderr, mode, 0o644)
+    closeFrom3(&actions)
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
     defer { posix_spawnattr_destroy(&attr) }
