@@ -429,7 +429,13 @@ struct StatusCommand: AsyncParsableCommand {
             for (path, d) in selected {
                 let last = d["lastRunStatus"] as? [String: Any]
                 var state = d["provisioningState"] as? String ?? "?"
-                if state == "Succeeded", let rs = last?["runState"] as? String { state = rs + ((last?["runSubState"] as? String).map { rs == "Running" ? "/\($0)" : "" } ?? "") }
+                if state == "Succeeded" {
+                    if let rs = last?["runState"] as? String {
+                        state = rs + ((last?["runSubState"] as? String).map { rs == "Running" ? "/\($0)" : "" } ?? "")
+                    } else {
+                        state = "Created, not run"
+                    }
+                }
                 if d["sourceError"] != nil { state += " (source invalid)" }
                 rows.append([d["name"] as? String ?? d["file"] as? String ?? path, state, d["runId"] as? String ?? "-",
                              d["sourceFile"] as? String ?? "-", String((d["sourceCommit"] as? String ?? "-").prefix(7))])

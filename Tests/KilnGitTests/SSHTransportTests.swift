@@ -1,5 +1,9 @@
 import Foundation
+import KilnBuild
+import KilnCore
 import KilnGit
+import KilnGitOps
+import KilnStore
 import Testing
 
 /// The ssh:// transport against a real OpenSSH server on 127.0.0.1 (openssh-server, installed by
@@ -82,6 +86,25 @@ import Testing
         let pem = try String(contentsOfFile: server.userKey, encoding: .utf8)
         let inMemory = try await mirror.remoteHeads(url, credentials: .sshKeyMemory(privateKey: pem, passphrase: nil), knownHosts: known)
         #expect(inMemory.first { $0.name == "refs/heads/main" }?.id == pushed)
+
+        // The reconciler over ssh://: desired state fetched, status and note pushed back.
+        try "subscription: 11111111-2222-3333-4444-555555555555\nresourceGroup: rg-ssh\nlocation: westeurope\n"
+            .write(toFile: dir + "/work/kiln.yaml", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir + "/work/templates", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/work/scripts", withIntermediateDirectories: true)
+        try "#!/bin/sh\necho one\n".write(toFile: dir + "/work/scripts/setup.sh", atomically: true, encoding: .utf8)
+        try GitOpsFixture.template("over-ssh").write(toFile: dir + "/work/templates/over-ssh.json", atomically: true, encoding: .utf8)
+        _ = try git("pull", "-q", "--rebase", "origin", "main", in: dir + "/work")
+        _ = try git("add", ".", in: dir + "/work")
+        _ = try git("commit", "-q", "-m", "a template", in: dir + "/work")
+        _ = try git("push", "-q", "origin", "HEAD:main", in: dir + "/work")
+        let paths = KilnPaths(dataDir: dir + "/data")
+        let core = KilnCore(paths: paths, database: try KilnDatabase(path: paths.database))
+        let source = GitSource(url: url, credentials: creds, knownHosts: known)
+        let controller = Controller(core: core, mirror: try RepositoryMirror.open(dataDir: paths.dataDir, source: source), launchWorkers: {})
+        let once = try await controller.reconcileOnce(executeRuns: false)
+        #expect(once.report.outcomes.map(\.item.name) == ["over-ssh"] && once.report.failed.isEmpty, "\(once.report.outcomes.map(\.result))")
+        #expect(try git("log", "-1", "--format=%s", "kiln/status", in: remote).hasPrefix("over-ssh: Accepted"))
 
         // A host key that is not in known_hosts is refused, with a message that says so.
         try "[127.0.0.1]:\(server.port) ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
