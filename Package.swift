@@ -96,6 +96,11 @@ let package = Package(
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // The service configuration file (kiln --config): settings for every other module, checked with lines.
+        .target(
+            name: "KilnConfig",
+            dependencies: ["KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit"]
+        ),
         // HTTP: the webhook receiver and health now; the AIB REST API and metrics later (issue 7).
         .target(
             name: "KilnServer",
@@ -115,6 +120,7 @@ let package = Package(
                 "KilnGit",
                 "KilnGitOps",
                 "KilnServer",
+                "KilnConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -145,6 +151,10 @@ let package = Package(
         .testTarget(
             name: "KilnGitTests",
             dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"]
+        ),
+        .testTarget(
+            name: "KilnConfigTests",
+            dependencies: ["KilnConfig"]
         ),
         .testTarget(
             name: "KilnCLITests",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KilnBuild
+import KilnConfig
 import KilnStore
 import KilnTemplates
 
@@ -9,8 +10,11 @@ struct KilnContext {
     let paths: KilnPaths
     let database: KilnDatabase
 
+    let configuration: KilnConfiguration?
+
     init(_ global: GlobalOptions) throws {
-        paths = KilnPaths.resolve(dataDir: global.dataDir)
+        configuration = try global.loadConfiguration()
+        paths = global.resolvePaths(configuration)
         do {
             database = try KilnDatabase(path: paths.database)
         } catch {

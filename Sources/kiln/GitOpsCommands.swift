@@ -11,7 +11,7 @@ import KilnTemplates
 
 /// The repository options every GitOps command takes.
 struct RepoOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The repository: https://, ssh://, file:// URL, user@host:path, or a local path.", valueName: "URL"))
+    @Option(help: ArgumentHelp("The repository: https://, ssh://, file:// URL, user@host:path, a local path, or the name of a repository in the configuration file.", valueName: "URL|NAME"))
     var repo: String
 
     @Option(help: "The branch that holds the templates.")
@@ -35,11 +35,13 @@ struct RepoOptions: ParsableArguments {
     @Option(name: .customLong("token-env"), help: ArgumentHelp("An environment variable holding an HTTPS token.", valueName: "NAME"))
     var tokenEnv: String?
 
-    @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes.", valueName: "NAME <EMAIL>"))
-    var author = "Kiln <kiln@localhost>"
+    @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes (default: the configuration's, else Kiln <kiln@localhost>).", valueName: "NAME <EMAIL>"))
+    var author: String?
+
+    /// The configured repository's interval, when `--repo` named one.
+    var configuredInterval: Double?
 
     func validate() throws {
-        try Self.checkURL(repo)
         for (flag, b) in [("--branch", branch), ("--status-branch", statusBranch)] where !Self.isValidBranch(b) {
             throw ValidationError("\(flag) \(b): not a valid branch name")
         }
@@ -69,7 +71,32 @@ struct RepoOptions: ParsableArguments {
             && !b.contains("//") && !b.contains("@{") && b.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !"~^:?*[\\".unicodeScalars.contains($0) }
     }
 
+    /// These options completed from the configuration file: `--repo NAME` picks a configured repository (its
+    /// url, branch, path, status branch and credentials, each overridden by a flag given here), and the
+    /// configuration's author applies when `--author` is not given. The URL is checked here, at the edge.
+    func resolved(_ global: GlobalOptions) throws -> RepoOptions {
+        var out = self
+        let config = try global.loadConfiguration()
+        if let r = config?.repositories.first(where: { $0.name.caseInsensitiveCompare(repo) == .orderedSame }) {
+            out.repo = r.url
+            if branch == "main" { out.branch = r.branch }
+            if statusBranch == "kiln/status" { out.statusBranch = r.statusBranch }
+            out.path = path ?? r.path
+            if sshKey == nil, tokenFile == nil, tokenEnv == nil {
+                out.sshKey = r.sshKeyFile
+                out.tokenFile = r.tokenFile
+                out.tokenEnv = r.tokenEnv
+            }
+            out.knownHosts = knownHosts ?? r.knownHosts
+            out.configuredInterval = r.intervalSeconds
+        }
+        if out.author == nil, let a = config?.author { out.author = "\(a.name) <\(a.email)>" }
+        try Self.checkURL(out.repo)
+        return out
+    }
+
     func parsedAuthor() throws -> GitSignature {
+        let author = self.author ?? "Kiln <kiln@localhost>"
         guard let lt = author.firstIndex(of: "<"), author.hasSuffix(">") else {
             throw ValidationError("--author \(author): write it as 'Name <email>'")
         }
@@ -137,6 +164,7 @@ struct PlanCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
+        let repo = try self.repo.resolved(global)
         let core = try await Template.core(global)
         let mirror = try repo.mirror(core.paths)
         let commit: ObjectID
@@ -222,7 +250,7 @@ struct Reconcile: AsyncParsableCommand {
     @OptionGroup var repo: RepoOptions
     @Flag(help: "Reconcile once and exit (the only mode of this command; `kiln controller` keeps watching).") var once = false
     @Flag(name: .customLong("no-build"), help: "Queue runs but do not execute them here (a worker or controller will).") var noBuild = false
-    @Option(help: "Runs executed at once.") var parallelism = 1
+    @Option(help: "Runs executed at once (default: the configuration's parallelism, else 1).") var parallelism: Int?
 
     func validate() throws {
         guard once else { throw ValidationError("kiln reconcile needs --once; to keep watching, run kiln controller") }
@@ -230,6 +258,7 @@ struct Reconcile: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
+        let repo = try self.repo.resolved(global)
         let (core, lock, mirror) = try await repo.openForWriting(global)
         defer { withExtendedLifetime(lock) {} }
         let text = global.output == .text
@@ -242,6 +271,7 @@ struct Reconcile: AsyncParsableCommand {
         let names = NameCache()
         let result: Controller.OnceResult
         do {
+            let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
             result = try await controller.reconcileOnce(executeRuns: !noBuild, parallelism: parallelism) { runId, event in
                 guard text, case .phase(let p) = event else { return }
                 printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId, core: core)) \(p)")
@@ -319,8 +349,8 @@ struct ControllerCommand: AsyncParsableCommand {
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var repo: RepoOptions
-    @Option(help: ArgumentHelp("Time between polls: 30s, 5m.", valueName: "DURATION")) var interval = "60s"
-    @Option(help: "Runs executed at once by the background workers.") var parallelism = 1
+    @Option(help: ArgumentHelp("Time between polls: 30s, 5m (default: the configured repository's, else 60s).", valueName: "DURATION")) var interval: String?
+    @Option(help: "Runs executed at once by the background workers (default: the configuration's, else 1).") var parallelism: Int?
     @Option(name: .customLong("webhook-listen"), help: ArgumentHelp("Serve POST /hooks/git here; a genuine delivery reconciles at once.", valueName: "HOST:PORT"))
     var webhookListen: String?
     @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures.", valueName: "FILE"))
@@ -329,18 +359,19 @@ struct ControllerCommand: AsyncParsableCommand {
     func validate() throws {
         if (webhookListen == nil) != (webhookSecretFile == nil) { throw ValidationError("--webhook-listen and --webhook-secret-file go together") }
         if let l = webhookListen { do { _ = try WebhookServer.address(l) } catch { throw ValidationError("\(error)") } }
-        guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") }
+        if let interval { guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") } }
     }
 
     func run() async throws {
         global.bootstrapLogging()
+        let repo = try self.repo.resolved(global)
         let (core, lock, mirror) = try await repo.openForWriting(global)
         defer { withExtendedLifetime(lock) {} }
         var options = Controller.Options()
-        options.interval = parseDuration(interval)!
+        options.interval = interval.flatMap(parseDuration) ?? .milliseconds(Int((repo.configuredInterval ?? 60) * 1000))
         let g = global
         let paths = core.paths
-        let parallelism = self.parallelism
+        let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
         let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, options: options,
                                     launchWorkers: { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) },
                                     onReport: { report in
@@ -357,7 +388,7 @@ struct ControllerCommand: AsyncParsableCommand {
             s.resume()
             return s
         }
-        printError("kiln controller: watching \(GitRepository.redact(repo.repo)) \(repo.branch) every \(interval); status on \(repo.statusBranch)")
+        printError("kiln controller: watching \(GitRepository.redact(repo.repo)) \(repo.branch) every \(options.interval); status on \(repo.statusBranch)")
         if let listen = webhookListen, let secretFile = webhookSecretFile {
             let auth: WebhookAuthenticator
             do { auth = try WebhookAuthenticator(secretFile: secretFile) } catch {
@@ -407,6 +438,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
+        let repo = try self.repo.resolved(global)
         let ctx = try KilnContext(global)
         let mirror = try repo.mirror(ctx.paths)
         let docs: [(String, [String: Any])]
@@ -467,6 +499,7 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
+        let repo = try self.repo.resolved(global)
         let ctx = try KilnContext(global)
         let mirror = try repo.mirror(ctx.paths)
         do {

@@ -16,7 +16,7 @@ struct Kiln: AsyncParsableCommand {
             """,
         version: version,
         subcommands: [Validate.self, Template.self, Images.self, Gallery.self, PlanCommand.self, Reconcile.self, ControllerCommand.self,
-                      StatusCommand.self, HistoryCommand.self, Version.self]
+                      StatusCommand.self, HistoryCommand.self, Config.self, Version.self]
     )
 
     /// Runs the command with Kiln's exit-code convention: usage errors exit 2 (not sysexits' 64).
@@ -45,6 +45,9 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(name: .customLong("data-dir"), help: ArgumentHelp("Kiln's data directory.", valueName: "DIR"))
     var dataDir: String?
+
+    @Option(name: .customLong("config"), help: ArgumentHelp("Kiln's configuration file (else KILN_CONFIG); flags override it.", valueName: "FILE"))
+    var config: String?
 
     @Option(name: .long, help: "Output format: text or json.")
     var output: OutputFormat = .text

@@ -20,20 +20,20 @@ struct Template: AsyncParsableCommand {
     /// Opens the core over the data directory, after recovering runs a dead process left behind.
     static func core(_ global: GlobalOptions) async throws -> KilnCore {
         let ctx = try KilnContext(global)
-        let identitiesPath = KilnCore.defaultIdentitiesPath(ctx.paths)
-        let identities: IdentityConfig
+        // The configuration file's identities and regions when it has them; else the data directory's
+        // identities.yaml and regions.yaml.
+        var identities: IdentityConfig
+        var regions: RegionMap
         do {
-            identities = try IdentityConfig.load(path: identitiesPath)
-        } catch {
-            printError("kiln: \(error)")
-            throw ExitCode(1)
-        }
-        let regions: RegionMap
-        do {
+            identities = try IdentityConfig.load(path: KilnCore.defaultIdentitiesPath(ctx.paths))
             regions = try RegionMap.load(paths: ctx.paths)
         } catch {
             printError("kiln: \(error)")
             throw ExitCode(1)
+        }
+        if let config = ctx.configuration {
+            if !config.identities.identities.isEmpty { identities = config.identities }
+            if !config.regions.isEmpty || config.allowOnlyRegions != nil { regions = config.regionMap(defaultRoot: ctx.paths.regions) }
         }
         let core = KilnCore(paths: ctx.paths, database: ctx.database, identities: identities, regions: regions)
         for r in await core.recoverAbandonedRuns() {

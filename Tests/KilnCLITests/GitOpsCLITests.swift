@@ -258,3 +258,57 @@ extension TemplateCLITests {
         #expect(try await Self.k("template", "delete", "gitops-crash").status == 0)
     }
 }
+
+/// The configuration file through the binary.
+@Suite struct ConfigCLITests {
+    @Test func configCheckPrintsEffectiveSettingsAndProblemsWithLines() async throws {
+        let example = CLITests.repoRoot.appendingPathComponent("deploy/kiln.yaml").path
+        let ok = try await spawnAndWait([CLITests.binary, "config", "check", "--config", example])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("dataDir: /var/lib/kiln") && ok.stdout.contains("tokenFile: /etc/kiln/git.token"), "\(ok.stdout)")
+
+        let dir = NSTemporaryDirectory() + "kiln-config-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "identities:\n  - name: b\n    credentials:\n      - urlPrefix: https://a.example.com/\n        token: top-secret-value\nparalelism: 2\n"
+            .write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
+        let bad = try await spawnAndWait([CLITests.binary, "config", "check", "--config", dir + "/bad.yaml"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("\(dir)/bad.yaml:6: $.paralelism: unknown key; did you mean 'parallelism'?"), "\(bad.stderr)")
+        #expect(!bad.stderr.contains("top-secret-value") && !bad.stdout.contains("top-secret-value"))
+
+        try "identities:\n  - name: b\n    credentials:\n      - urlPrefix: https://a.example.com/\n        token: top-secret-value\n"
+            .write(toFile: dir + "/secret.yaml", atomically: true, encoding: .utf8)
+        let masked = try await spawnAndWait([CLITests.binary, "config", "check", "--config", dir + "/secret.yaml", "--output", "json"])
+        #expect(masked.status == 0 && masked.stdout.contains("****") && !masked.stdout.contains("top-secret-value"), "\(masked.stdout)")
+    }
+
+    @Test func aConfiguredRepositoryByNameAndTheDataDirFromTheFile() async throws {
+        let repo = try GitRemote("config")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        try repo.write("kiln.yaml", GitRemote.kilnYAML)
+        try repo.write("images/one.json", GitRemote.template("one", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.push("one template under images/")
+        let config = """
+            dataDir: \(repo.dir)/data-from-config
+            author: Image Bot <images@example.com>
+            repositories:
+              - name: local
+                url: \(repo.remote)
+                path: images
+                statusBranch: build-status
+            """
+        try config.write(toFile: repo.dir + "/kiln-config.yaml", atomically: true, encoding: .utf8)
+        let r = try await spawnAndWait([CLITests.binary, "reconcile", "--config", repo.dir + "/kiln-config.yaml", "--repo", "local", "--once"])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stderr.contains("create one [images/one.json]"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: repo.dir + "/data-from-config/kiln.db"))
+        let author = try repo.run("git", "-C", repo.remote, "log", "-1", "--format=%an <%ae>", "build-status")
+        #expect(author == "Image Bot <images@example.com>")
+        // A flag wins over the file.
+        let other = try await spawnAndWait([CLITests.binary, "status", "--config", repo.dir + "/kiln-config.yaml", "--repo", "local",
+                                            "--data-dir", repo.dir + "/other-data", "--output", "json"])
+        #expect(other.status == 0 && other.stdout.contains("\"name\" : \"one\""), "\(other.stdout)\n\(other.stderr)")
+        #expect(FileManager.default.fileExists(atPath: repo.dir + "/other-data/git"))
+    }
+}

@@ -1,0 +1,359 @@
+import Foundation
+import KilnCore
+import KilnDistribute
+import KilnGit
+import KilnTemplates
+
+/// Kiln's one configuration file (`--config FILE`, env `KILN_CONFIG`): everything the flags set, for running
+/// Kiln as a service. Flags given on the command line override it.
+///
+/// ```yaml
+/// dataDir: /var/lib/kiln
+/// parallelism: 2
+/// logging: { format: logfmt, level: info }        # text | logfmt | json
+/// author: Kiln <kiln@example.com>                   # status commits and notes
+/// regions: { westeurope: /srv/kiln/westeurope }     # region → storage directory
+/// allowOnlyRegions: [westeurope, northeurope]
+/// identities:                                       # credentials for artifact URLs (see IdentityConfig)
+///   - name: aibBuilderIdentity
+///     credentials: [{ urlPrefix: https://artifacts.example.com/, tokenFile: /etc/kiln/artifacts.token }]
+/// repositories:
+///   - name: images
+///     url: https://git.example.com/platform/images.git
+///     branch: main
+///     path: templates
+///     interval: 60s
+///     statusBranch: kiln/status
+///     credentials: { tokenFile: /etc/kiln/git.token }   # or tokenEnv, or sshKeyFile (+ knownHosts)
+///     webhookSecretFile: /etc/kiln/webhook.secret
+/// server: { listen: 0.0.0.0:8080 }
+/// ```
+public struct KilnConfiguration: Sendable {
+    public enum LogFormat: String, Sendable, CaseIterable { case text, logfmt, json }
+    public enum LogLevel: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
+
+    public struct Repository: Sendable {
+        public var name: String
+        public var url: String
+        public var branch = "main"
+        public var path: String?
+        public var intervalSeconds: Double = 60
+        public var statusBranch = "kiln/status"
+        public var tokenFile: String?
+        public var tokenEnv: String?
+        public var sshKeyFile: String?
+        public var knownHosts: String?
+        public var webhookSecretFile: String?
+    }
+
+    public var file: String?
+    public var dataDir: String?
+    public var parallelism = 1
+    public var logFormat = LogFormat.text
+    public var logLevel = LogLevel.warning
+    public var author: GitSignature?
+    public var regions: [String: String] = [:]
+    public var allowOnlyRegions: [String]?
+    public var identities = IdentityConfig()
+    public var repositories: [Repository] = []
+    public var listen: String?
+
+    public init() {}
+
+    /// Reads and checks a configuration file; every problem is reported, each with the key's path and line.
+    public static func load(path: String) throws(ConfigError) -> KilnConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(problems: [.init(file: path, line: 0, path: "$", message: "cannot read the configuration file")])
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> KilnConfiguration {
+        let root: SourceNode
+        do {
+            root = try YAMLSourceParser.parse(text)
+        } catch {
+            throw ConfigError(problems: [.init(file: file, line: error.position.line, path: "$", message: error.message)])
+        }
+        var reader = ConfigReader(file: file)
+        let config = reader.configuration(root)
+        if !reader.problems.isEmpty { throw ConfigError(problems: reader.problems) }
+        return config
+    }
+
+    /// The region map this configuration describes, for `dataDir`'s default region root.
+    public func regionMap(defaultRoot: String) -> RegionMap {
+        RegionMap(defaultRoot: defaultRoot, overrides: regions, allowOnly: allowOnlyRegions.map(Set.init), source: file)
+    }
+
+    /// The effective settings, secrets masked: what `kiln config check` prints. Token values never appear;
+    /// files and environment variable names do (they are where secrets are, not secrets).
+    public func effective(dataDir resolved: String) -> [String: Any] {
+        var out: [String: Any] = [
+            "dataDir": resolved,
+            "parallelism": parallelism,
+            "logging": ["format": logFormat.rawValue, "level": logLevel.rawValue],
+            "regions": regions,
+        ]
+        if let file { out["file"] = file }
+        if let author { out["author"] = "\(author.name) <\(author.email)>" }
+        if let allowOnlyRegions { out["allowOnlyRegions"] = allowOnlyRegions }
+        if let listen { out["server"] = ["listen": listen] }
+        out["identities"] = identities.identities.map { i -> [String: Any] in
+            ["name": i.name, "credentials": i.credentials.map { c -> [String: Any] in
+                var j: [String: Any] = ["urlPrefix": c.urlPrefix, "header": c.header]
+                switch c.secret {
+                case .literal: j["token"] = "****"
+                case .file(let p): j["tokenFile"] = p
+                case .environment(let n): j["tokenEnv"] = n
+                }
+                return j
+            }]
+        }
+        out["repositories"] = repositories.map { r -> [String: Any] in
+            var j: [String: Any] = ["name": r.name, "url": GitRepository.redact(r.url), "branch": r.branch, "interval": r.intervalSeconds == r.intervalSeconds.rounded() ? "\(Int(r.intervalSeconds))s" : "\(r.intervalSeconds)s",
+                                    "statusBranch": r.statusBranch]
+            if let p = r.path { j["path"] = p }
+            if let v = r.tokenFile { j["tokenFile"] = v }
+            if let v = r.tokenEnv { j["tokenEnv"] = v }
+            if let v = r.sshKeyFile { j["sshKeyFile"] = v }
+            if let v = r.knownHosts { j["knownHosts"] = v }
+            if let v = r.webhookSecretFile { j["webhookSecretFile"] = v }
+            return j
+        }
+        return out
+    }
+}
+
+/// Every problem in a configuration file, each naming the file, line and key.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public struct Problem: Sendable, Hashable, CustomStringConvertible {
+        public var file: String
+        public var line: Int
+        public var path: String
+        public var message: String
+        public var description: String { "\(file):\(line): \(path): \(message)" }
+    }
+    public var problems: [Problem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// Reads the configuration tree, collecting problems instead of stopping at the first.
+struct ConfigReader {
+    let file: String
+    var problems: [ConfigError.Problem] = []
+
+    init(file: String) { self.file = file }
+
+    mutating func problem(_ node: SourceNode?, _ path: String, _ message: String, line: Int? = nil) {
+        problems.append(.init(file: file, line: line ?? node?.position.line ?? 0, path: path, message: message))
+    }
+
+    /// The members of a mapping, with unknown keys reported.
+    mutating func members(_ node: SourceNode, _ path: String, allowed: Set<String>) -> [String: (SourceNode, Int)] {
+        guard let members = node.members else {
+            problem(node, path, "expected a mapping, found \(node.kindName)")
+            return [:]
+        }
+        var out: [String: (SourceNode, Int)] = [:]
+        for m in members {
+            if !allowed.contains(m.key) {
+                let close = allowed.sorted().first { Self.distance($0.lowercased(), m.key.lowercased()) <= 2 }
+                let suggestion = close.map { "; did you mean '\($0)'?" } ?? "; known keys: \(allowed.sorted().joined(separator: ", "))"
+                problem(m.value, "\(path).\(m.key)", "unknown key\(suggestion)", line: m.keyPosition.line)
+                continue
+            }
+            out[m.key] = (m.value, m.keyPosition.line)
+        }
+        return out
+    }
+
+    mutating func string(_ m: [String: (SourceNode, Int)], _ key: String, _ path: String, required: Bool = false) -> String? {
+        guard let (node, line) = m[key] else {
+            if required { problem(nil, "\(path).\(key)", "required", line: 0) }
+            return nil
+        }
+        guard let s = node.stringValue ?? node.yamlText, !s.isEmpty else {
+            problem(node, "\(path).\(key)", "expected a non-empty string, found \(node.kindName)", line: line)
+            return nil
+        }
+        return s
+    }
+
+    mutating func absolutePath(_ m: [String: (SourceNode, Int)], _ key: String, _ path: String) -> String? {
+        guard let s = string(m, key, path) else { return nil }
+        guard s.hasPrefix("/") else {
+            problem(m[key]?.0, "\(path).\(key)", "expected an absolute path, found '\(s)'", line: m[key]?.1)
+            return nil
+        }
+        return s
+    }
+
+    mutating func configuration(_ root: SourceNode) -> KilnConfiguration {
+        var c = KilnConfiguration()
+        c.file = file
+        let top = members(root, "$", allowed: ["dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
+                                                 "repositories", "server"])
+        c.dataDir = absolutePath(top, "dataDir", "$")
+        if let (node, line) = top["parallelism"] {
+            if case .number(let n) = node.value, let v = n.int, (1...64).contains(v) { c.parallelism = v } else {
+                problem(node, "$.parallelism", "expected a whole number from 1 to 64", line: line)
+            }
+        }
+        if let (node, _) = top["logging"] {
+            let m = members(node, "$.logging", allowed: ["format", "level"])
+            if let f = string(m, "format", "$.logging") {
+                if let v = KilnConfiguration.LogFormat(rawValue: f.lowercased()) { c.logFormat = v } else {
+                    problem(m["format"]?.0, "$.logging.format", "'\(f)' is not one of \(KilnConfiguration.LogFormat.allCases.map(\.rawValue).joined(separator: ", "))", line: m["format"]?.1)
+                }
+            }
+            if let l = string(m, "level", "$.logging") {
+                if let v = KilnConfiguration.LogLevel(rawValue: l.lowercased()) { c.logLevel = v } else {
+                    problem(m["level"]?.0, "$.logging.level", "'\(l)' is not one of \(KilnConfiguration.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))", line: m["level"]?.1)
+                }
+            }
+        }
+        if let a = string(top, "author", "$") {
+            if let lt = a.firstIndex(of: "<"), a.hasSuffix(">"), a[a.index(after: lt)...].contains("@") {
+                c.author = GitSignature(name: a[..<lt].trimmingCharacters(in: .whitespaces), email: String(a[a.index(after: lt)..<a.index(before: a.endIndex)]))
+            } else {
+                problem(top["author"]?.0, "$.author", "write it as 'Name <email>'", line: top["author"]?.1)
+            }
+        }
+        if let (node, _) = top["regions"] {
+            if let members = node.members {
+                for m in members {
+                    let p = "$.regions.\(m.key)"
+                    guard let dir = m.value.stringValue, dir.hasPrefix("/") else { problem(m.value, p, "expected an absolute directory"); continue }
+                    guard (try? RegionMap(defaultRoot: "/", overrides: [:]).directory(for: m.key)) != nil else { problem(m.value, p, "'\(m.key)' is not a region name", line: m.keyPosition.line); continue }
+                    c.regions[m.key] = dir
+                }
+            } else {
+                problem(node, "$.regions", "expected a mapping of region name to directory")
+            }
+        }
+        if let (node, line) = top["allowOnlyRegions"] {
+            if let names = node.elements?.compactMap(\.stringValue), names.count == node.elements?.count { c.allowOnlyRegions = names } else {
+                problem(node, "$.allowOnlyRegions", "expected a list of region names", line: line)
+            }
+        }
+        if let (node, _) = top["identities"] { c.identities = identities(node) }
+        if let (node, _) = top["repositories"] {
+            if let items = node.elements {
+                var names = Set<String>()
+                for (i, item) in items.enumerated() {
+                    guard let r = repository(item, "$.repositories[\(i)]") else { continue }
+                    if !names.insert(r.name.lowercased()).inserted { problem(item, "$.repositories[\(i)].name", "'\(r.name)' is used twice; names must be unique") }
+                    c.repositories.append(r)
+                }
+            } else {
+                problem(node, "$.repositories", "expected a list")
+            }
+        }
+        if let (node, _) = top["server"] {
+            let m = members(node, "$.server", allowed: ["listen"])
+            if let l = string(m, "listen", "$.server") {
+                if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.listen = l } else {
+                    problem(m["listen"]?.0, "$.server.listen", "write it as HOST:PORT, like 0.0.0.0:8080", line: m["listen"]?.1)
+                }
+            }
+        }
+        return c
+    }
+
+    mutating func identities(_ node: SourceNode) -> IdentityConfig {
+        guard let items = node.elements else {
+            problem(node, "$.identities", "expected a list")
+            return IdentityConfig(source: file)
+        }
+        var out: [IdentityConfig.Identity] = []
+        for (i, item) in items.enumerated() {
+            let p = "$.identities[\(i)]"
+            let m = members(item, p, allowed: ["name", "credentials"])
+            guard let name = string(m, "name", p, required: true) else { continue }
+            var creds: [IdentityConfig.Credential] = []
+            for (j, cnode) in (m["credentials"]?.0.elements ?? []).enumerated() {
+                let cp = "\(p).credentials[\(j)]"
+                let cm = members(cnode, cp, allowed: ["urlPrefix", "token", "tokenFile", "tokenEnv", "header"])
+                guard let prefix = string(cm, "urlPrefix", cp, required: true) else { continue }
+                guard prefix.hasPrefix("https://") || prefix.hasPrefix("http://") else {
+                    problem(cm["urlPrefix"]?.0, "\(cp).urlPrefix", "expected an http:// or https:// URL prefix", line: cm["urlPrefix"]?.1)
+                    continue
+                }
+                let given = ["token", "tokenFile", "tokenEnv"].filter { cm[$0] != nil }
+                guard given.count == 1, let value = string(cm, given[0], cp) else {
+                    problem(cnode, cp, "exactly one of token, tokenFile, tokenEnv is required")
+                    continue
+                }
+                let secret: IdentityConfig.Secret = given[0] == "token" ? .literal(value) : given[0] == "tokenFile" ? .file(value) : .environment(value)
+                let header = string(cm, "header", cp) ?? "Authorization"
+                guard header.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+                    problem(cm["header"]?.0, "\(cp).header", "not a valid header name", line: cm["header"]?.1)
+                    continue
+                }
+                creds.append(IdentityConfig.Credential(urlPrefix: prefix, header: header, secret: secret))
+            }
+            out.append(IdentityConfig.Identity(name: name, credentials: creds))
+        }
+        return IdentityConfig(identities: out, source: file)
+    }
+
+    mutating func repository(_ node: SourceNode, _ p: String) -> KilnConfiguration.Repository? {
+        let m = members(node, p, allowed: ["name", "url", "branch", "path", "interval", "statusBranch", "credentials", "webhookSecretFile"])
+        guard let url = string(m, "url", p, required: true) else { return nil }
+        let lower = url.lowercased()
+        if url.contains("::") || (lower.contains("://") && !["https://", "http://", "ssh://", "file://", "git://"].contains(where: lower.hasPrefix)) {
+            problem(m["url"]?.0, "\(p).url", "unsupported transport in '\(GitRepository.redact(url))'; use https, ssh, file or a path", line: m["url"]?.1)
+        }
+        if URLComponents(string: url)?.password != nil {
+            problem(m["url"]?.0, "\(p).url", "the URL carries a password; put the token in credentials.tokenFile or tokenEnv", line: m["url"]?.1)
+        }
+        let fallback = ((url as NSString).lastPathComponent as NSString).deletingPathExtension
+        var r = KilnConfiguration.Repository(name: string(m, "name", p) ?? (fallback.isEmpty ? "repository" : fallback), url: url)
+        if let b = string(m, "branch", p) { r.branch = b }
+        if let s = string(m, "statusBranch", p) { r.statusBranch = s }
+        r.path = string(m, "path", p)
+        if let i = string(m, "interval", p) {
+            if let s = Self.seconds(i), s >= 1 { r.intervalSeconds = s } else {
+                problem(m["interval"]?.0, "\(p).interval", "expected a duration of at least 1s, like 30s or 5m; found '\(i)'", line: m["interval"]?.1)
+            }
+        }
+        if let (cnode, _) = m["credentials"] {
+            let cm = members(cnode, "\(p).credentials", allowed: ["tokenFile", "tokenEnv", "sshKeyFile", "knownHosts", "token"])
+            if cm["token"] != nil {
+                problem(cm["token"]?.0, "\(p).credentials.token", "a token may not be written in the configuration; use tokenFile or tokenEnv", line: cm["token"]?.1)
+            }
+            r.tokenFile = absolutePath(cm, "tokenFile", "\(p).credentials")
+            r.tokenEnv = string(cm, "tokenEnv", "\(p).credentials")
+            r.sshKeyFile = absolutePath(cm, "sshKeyFile", "\(p).credentials")
+            r.knownHosts = absolutePath(cm, "knownHosts", "\(p).credentials")
+            if [r.tokenFile, r.tokenEnv, r.sshKeyFile].compactMap({ $0 }).count > 1 {
+                problem(cnode, "\(p).credentials", "give one of tokenFile, tokenEnv, sshKeyFile")
+            }
+        }
+        r.webhookSecretFile = absolutePath(m, "webhookSecretFile", p)
+        return r
+    }
+
+    /// Edit distance, for "did you mean".
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var next = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                next[j] = min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            row = next
+        }
+        return a.isEmpty ? b.count : b.isEmpty ? a.count : row[b.count]
+    }
+
+    /// `30s`, `5m`, `1h`, `90`.
+    static func seconds(_ s: String) -> Double? {
+        for (suffix, factor) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] where s.hasSuffix(suffix) {
+            return Double(s.dropLast(suffix.count)).map { $0 * factor }
+        }
+        return Double(s)
+    }
+}

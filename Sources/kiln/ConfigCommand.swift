@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import KilnBuild
+import KilnConfig
+
+/// `kiln config check`: the configuration file as Kiln reads it.
+struct Config: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check Kiln's configuration file.",
+        subcommands: [Check.self]
+    )
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the configuration and print the effective settings, secrets masked.",
+            discussion: """
+                Reads --config (or KILN_CONFIG). Every problem is printed as FILE:LINE: $.key.path: message and the \
+                exit status is 1. Files the settings point at (token files, keys, webhook secrets) are checked for \
+                readability; a missing one is a warning.
+                """
+        )
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            global.bootstrapLogging()
+            guard let config = try global.loadConfiguration() else {
+                printError("kiln: no configuration file: give --config FILE or set KILN_CONFIG")
+                throw ExitCode(1)
+            }
+            let paths = global.resolvePaths(config)
+            let effective = config.effective(dataDir: paths.dataDir)
+            var warnings: [String] = []
+            for identity in config.identities.identities {
+                for c in identity.credentials {
+                    if case .file(let p) = c.secret, !FileManager.default.isReadableFile(atPath: p) { warnings.append("identity \(identity.name): tokenFile \(p) is not readable") }
+                    if case .environment(let n) = c.secret, ProcessInfo.processInfo.environment[n] == nil { warnings.append("identity \(identity.name): tokenEnv \(n) is not set") }
+                }
+            }
+            for r in config.repositories {
+                for (what, p) in [("tokenFile", r.tokenFile), ("sshKeyFile", r.sshKeyFile), ("knownHosts", r.knownHosts), ("webhookSecretFile", r.webhookSecretFile)] {
+                    if let p, !FileManager.default.isReadableFile(atPath: p) { warnings.append("repository \(r.name): \(what) \(p) is not readable") }
+                }
+                if let n = r.tokenEnv, ProcessInfo.processInfo.environment[n] == nil { warnings.append("repository \(r.name): tokenEnv \(n) is not set") }
+            }
+            switch global.output {
+            case .json:
+                var j = effective
+                j["warnings"] = warnings
+                try printJSONObject(j)
+            case .text:
+                print("\(config.file ?? "?"): valid")
+                printSettings(effective, indent: "  ")
+                for w in warnings { printError("warning: \(w)") }
+            }
+        }
+
+        func printSettings(_ value: [String: Any], indent: String) {
+            for key in value.keys.sorted() {
+                let v = value[key]!
+                if let d = v as? [String: Any] {
+                    if d.isEmpty { print("\(indent)\(key): {}"); continue }
+                    print("\(indent)\(key):")
+                    printSettings(d, indent: indent + "  ")
+                } else if let list = v as? [[String: Any]] {
+                    print("\(indent)\(key):\(list.isEmpty ? " []" : "")")
+                    for item in list {
+                        // "- first: value", then the other keys under it.
+                        let keys = item.keys.sorted()
+                        guard let first = keys.first else { continue }
+                        if item[first] is [String: Any] || item[first] is [[String: Any]] {
+                            print("\(indent)  -")
+                            printSettings(item, indent: indent + "    ")
+                        } else {
+                            print("\(indent)  - \(first): \(item[first]!)")
+                            printSettings(item.filter { $0.key != first }, indent: indent + "    ")
+                        }
+                    }
+                } else if let list = v as? [String] {
+                    print("\(indent)\(key): [\(list.joined(separator: ", "))]")
+                } else if let d = v as? [String: String] {
+                    print("\(indent)\(key):\(d.isEmpty ? " {}" : "")")
+                    for k in d.keys.sorted() { print("\(indent)  \(k): \(d[k]!)") }
+                } else {
+                    print("\(indent)\(key): \(v)")
+                }
+            }
+        }
+    }
+}
+
+extension GlobalOptions {
+    /// The configuration file named by --config or KILN_CONFIG, or nil when neither is given. A file that
+    /// does not check prints every problem and exits 1.
+    func loadConfiguration() throws -> KilnConfiguration? {
+        guard let path = config ?? ProcessInfo.processInfo.environment["KILN_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        do {
+            return try KilnConfiguration.load(path: path)
+        } catch {
+            for p in error.problems { printError(p.description) }
+            throw ExitCode(1)
+        }
+    }
+
+    /// The data directory: --data-dir, else KILN_DATA_DIR, else the configuration's dataDir, else the default.
+    func resolvePaths(_ config: KilnConfiguration?) -> KilnPaths {
+        if dataDir == nil, ProcessInfo.processInfo.environment["KILN_DATA_DIR"]?.isEmpty ?? true, let d = config?.dataDir {
+            return KilnPaths.resolve(dataDir: d)
+        }
+        return KilnPaths.resolve(dataDir: dataDir)
+    }
+}

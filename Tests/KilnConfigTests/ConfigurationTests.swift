@@ -1,0 +1,81 @@
+import Foundation
+import KilnConfig
+import Testing
+
+@Suite struct ConfigurationTests {
+    static let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("deploy/kiln.yaml").path
+
+    @Test func theExampleConfiguration() throws {
+        let c = try KilnConfiguration.load(path: Self.example)
+        #expect(c.dataDir == "/var/lib/kiln")
+        #expect(c.logFormat == .logfmt && c.logLevel == .info)
+        #expect(c.author?.email == "kiln@example.com")
+        #expect(c.regions["northeurope"] == "/srv/kiln-replicas/northeurope")
+        #expect(c.identities.identities.first?.name == "aibBuilderIdentity")
+        let repo = try #require(c.repositories.first)
+        #expect(repo.name == "images" && repo.branch == "main" && repo.path == "templates" && repo.intervalSeconds == 60)
+        #expect(repo.tokenFile == "/etc/kiln/git.token" && repo.webhookSecretFile == "/etc/kiln/webhook.secret")
+        #expect(c.listen == "0.0.0.0:8080")
+        let map = c.regionMap(defaultRoot: "/var/lib/kiln/regions")
+        #expect(try map.directory(for: "North Europe") == "/srv/kiln-replicas/northeurope")
+    }
+
+    @Test func everyProblemNamesTheKeyAndLine() throws {
+        let text = """
+            dataDir: relative/path
+            parallelism: 0
+            logging:
+              format: xml
+            autor: Someone <a@b.c>
+            repositories:
+              - url: ext::sh -c evil
+                interval: soon
+                credentials:
+                  token: abc123
+              - url: https://user:secret@git.example.com/x.git
+            """
+        #expect {
+            _ = try KilnConfiguration.parse(text, file: "kiln.yaml")
+        } throws: { error in
+            let lines = "\(error)".split(separator: "\n").map(String.init)
+            let expected = [
+                "kiln.yaml:1: $.dataDir: expected an absolute path, found 'relative/path'",
+                "kiln.yaml:2: $.parallelism: expected a whole number from 1 to 64",
+                "kiln.yaml:4: $.logging.format: 'xml' is not one of text, logfmt, json",
+                "kiln.yaml:5: $.autor: unknown key; did you mean 'author'?",
+                "kiln.yaml:7: $.repositories[0].url: unsupported transport in 'ext::sh -c evil'; use https, ssh, file or a path",
+                "kiln.yaml:8: $.repositories[0].interval: expected a duration of at least 1s, like 30s or 5m; found 'soon'",
+                "kiln.yaml:10: $.repositories[0].credentials.token: a token may not be written in the configuration; use tokenFile or tokenEnv",
+                "kiln.yaml:11: $.repositories[1].url: the URL carries a password; put the token in credentials.tokenFile or tokenEnv",
+            ]
+            for e in expected where !lines.contains(e) { Issue.record("missing: \(e)\nall:\n\(lines.joined(separator: "\n"))") }
+            return lines.count == expected.count
+        }
+    }
+
+    @Test func secretsAreMaskedInTheEffectiveSettings() throws {
+        let c = try KilnConfiguration.parse("""
+            identities:
+              - name: builder
+                credentials:
+                  - urlPrefix: https://artifacts.example.com/
+                    token: s3cr3t-literal-token
+            repositories:
+              - url: https://git.example.com/x.git
+                credentials: { tokenEnv: GIT_TOKEN }
+            """, file: "k.yaml")
+        let data = try JSONSerialization.data(withJSONObject: c.effective(dataDir: "/tmp/x"))
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(!text.contains("s3cr3t-literal-token"))
+        #expect(text.contains("****") && text.contains("GIT_TOKEN"))
+    }
+
+    @Test func aYAMLSyntaxErrorHasALine() {
+        #expect {
+            _ = try KilnConfiguration.parse("dataDir: /x\nregions: [unclosed\n", file: "k.yaml")
+        } throws: { error in
+            "\(error)".hasPrefix("k.yaml:") && !"\(error)".hasPrefix("k.yaml:0:")
+        }
+    }
+}
