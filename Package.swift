@@ -99,7 +99,8 @@ let package = Package(
         // The service configuration file (kiln --config): settings for every other module, checked with lines.
         .target(
             name: "KilnConfig",
-            dependencies: ["KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit"]
+            dependencies: ["KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         // HTTP: the webhook receiver and health now; the AIB REST API and metrics later (issue 7).
         .target(
@@ -154,7 +155,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnConfigTests",
-            dependencies: ["KilnConfig"]
+            dependencies: ["KilnConfig", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "KilnCLITests",

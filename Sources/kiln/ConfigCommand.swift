@@ -101,6 +101,12 @@ extension GlobalOptions {
         }
     }
 
+    /// The configuration, or nil when none is named or it does not load (no output: for logging setup).
+    func loadConfigurationQuietly() throws -> KilnConfiguration? {
+        guard let path = config ?? ProcessInfo.processInfo.environment["KILN_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        return try KilnConfiguration.load(path: path)
+    }
+
     /// The data directory: --data-dir, else KILN_DATA_DIR, else the configuration's dataDir, else the default.
     func resolvePaths(_ config: KilnConfiguration?) -> KilnPaths {
         if dataDir == nil, ProcessInfo.processInfo.environment["KILN_DATA_DIR"]?.isEmpty ?? true, let d = config?.dataDir {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnConfig
 import Logging
 
 /// The `kiln` command. Thin: parse, call the library, print.
@@ -55,13 +56,13 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print more detail.")
     var verbose = false
 
+    /// Logs go to standard error in the configuration file's format and level (text and warning without one);
+    /// `--verbose` means debug. A configuration that does not load is reported by the command itself.
     func bootstrapLogging() {
-        let level: Logger.Level = verbose ? .debug : .warning
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        let config = try? loadConfigurationQuietly()
+        let format = config?.logFormat ?? .text
+        let level: Logger.Level = verbose ? .debug : (config?.logLevel.loggerLevel ?? .warning)
+        LoggingSystem.bootstrap { label in KilnLogHandler(label: label, format: format, level: level) }
     }
 }
 

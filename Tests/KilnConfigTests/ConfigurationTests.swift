@@ -1,5 +1,6 @@
 import Foundation
 import KilnConfig
+import Logging
 import Testing
 
 @Suite struct ConfigurationTests {
@@ -77,5 +78,22 @@ import Testing
         } throws: { error in
             "\(error)".hasPrefix("k.yaml:") && !"\(error)".hasPrefix("k.yaml:0:")
         }
+    }
+}
+
+@Suite struct LogFormatTests {
+    let date = Date(timeIntervalSince1970: 1_700_000_000)
+    let fields: Logger.Metadata = ["template": "/subscriptions/x/imageTemplates/base", "run": "r-1", "error": "exit 7: \"boom\"\nnext"]
+
+    @Test func logfmtQuotesWhatNeedsIt() {
+        let line = KilnLogHandler.render(date: date, level: .notice, label: "kiln.core", message: "template provisioning failed", fields: fields, format: .logfmt)
+        #expect(line == #"time=2023-11-14T22:13:20.000Z level=notice logger=kiln.core msg="template provisioning failed" error="exit 7: \"boom\"\nnext" run=r-1 template=/subscriptions/x/imageTemplates/base"#)
+    }
+
+    @Test func jsonIsOneObjectPerLine() throws {
+        let line = KilnLogHandler.render(date: date, level: .error, label: "kiln.gitops", message: "push failed", fields: fields, format: .json)
+        #expect(!line.contains("\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["level"] == "error" && object["msg"] == "push failed" && object["run"] == "r-1" && object["error"] == "exit 7: \"boom\"\nnext")
     }
 }
