@@ -60,8 +60,8 @@ public actor Controller {
     var pendingWake = false
     var sleeper: CheckedContinuation<Void, Never>?
     var sleepGeneration = 0
-    /// Wake-ups by a webhook, for tests and metrics.
-    public private(set) var reconciles = 0
+    /// When workers were last started: at most one more while queued runs wait for one to claim them.
+    var lastLaunch: ContinuousClock.Instant?
 
     public init(core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, options: Options = Options(),
                 launchWorkers: @escaping @Sendable () -> Void, onReport: @escaping @Sendable (ReconcileReport) -> Void = { _ in },
@@ -117,12 +117,11 @@ public actor Controller {
                 let resync = ContinuousClock.now - lastFullReconcile > options.resyncInterval
                 if commit != lastReconciled || waiting || resync {
                     let report = try await reconciler.reconcile(commit)
-                    reconciles += 1
                     lastReconciled = commit
                     lastFullReconcile = .now
                     reconciled = true
                     onReport(report)
-                    if !report.queuedRuns.isEmpty { launchWorkers() }
+                    if !report.queuedRuns.isEmpty { launch() }
                 }
             }
             let active = try await core.database.activeRuns()
@@ -130,12 +129,21 @@ public actor Controller {
                 let errors = await reconciler.sourceErrors()
                 try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
             }
-            // Queued runs nobody executes (a worker died before claiming): start one.
-            if active.contains(where: { $0.owner == nil }) { launchWorkers() }
+            // Queued runs and nothing executing (a worker died before claiming): start a worker. A worker that is
+            // executing claims the queue itself, so none is started then.
+            if active.contains(where: { $0.owner == nil }), !active.contains(where: { $0.owner != nil }),
+               lastLaunch.map({ ContinuousClock.now - $0 > .seconds(30) }) ?? true {
+                launch()
+            }
             hadActiveRuns = !active.isEmpty
         } catch {
             logger.error("controller step failed; retrying at the next poll", metadata: ["repo": "\(source.key)", "error": "\(error)"])
         }
+    }
+
+    func launch() {
+        lastLaunch = .now
+        launchWorkers()
     }
 
     func jittered(_ d: Duration) -> Duration {
@@ -193,7 +201,6 @@ extension Controller {
         guard let head = try await mirror.refresh() else { throw OnceError.noBranch(GitRepository.redact(source.url), source.branch) }
         let commit = try await mirror.effectiveCommit(head)
         let report = try await reconciler.reconcile(commit)
-        reconciles += 1
         lastReconciled = commit
         onReport(report)
         let errors = await reconciler.sourceErrors()

@@ -24,11 +24,11 @@ public struct WebhookAuthenticator: Sendable {
     /// Reads the secret from a file (trailing newline ignored); an empty secret is refused.
     public init(secretFile: String) throws {
         guard let raw = FileManager.default.contents(atPath: secretFile) else {
-            throw WebhookError.secret("cannot read the webhook secret file \(secretFile)")
+            throw WebhookError.invalid("cannot read the webhook secret file \(secretFile)")
         }
         var text = String(decoding: raw, as: UTF8.self)
         while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
-        guard text.utf8.count >= 8 else { throw WebhookError.secret("the webhook secret in \(secretFile) is shorter than 8 bytes") }
+        guard text.utf8.count >= 8 else { throw WebhookError.invalid("the webhook secret in \(secretFile) is shorter than 8 bytes") }
         self.init(secret: Data(text.utf8))
     }
 
@@ -77,8 +77,8 @@ public struct WebhookAuthenticator: Sendable {
 }
 
 public enum WebhookError: Error, CustomStringConvertible {
-    case secret(String)
+    case invalid(String)
     public var description: String {
-        switch self { case .secret(let m): return m }
+        switch self { case .invalid(let m): return m }
     }
 }

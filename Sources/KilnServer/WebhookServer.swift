@@ -13,7 +13,7 @@ public enum WebhookServer {
     /// `host:port` → Hummingbird's bind address; validated at the edge.
     public static func address(_ listen: String) throws -> BindAddress {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw WebhookError.secret("--webhook-listen \(listen): write it as HOST:PORT, like 0.0.0.0:8080")
+            throw WebhookError.invalid("--webhook-listen \(listen): write it as HOST:PORT, like 0.0.0.0:8080")
         }
         let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         return .hostname(host.isEmpty ? "0.0.0.0" : host, port: port)

