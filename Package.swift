@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config.
@@ -102,11 +104,13 @@ let package = Package(
             dependencies: ["KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
                            .product(name: "Logging", package: "swift-log")]
         ),
-        // HTTP: the webhook receiver and health now; the AIB REST API and metrics later (issue 7).
+        // HTTP: the controller's endpoints (webhooks, /healthz, /readyz, Prometheus /metrics); the AIB REST API later.
         .target(
             name: "KilnServer",
-            dependencies: ["KilnGitOps",
+            dependencies: ["KilnGitOps", "KilnStore",
                            .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         // The CLI: parse, call, print.
@@ -156,6 +160,10 @@ let package = Package(
         .testTarget(
             name: "KilnConfigTests",
             dependencies: ["KilnConfig", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "KilnServerTests",
+            dependencies: ["KilnServer", "KilnStore", "KilnGitOps"]
         ),
         .testTarget(
             name: "KilnCLITests",

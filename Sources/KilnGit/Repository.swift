@@ -103,16 +103,25 @@ public struct GitSignature: Sendable, Hashable {
 
 /// A git repository, confined to one actor: libgit2 objects are not thread-safe, and every call and the
 /// reading of its error happen in one synchronous stretch of an actor method (never across an `await`).
+/// The actor runs on a thread of its own (`ThreadExecutor`): libgit2's network calls block, and must not block
+/// the cooperative pool that every other repository and the HTTP endpoints share.
 public actor GitRepository {
     nonisolated(unsafe) let pointer: OpaquePointer
     public nonisolated let path: String
+    let executor: ThreadExecutor
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     init(pointer: OpaquePointer, path: String) {
         self.pointer = pointer
         self.path = path
+        self.executor = ThreadExecutor(name: "git \((path as NSString).lastPathComponent)")
     }
 
-    deinit { git_repository_free(pointer) }
+    deinit {
+        git_repository_free(pointer)
+        executor.shutdown()
+    }
 
     /// Opens a repository (bare or not).
     public static func open(_ path: String) throws(GitError) -> GitRepository {

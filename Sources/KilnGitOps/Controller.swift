@@ -44,6 +44,8 @@ public actor Controller {
         public init() {}
     }
 
+    /// The repository's name in logs, metrics and webhook routes: the configured name, else the redacted URL.
+    public nonisolated let name: String
     public let reconciler: Reconciler
     public let status: StatusWriter
     public let mirror: RepositoryMirror
@@ -51,7 +53,13 @@ public actor Controller {
     let options: Options
     let launchWorkers: @Sendable () -> Void
     let onReport: @Sendable (ReconcileReport) -> Void
+    let observer: (any ControllerObserver)?
     let logger: Logger
+
+    /// When the remote last answered (ls-remote, and fetch when the branch moved); nil until it has.
+    public private(set) var lastSync: Date?
+    /// The last step's error, cleared by a step that succeeds.
+    public private(set) var lastError: String?
 
     var lastReconciled: ObjectID?
     var lastFullReconcile = ContinuousClock.now
@@ -63,9 +71,14 @@ public actor Controller {
     /// When workers were last started: at most one more while queued runs wait for one to claim them.
     var lastLaunch: ContinuousClock.Instant?
 
-    public init(core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, options: Options = Options(),
+    public init(name: String? = nil, core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, options: Options = Options(),
                 launchWorkers: @escaping @Sendable () -> Void, onReport: @escaping @Sendable (ReconcileReport) -> Void = { _ in },
-                logger: Logger = Logger(label: "kiln.controller")) {
+                observer: (any ControllerObserver)? = nil, logger: Logger = Logger(label: "kiln.controller")) {
+        let name = name ?? GitRepository.redact(mirror.source.url)
+        var logger = logger
+        logger[metadataKey: "repo"] = "\(name)"
+        self.name = name
+        self.observer = observer
         self.core = core
         self.mirror = mirror
         self.reconciler = Reconciler(core: core, mirror: mirror, templatesPath: templatesPath, logger: logger)
@@ -94,24 +107,38 @@ public actor Controller {
 
     /// Polls until `stop()`.
     public func run() async {
-        logger.notice("controller started", metadata: ["repo": "\(source.key)", "interval": "\(options.interval)"])
+        logger.notice("controller started", metadata: ["url": "\(GitRepository.redact(source.url))", "branch": "\(source.branch)", "interval": "\(options.interval)"])
         while !stopping {
             await step()
             if stopping { break }
             await sleep(hadActiveRuns ? options.statusInterval : jittered(options.interval))
         }
-        logger.notice("controller stopped", metadata: ["repo": "\(source.key)"])
+        logger.notice("controller stopped")
     }
 
     var source: GitSource { mirror.source }
 
     /// One poll: ls-remote; fetch and reconcile if the branch moved (or a change waits, or a resync is due);
-    /// status written when something may have changed.
+    /// status written when something may have changed. Errors are logged and counted; the next poll retries.
     public func step() async {
         var reconciled = false
+        var failure: String?
+        _ = await core.recoverAbandonedRuns()
+        var head: ObjectID?
         do {
-            _ = await core.recoverAbandonedRuns()
-            if let head = try await mirror.refresh() {
+            head = try await mirror.refresh()
+            lastSync = Date()
+            observer?.synced(repository: name, at: lastSync!)
+        } catch {
+            failure = "fetch: \(error)"
+            observer?.gitFailed(repository: name, operation: .fetch)
+            // Said once per distinct error, not at every poll; kiln_git_errors_total counts every failure.
+            logger.log(level: failure == lastError ? .debug : .error, "cannot reach the repository; retrying at each poll",
+                       metadata: ["error": "\(error)"])
+        }
+        if let head {
+            let started = ContinuousClock.now
+            do {
                 let commit = try await mirror.effectiveCommit(head)
                 let waiting = await reconciler.lastPlan?.items.contains { $0.action == .wait } ?? false
                 let resync = ContinuousClock.now - lastFullReconcile > options.resyncInterval
@@ -120,14 +147,26 @@ public actor Controller {
                     lastReconciled = commit
                     lastFullReconcile = .now
                     reconciled = true
+                    observer?.reconciled(repository: name, duration: ContinuousClock.now - started, result: report.hasProblems ? .problems : .success)
                     onReport(report)
                     if !report.queuedRuns.isEmpty { launch() }
                 }
+            } catch {
+                failure = "reconcile: \(error)"
+                observer?.reconciled(repository: name, duration: ContinuousClock.now - started, result: .error)
+                logger.error("reconcile failed; retrying at the next poll", metadata: ["error": "\(error)"])
             }
+        }
+        do {
             let active = try await core.database.activeRuns()
             if reconciled || !active.isEmpty || hadActiveRuns {
                 let errors = await reconciler.sourceErrors()
-                try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+                do {
+                    try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+                } catch {
+                    observer?.gitFailed(repository: name, operation: .push)
+                    throw error
+                }
             }
             // Queued runs and nothing executing (a worker died before claiming): start a worker. A worker that is
             // executing claims the queue itself, so none is started then.
@@ -137,8 +176,13 @@ public actor Controller {
             }
             hadActiveRuns = !active.isEmpty
         } catch {
-            logger.error("controller step failed; retrying at the next poll", metadata: ["repo": "\(source.key)", "error": "\(error)"])
+            failure = failure ?? "status: \(error)"
+            logger.error("status write failed; retrying at the next poll", metadata: ["error": "\(error)"])
         }
+        if failure == nil, let previous = lastError {
+            logger.notice("the repository works again", metadata: ["previousError": "\(previous)"])
+        }
+        lastError = failure
     }
 
     func launch() {

@@ -203,6 +203,11 @@ public final class KilnDatabase: Sendable {
             try db.create(index: "imageTemplate_managed", on: "imageTemplate",
                           columns: ["managedBy", "idKey", "id", "name", "resourceGroup", "sourceFile", "sourceCommit", "contentHash", "provisioningState"])
         }
+        m.registerMigration("v5-run-metrics") { db in
+            // /metrics reads the runs that ended since its last scrape, and counts runs by state, on every scrape.
+            try db.create(index: "templateRun_endTime", on: "templateRun", columns: ["endTime"])
+            try db.create(index: "templateRun_state", on: "templateRun", columns: ["runState", "runSubState", "owner"])
+        }
         return m
     }
 }

@@ -141,6 +141,40 @@ extension KilnDatabase {
     }
 }
 
+/// What the metrics endpoint reports about the store, read in one transaction.
+public struct StoreCounts: Sendable, Hashable {
+    /// Templates by `provisioningState` (Creating, Succeeded, Failed, Deleting, …).
+    public var templatesByState: [String: Int]
+    /// Runs by AIB `runState` (Running, Succeeded, PartiallySucceeded, Failed, Canceling, Canceled).
+    public var runsByState: [String: Int]
+    /// Runs waiting for a worker: queued and not yet claimed.
+    public var queued: Int
+}
+
+extension KilnDatabase {
+    public func counts() async throws(StoreError) -> StoreCounts {
+        try await read { db in
+            var templates: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT provisioningState, COUNT(*) FROM imageTemplate GROUP BY provisioningState") {
+                templates[row[0] as String? ?? "Unknown"] = row[1]
+            }
+            var runs: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT runState, COUNT(*) FROM templateRun GROUP BY runState") {
+                runs[row[0] as String? ?? "Unknown"] = row[1]
+            }
+            let queued = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM templateRun WHERE runState = 'Running' AND runSubState = 'Queued' AND owner IS NULL") ?? 0
+            return StoreCounts(templatesByState: templates, runsByState: runs, queued: queued)
+        }
+    }
+
+    /// Runs that ended at or after `date`, oldest first.
+    public func runsEnded(since date: Date) async throws(StoreError) -> [RunRecord] {
+        try await read { db in
+            try RunRecord.filter(Column("endTime") >= date).order(Column("endTime")).fetchAll(db)
+        }
+    }
+}
+
 /// The columns the reconciler compares, without the template document: cheap to load for many templates.
 public struct ManagedTemplateSummary: Sendable, Hashable {
     public var id: String

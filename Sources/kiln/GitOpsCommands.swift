@@ -11,8 +11,8 @@ import KilnTemplates
 
 /// The repository options every GitOps command takes.
 struct RepoOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The repository: https://, ssh://, file:// URL, user@host:path, a local path, or the name of a repository in the configuration file.", valueName: "URL|NAME"))
-    var repo: String
+    @Option(help: ArgumentHelp("The repository: https://, ssh://, file:// URL, user@host:path, a local path, or the name of a repository in the configuration file (default: the configuration's only repository).", valueName: "URL|NAME"))
+    var repo: String?
 
     @Option(help: "The branch that holds the templates.")
     var branch = "main"
@@ -40,6 +40,25 @@ struct RepoOptions: ParsableArguments {
 
     /// The configured repository's interval, when `--repo` named one.
     var configuredInterval: Double?
+    /// The configured repository's name and webhook secret file, when `--repo` named one.
+    var configuredName: String?
+    var configuredWebhookSecretFile: String?
+
+    /// The URL, once `resolved` has filled it in.
+    var url: String { repo ?? "" }
+
+    /// The flags that describe one repository; without `--repo` they have nothing to apply to.
+    var givenRepositoryFlags: [String] {
+        var out: [String] = []
+        if branch != "main" { out.append("--branch") }
+        if statusBranch != "kiln/status" { out.append("--status-branch") }
+        if path != nil { out.append("--path") }
+        if sshKey != nil { out.append("--ssh-key") }
+        if knownHosts != nil { out.append("--known-hosts") }
+        if tokenFile != nil { out.append("--token-file") }
+        if tokenEnv != nil { out.append("--token-env") }
+        return out
+    }
 
     func validate() throws {
         for (flag, b) in [("--branch", branch), ("--status-branch", statusBranch)] where !Self.isValidBranch(b) {
@@ -72,11 +91,23 @@ struct RepoOptions: ParsableArguments {
     }
 
     /// These options completed from the configuration file: `--repo NAME` picks a configured repository (its
-    /// url, branch, path, status branch and credentials, each overridden by a flag given here), and the
-    /// configuration's author applies when `--author` is not given. The URL is checked here, at the edge.
+    /// url, branch, path, status branch and credentials, each overridden by a flag given here); no `--repo`
+    /// picks the configuration's only repository. The configuration's author applies when `--author` is not
+    /// given. The URL is checked here, at the edge.
     func resolved(_ global: GlobalOptions) throws -> RepoOptions {
-        var out = self
         let config = try global.loadConfiguration()
+        guard let repo else {
+            let configured = config?.repositories ?? []
+            guard configured.count == 1 else {
+                throw ValidationError(configured.isEmpty
+                    ? "give --repo URL (or a configuration file with a repository: --config FILE)"
+                    : "give --repo NAME: the configuration has \(configured.count) repositories (\(configured.map(\.name).joined(separator: ", ")))")
+            }
+            var named = self
+            named.repo = configured[0].name
+            return try named.resolved(global)
+        }
+        var out = self
         if let r = config?.repositories.first(where: { $0.name.caseInsensitiveCompare(repo) == .orderedSame }) {
             out.repo = r.url
             if branch == "main" { out.branch = r.branch }
@@ -89,10 +120,27 @@ struct RepoOptions: ParsableArguments {
             }
             out.knownHosts = knownHosts ?? r.knownHosts
             out.configuredInterval = r.intervalSeconds
+            out.configuredName = r.name
+            out.configuredWebhookSecretFile = r.webhookSecretFile
         }
         if out.author == nil, let a = config?.author { out.author = "\(a.name) <\(a.email)>" }
-        try Self.checkURL(out.repo)
+        try Self.checkURL(out.url)
         return out
+    }
+
+    /// Every repository the configuration lists, each resolved as `--repo NAME` would be (for the controller
+    /// without `--repo`).
+    func resolvedAll(_ global: GlobalOptions) throws -> [RepoOptions] {
+        if repo != nil { return [try resolved(global)] }
+        let flags = givenRepositoryFlags
+        guard flags.isEmpty else { throw ValidationError("\(flags.joined(separator: ", ")) describe one repository: give --repo too") }
+        let configured = try global.loadConfiguration()?.repositories ?? []
+        guard !configured.isEmpty else { throw ValidationError("give --repo URL, or a configuration file (--config FILE) that lists repositories") }
+        return try configured.map { r in
+            var named = self
+            named.repo = r.name
+            return try named.resolved(global)
+        }
     }
 
     func parsedAuthor() throws -> GitSignature {
@@ -118,11 +166,11 @@ struct RepoOptions: ParsableArguments {
             credentials = .token(t)
         }
         var hosts: KnownHosts?
-        if repo.hasPrefix("ssh://") || repo.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:"#, options: .regularExpression) != nil {
+        if url.hasPrefix("ssh://") || url.range(of: #"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:"#, options: .regularExpression) != nil {
             let file = knownHosts ?? (NSHomeDirectory() as NSString).appendingPathComponent(".ssh/known_hosts")
             do { hosts = try KnownHosts(path: file) } catch { throw ValidationError("--known-hosts \(file): \(error)") }
         }
-        return GitSource(url: repo, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
+        return GitSource(url: url, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
                          author: try parsedAuthor())
     }
 
@@ -138,7 +186,7 @@ struct RepoOptions: ParsableArguments {
         do {
             return try RepositoryMirror.open(dataDir: paths.dataDir, source: try source())
         } catch let e as GitError {
-            printError("kiln: cannot open the mirror of \(GitRepository.redact(repo)): \(e)")
+            printError("kiln: cannot open the mirror of \(GitRepository.redact(url)): \(e)")
             throw ExitCode(1)
         }
     }
@@ -170,7 +218,7 @@ struct PlanCommand: AsyncParsableCommand {
         let commit: ObjectID
         do {
             guard let head = try await mirror.refresh() else {
-                printError("kiln: \(GitRepository.redact(repo.repo)) has no branch \(repo.branch)")
+                printError("kiln: \(GitRepository.redact(repo.url)) has no branch \(repo.branch)")
                 throw ExitCode(1)
             }
             if let revision {
@@ -269,7 +317,7 @@ struct Reconcile: AsyncParsableCommand {
             guard text else { return }
             printReport(report)
         })
-        if text { printError("reconciling \(GitRepository.redact(repo.repo)) \(repo.branch)") }
+        if text { printError("reconciling \(GitRepository.redact(repo.url)) \(repo.branch)") }
         let result: Controller.OnceResult
         do {
             let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
@@ -332,11 +380,17 @@ func printReport(_ report: ReconcileReport) {
 struct ControllerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "controller",
-        abstract: "Watch a repository and keep Kiln's templates equal to it; write build status back to git.",
+        abstract: "Watch repositories and keep Kiln's templates equal to them; write build status back to git.",
         discussion: """
-            Polls the branch (ls-remote; fetches only when it moved), reconciles, starts builds in background \
-            workers, and commits status to --status-branch with a note on each source commit. One controller per \
-            data directory. SIGTERM stops it after the step in progress; builds continue in their workers and a \
+            Watches --repo, or without it every repository of the configuration file, each in its own loop: a \
+            repository that is slow or unreachable holds back no other. Each loop polls its branch (ls-remote; \
+            fetches only when it moved), reconciles, starts builds in background workers, and commits status to the \
+            status branch with a note on each source commit. One controller per data directory.
+
+            With --listen (or server.listen in the configuration) it serves GET /healthz, GET /readyz (the store \
+            answers and every repository has been fetched), GET /metrics (Prometheus), and webhooks: \
+            POST /hooks/git/NAME for one repository, POST /hooks/git for every repository whose secret verifies the \
+            signature. SIGTERM stops it after the step in progress; builds continue in their workers and a \
             restarted controller reports them.
             """
     )
@@ -344,64 +398,116 @@ struct ControllerCommand: AsyncParsableCommand {
     @OptionGroup var repo: RepoOptions
     @Option(help: ArgumentHelp("Time between polls: 30s, 5m (default: the configured repository's, else 60s).", valueName: "DURATION")) var interval: String?
     @Option(help: "Runs executed at once by the background workers (default: the configuration's, else 1).") var parallelism: Int?
-    @Option(name: .customLong("webhook-listen"), help: ArgumentHelp("Serve POST /hooks/git here; a genuine delivery reconciles at once.", valueName: "HOST:PORT"))
-    var webhookListen: String?
-    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures.", valueName: "FILE"))
+    @Option(name: [.customLong("listen"), .customLong("webhook-listen")],
+            help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"))
+    var listen: String?
+    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures, for --repo (or for the configured repositories that have none).", valueName: "FILE"))
     var webhookSecretFile: String?
+    @Option(name: .customLong("stop-grace"), help: ArgumentHelp("After SIGTERM, how long to wait for a repository whose git call hangs before exiting anyway.", valueName: "DURATION"))
+    var stopGrace = "20s"
 
     func validate() throws {
-        if (webhookListen == nil) != (webhookSecretFile == nil) { throw ValidationError("--webhook-listen and --webhook-secret-file go together") }
-        if let l = webhookListen { do { _ = try WebhookServer.address(l) } catch { throw ValidationError("\(error)") } }
+        if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("--listen: \(error)") } }
         if let interval { guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") } }
+        guard parseDuration(stopGrace) != nil else { throw ValidationError("--stop-grace \(stopGrace): give a duration like 20s") }
+    }
+
+    /// SIGTERM/SIGINT: every loop ends after its step in progress. A repository blocked in a git call (a remote
+    /// that stopped answering) cannot be interrupted: it is left behind after the grace period rather than the
+    /// process never exiting.
+    static func stop(_ group: ControllerGroup, signal sig: Int32, grace: Duration) {
+        printError("kiln: stopping (signal \(sig)); builds in progress continue in their workers")
+        Task { await group.stop() }
+        Task.detached {
+            try? await Task.sleep(for: grace)
+            printError("kiln: a repository did not stop within \(grace) (a git call still waits on its remote); exiting")
+            Foundation.exit(0)
+        }
     }
 
     func run() async throws {
         global.bootstrapLogging()
-        let repo = try self.repo.resolved(global)
-        let (core, lock, mirror) = try await repo.openForWriting(global)
+        let config = try global.loadConfiguration()
+        let repos = try self.repo.resolvedAll(global)
+        let listen = self.listen ?? config?.listen
+        if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("server.listen: \(error)") } }
+        if webhookSecretFile != nil, listen == nil { throw ValidationError("--webhook-secret-file needs --listen (or server.listen in the configuration)") }
+        let core = try await Template.core(global)
+        let lock: ControllerLock
+        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
         defer { withExtendedLifetime(lock) {} }
-        var options = Controller.Options()
-        options.interval = interval.flatMap(parseDuration) ?? .milliseconds(Int((repo.configuredInterval ?? 60) * 1000))
+
         let g = global
         let paths = core.paths
-        let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
-        let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, options: options,
-                                    launchWorkers: { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) },
-                                    onReport: { report in
-                                        printError("\(ISO8601DateFormatter().string(from: Date())) reconciled \(report.plan.commit.short)")
-                                        printReport(report)
-                                    })
+        let parallelism = self.parallelism ?? config?.parallelism ?? 1
+        let launch: @Sendable () -> Void = { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) }
+        let names = repos.enumerated().map { i, r in r.configuredName ?? (repos.count == 1 ? GitRepository.redact(r.url) : "repo\(i + 1)") }
+        let metrics = ControllerMetrics(database: core.database, repositories: names)
+        var controllers: [Controller] = []
+        var unavailable: [RepositoryHealth] = []
+        var hooks: [ControllerServer.Repository] = []
+        for (name, repo) in zip(names, repos) {
+            // A repository that cannot start (unreadable token, bad known_hosts) is reported and skipped: the others run.
+            let mirror: RepositoryMirror
+            do {
+                mirror = try RepositoryMirror.open(dataDir: paths.dataDir, source: try repo.source())
+            } catch {
+                printError("kiln controller: \(name): cannot start: \(error)")
+                unavailable.append(RepositoryHealth(name: name, lastSync: nil, lastError: "cannot start: \(error)"))
+                continue
+            }
+            var options = Controller.Options()
+            options.interval = interval.flatMap(parseDuration) ?? .milliseconds(Int((repo.configuredInterval ?? 60) * 1000))
+            let controller = Controller(name: name, core: core, mirror: mirror, templatesPath: repo.path, options: options,
+                                        launchWorkers: launch,
+                                        onReport: { report in
+                                            printError("\(ISO8601DateFormatter().string(from: Date())) \(name): reconciled \(report.plan.commit.short)")
+                                            printReport(report)
+                                        }, observer: metrics, logger: Logger(label: "kiln.controller"))
+            controllers.append(controller)
+            printError("kiln controller: watching \(name) (\(GitRepository.redact(repo.url)) \(repo.branch)) every \(options.interval); status on \(repo.statusBranch)")
+            let secretFile = (self.repo.repo != nil ? webhookSecretFile : nil) ?? repo.configuredWebhookSecretFile ?? webhookSecretFile
+            if let secretFile {
+                do {
+                    hooks.append(.init(name: name, authenticator: try WebhookAuthenticator(secretFile: secretFile), wake: { await controller.wake() }))
+                } catch {
+                    printError("kiln controller: \(name): webhooks off: \(error)")
+                    hooks.append(.init(name: name, authenticator: nil, wake: {}))
+                }
+            } else {
+                hooks.append(.init(name: name, authenticator: nil, wake: {}))
+            }
+        }
+        guard !controllers.isEmpty else {
+            printError("kiln: no repository could be started")
+            throw ExitCode(1)
+        }
+        let group = ControllerGroup(controllers, unavailable: unavailable)
+        let grace = parseDuration(stopGrace) ?? .seconds(20)
         let signals = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig)
-            s.setEventHandler {
-                printError("kiln: stopping (signal \(sig)); builds in progress continue in their workers")
-                Task { await controller.stop() }
-            }
+            s.setEventHandler { Self.stop(group, signal: sig, grace: grace) }
             s.resume()
             return s
         }
-        printError("kiln controller: watching \(GitRepository.redact(repo.repo)) \(repo.branch) every \(options.interval); status on \(repo.statusBranch)")
-        if let listen = webhookListen, let secretFile = webhookSecretFile {
-            let auth: WebhookAuthenticator
-            do { auth = try WebhookAuthenticator(secretFile: secretFile) } catch {
-                printError("kiln: \(error)")
+        if let listen {
+            var logger = Logger(label: "kiln.server")
+            logger.logLevel = global.verbose ? .info : .warning
+            let database = core.database
+            let host = listen.split(separator: ":").dropLast().joined(separator: ":")
+            let app = try ControllerServer.application(
+                listen: listen, repositories: hooks, metrics: metrics,
+                readiness: { await Readiness.check(group, database: database) }, logger: logger,
+                onRunning: { port in printError("kiln controller: serving \(host):\(port) (/healthz /readyz /metrics /hooks/git)") })
+            do {
+                try await ControllerServer.serve(app, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
+            } catch {
+                printError("kiln: cannot serve \(listen): \(error)")
                 throw ExitCode(1)
             }
-            var logger = Logger(label: "kiln.webhook")
-            logger.logLevel = global.verbose ? .info : .warning
-            let app = try WebhookServer.application(listen: listen, authenticator: auth, logger: logger,
-                                                    onValid: { _ in await controller.wake() },
-                                                    onRunning: { port in printError("kiln controller: webhook on \(listen.split(separator: ":").dropLast().joined(separator: ":")):\(port) POST /hooks/git") })
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    do { try await app.run() } catch { printError("kiln: the webhook server stopped: \(error)") }
-                }
-                await controller.run()
-                group.cancelAll()
-            }
         } else {
-            await controller.run()
+            await group.run()
         }
         signals.forEach { $0.cancel() }
     }

@@ -84,6 +84,12 @@ struct Background {
 
     var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
+    /// The port a controller printed it serves on (`kiln controller: serving 127.0.0.1:PORT (…)`).
+    var servedPort: Int? {
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("serving 127.0.0.1:") }) else { return nil }
+        return Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber })
+    }
+
     /// Sends `sig` and waits up to `timeout` for the exit; the exit code, or nil if it did not exit.
     func stop(_ sig: Int32, timeout: Duration = .seconds(20)) async -> Int32? {
         kill(pid, sig)
@@ -122,10 +128,9 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
                                          "--webhook-listen", "127.0.0.1:0", "--webhook-secret-file", secret], log: repo.dir + "/controller.log")
         defer { kill(controller.pid, SIGKILL) }  // if an expectation below throws
         // Started: the first reconcile wrote the first status, and the webhook port is known.
-        let started = await eventually(.seconds(30)) { repo.statusLog().first?.hasPrefix("first: Accepted") == true && controller.output.contains("POST /hooks/git") }
+        let started = await eventually(.seconds(30)) { repo.statusLog().first?.hasPrefix("first: Accepted") == true && controller.output.contains("/hooks/git)") }
         #expect(started != nil, "\(controller.output)")
-        let line = try #require(controller.output.split(separator: "\n").first { $0.contains("webhook on 127.0.0.1:") })
-        let port = try #require(Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber }))
+        let port = try #require(controller.servedPort)
 
         try repo.write("templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try repo.push("second")
@@ -173,6 +178,132 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
 
         // SIGTERM: a clean stop.
         #expect(await controller.stop(SIGTERM) == 0, "\(controller.output)")
+    }
+}
+
+/// Several repositories in one controller, and its HTTP endpoints, without VMs.
+@Suite struct MultiRepositoryCLITests {
+    /// A TCP port that accepts connections (the kernel completes the handshake) and never says a word: an SSH
+    /// remote whose server hangs. libgit2 waits for its banner with no timeout.
+    final class SilentListener {
+        let fd: Int32
+        let port: Int
+
+        init() throws {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            self.fd = fd
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = 0
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &len) == 0 }
+            }
+            try #require(bound, "cannot listen on 127.0.0.1")
+            port = Int(UInt16(bigEndian: addr.sin_port))
+        }
+
+        deinit { close(fd) }
+    }
+
+    static func get(_ port: Int, _ path: String) async throws -> (Int, String) {
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The value of one series in Prometheus text (`name{labels} value`), or nil when absent.
+    static func sample(_ metrics: String, _ series: String) -> Double? {
+        metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+    }
+
+    @Test func aBrokenAndAHangingRepositoryLeaveTheOtherReconciling() async throws {
+        let good = try GitRemote("multi")
+        defer { try? FileManager.default.removeItem(atPath: good.dir) }
+        try good.write("kiln.yaml", GitRemote.kilnYAML)
+        try good.write("templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try good.push("first")
+        let silent = try SilentListener()
+        try "".write(toFile: good.dir + "/known_hosts", atomically: true, encoding: .utf8)
+        try "a-long-shared-secret\n".write(toFile: good.dir + "/secret", atomically: true, encoding: .utf8)
+        let config = """
+            dataDir: \(good.dir)/data
+            repositories:
+              - name: broken
+                url: file://\(good.dir)/no-such-remote.git
+                interval: 1s
+              - name: hanging
+                url: ssh://git@127.0.0.1:\(silent.port)/images.git
+                interval: 1s
+                credentials:
+                  knownHosts: \(good.dir)/known_hosts
+              - name: good
+                url: \(good.remote)
+                interval: 1h
+                webhookSecretFile: \(good.dir)/secret
+            server:
+              listen: 127.0.0.1:0
+            """
+        try config.write(toFile: good.dir + "/kiln.yaml", atomically: true, encoding: .utf8)
+        let controller = try Background([CLITests.binary, "controller", "--config", good.dir + "/kiln.yaml", "--stop-grace", "3s"],
+                                        log: good.dir + "/controller.log")
+        defer { kill(controller.pid, SIGKILL) }
+
+        // The good repository reconciles although the other two never answer (one fails at once, one hangs).
+        let first = await eventually(.seconds(30)) { good.statusLog().first?.hasPrefix("first: Accepted") == true && controller.servedPort != nil }
+        #expect(first != nil, "\(controller.output)")
+        let port = try #require(controller.servedPort)
+
+        // Readiness names the repositories never fetched; health is fine.
+        #expect(try await Self.get(port, "/healthz").0 == 200)
+        let (readyCode, ready) = try await Self.get(port, "/readyz")
+        #expect(readyCode == 503, "\(ready)")
+        let readyJSON = try #require(try JSONSerialization.jsonObject(with: Data(ready.utf8)) as? [String: Any])
+        let repos = try #require(readyJSON["repositories"] as? [[String: Any]])
+        #expect(Set(repos.filter { $0["synced"] as? Bool == true }.compactMap { $0["name"] as? String }) == ["good"], "\(ready)")
+        #expect(repos.first { $0["name"] as? String == "broken" }?["lastError"] as? String != nil, "\(ready)")
+
+        // A push to the good repository and its webhook: reconciled now, while the others still fail or hang.
+        try good.write("templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try good.push("second")
+        let body = Array(#"{"ref": "refs/heads/main"}"#.utf8)
+        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data("a-long-shared-secret".utf8)))
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/hooks/git/good")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body)
+        request.setValue("sha256=" + mac.map { String(format: "%02x", $0) }.joined(), forHTTPHeaderField: "X-Hub-Signature-256")
+        let (_, response) = try await URLSession.shared.data(for: request)
+        #expect((response as? HTTPURLResponse)?.statusCode == 202)
+        let second = await eventually(.seconds(10)) { good.statusLog().first?.hasPrefix("second: Accepted") == true }
+        #expect(second != nil, "\(controller.output)")
+        request.url = URL(string: "http://127.0.0.1:\(port)/hooks/git/nope")!
+        #expect((try await URLSession.shared.data(for: request).1 as? HTTPURLResponse)?.statusCode == 404)
+        request.url = URL(string: "http://127.0.0.1:\(port)/hooks/git/broken")!
+        #expect((try await URLSession.shared.data(for: request).1 as? HTTPURLResponse)?.statusCode == 404, "broken has no webhook secret")
+
+        // Metrics: per-repository sync time, reconcile results, fetch errors of the broken one (it keeps being
+        // polled, once a second), webhooks.
+        var metrics = ""
+        let polled = try await eventually(.seconds(15)) {
+            let (code, text) = try await Self.get(port, "/metrics")
+            metrics = text
+            return code == 200 && (Self.sample(text, #"kiln_git_errors_total{repository="broken",operation="fetch"}"#) ?? 0) >= 3
+        }
+        #expect(polled != nil, "\(metrics)")
+        let synced = try #require(Self.sample(metrics, #"kiln_repository_last_sync_timestamp_seconds{repository="good"}"#), "\(metrics)")
+        #expect(abs(synced - Date().timeIntervalSince1970) < 60)
+        #expect(Self.sample(metrics, #"kiln_repository_last_sync_timestamp_seconds{repository="broken"}"#) == 0)
+        #expect((Self.sample(metrics, #"kiln_reconciles_total{repository="good",result="success"}"#) ?? 0) >= 2, "\(metrics)")
+        #expect(Self.sample(metrics, #"kiln_git_errors_total{repository="hanging",operation="fetch"}"#) == 0, "it never returned")
+        #expect(Self.sample(metrics, #"kiln_webhook_requests_total{repository="good",result="accepted"}"#) == 1, "\(metrics)")
+        #expect(Self.sample(metrics, #"kiln_webhook_requests_total{repository="-",result="unknown"}"#) == 1, "\(metrics)")
+        #expect(Self.sample(metrics, #"kiln_templates{state="Succeeded"}"#) == 2, "\(metrics)")
+        #expect(Self.sample(metrics, "kiln_run_queue_depth") == 0, "\(metrics)")
+        #expect(metrics.contains(#"kiln_reconcile_duration_seconds_bucket{repository="good",le="+Inf"}"#), "\(metrics)")
+
+        // SIGTERM: the hanging repository's git call cannot be interrupted; the process still exits after the grace.
+        #expect(await controller.stop(SIGTERM, timeout: .seconds(15)) == 0, "\(controller.output)")
+        #expect(controller.output.contains("did not stop within"), "\(controller.output)")
     }
 }
 

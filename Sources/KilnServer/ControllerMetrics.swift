@@ -1,0 +1,166 @@
+import Foundation
+import KilnGitOps
+import KilnStore
+import Prometheus
+
+/// The controller's Prometheus metrics.
+///
+/// Two kinds: what the controllers report as they work (reconciles, syncs, git errors, webhooks — counted as
+/// they happen, through `ControllerObserver`), and what the store knows (templates and runs by state, the
+/// queue, the phases of finished runs — read at each scrape). Builds run in detached worker processes, so run
+/// phases cannot be observed in this process as they happen: each scrape reads the runs that ended since the
+/// previous one and records their phase durations once. The histograms therefore cover runs that ended while
+/// this process was up, which is what Prometheus expects of a histogram that starts from zero at a restart.
+public final class ControllerMetrics: ControllerObserver, Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let database: KilnDatabase
+    let scrapeState: ScrapeState
+
+    static let reconcileBuckets: [Duration] = [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+                                               .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+                                               .seconds(30), .seconds(60), .seconds(300)]
+    static let phaseBuckets: [Duration] = [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200].map { .seconds($0) }
+    /// Listed so that the series exist (at zero) before the first template is in that state.
+    static let templateStates = ["Creating", "Updating", "Succeeded", "Failed", "Deleting", "Canceled"]
+    static let runStates = ["Running", "Succeeded", "PartiallySucceeded", "Failed", "Canceling", "Canceled"]
+    public static let webhookResults = ["accepted", "rejected", "unknown"]
+
+    /// Every series a repository has is created here, at zero, so that `rate()` and alerts work from the start.
+    public init(database: KilnDatabase, repositories: [String], since: Date = Date()) {
+        self.database = database
+        self.scrapeState = ScrapeState(watermark: since)
+        for repo in repositories {
+            for result in ReconcileResult.allCases { _ = reconcileCounter(repo, result) }
+            _ = reconcileHistogram(repo)
+            _ = syncGauge(repo)
+            for op in GitOperation.allCases { _ = gitErrorCounter(repo, op) }
+            for result in Self.webhookResults { _ = webhookCounter(repo, result) }
+        }
+        for s in Self.templateStates { templateGauge(s).set(to: 0) }
+        for s in Self.runStates { runGauge(s).set(to: 0) }
+        _ = queueGauge
+    }
+
+    // MARK: Series
+
+    func reconcileCounter(_ repo: String, _ result: ReconcileResult) -> Counter {
+        registry.makeCounter(descriptor: .init(namespace: "kiln", metricName: "reconciles", unitName: "total",
+                                               helpText: "Reconciles by repository and result (success, problems: an invalid file or a failed change, error)."),
+                             labels: [("repository", repo), ("result", result.rawValue)])
+    }
+
+    func reconcileHistogram(_ repo: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: .init(namespace: "kiln", metricName: "reconcile_duration", unitName: "seconds",
+                                                         helpText: "Time to plan and apply one reconcile (builds excluded: they run in workers)."),
+                                       labels: [("repository", repo)], buckets: Self.reconcileBuckets)
+    }
+
+    func syncGauge(_ repo: String) -> Gauge {
+        registry.makeGauge(descriptor: .init(namespace: "kiln", subsystem: "repository", metricName: "last_sync", unitName: "timestamp_seconds",
+                                             helpText: "When the repository's remote last answered (Unix time); 0 until it has."),
+                           labels: [("repository", repo)])
+    }
+
+    func gitErrorCounter(_ repo: String, _ op: GitOperation) -> Counter {
+        registry.makeCounter(descriptor: .init(namespace: "kiln", metricName: "git_errors", unitName: "total",
+                                               helpText: "Failed git operations: fetch (ls-remote and fetch) and push (status, after retries)."),
+                             labels: [("repository", repo), ("operation", op.rawValue)])
+    }
+
+    public func webhookCounter(_ repo: String, _ result: String) -> Counter {
+        registry.makeCounter(descriptor: .init(namespace: "kiln", metricName: "webhook_requests", unitName: "total",
+                                               helpText: "Webhook deliveries by repository and result (accepted, rejected: bad or missing signature, unknown: no such repository)."),
+                             labels: [("repository", repo), ("result", result)])
+    }
+
+    func templateGauge(_ state: String) -> Gauge {
+        registry.makeGauge(descriptor: .init(namespace: "kiln", metricName: "templates", unitName: "",
+                                             helpText: "Image templates by provisioning state."),
+                           labels: [("state", state)])
+    }
+
+    func runGauge(_ state: String) -> Gauge {
+        registry.makeGauge(descriptor: .init(namespace: "kiln", metricName: "runs", unitName: "",
+                                             helpText: "Template runs kept in the store, by run state."),
+                           labels: [("state", state)])
+    }
+
+    var queueGauge: Gauge {
+        registry.makeGauge(descriptor: .init(namespace: "kiln", subsystem: "run", metricName: "queue_depth", unitName: "",
+                                             helpText: "Runs queued and not yet claimed by a worker."))
+    }
+
+    func phaseHistogram(_ phase: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: .init(namespace: "kiln", subsystem: "run", metricName: "phase_duration", unitName: "seconds",
+                                                         helpText: "Duration of each build phase of the runs that ended while this process ran."),
+                                       labels: [("phase", phase)], buckets: Self.phaseBuckets)
+    }
+
+    func runHistogram(_ state: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: .init(namespace: "kiln", subsystem: "run", metricName: "duration", unitName: "seconds",
+                                                         helpText: "Whole-run duration (claim to end) of the runs that ended while this process ran, by final state."),
+                                       labels: [("state", state)], buckets: Self.phaseBuckets)
+    }
+
+    // MARK: ControllerObserver
+
+    public func synced(repository: String, at date: Date) {
+        syncGauge(repository).set(to: date.timeIntervalSince1970)
+    }
+
+    public func reconciled(repository: String, duration: Duration, result: ReconcileResult) {
+        reconcileCounter(repository, result).increment()
+        reconcileHistogram(repository).record(duration)
+    }
+
+    public func gitFailed(repository: String, operation: GitOperation) {
+        gitErrorCounter(repository, operation).increment()
+    }
+
+    // MARK: Scrape
+
+    /// The exposition text: the store's figures read now, then everything rendered.
+    public func scrape() async throws(StoreError) -> String {
+        try await scrapeState.refresh(self)
+        return registry.emitToString()
+    }
+}
+
+/// The scrape-time part: serialised, so that two concurrent scrapes never record a finished run twice.
+actor ScrapeState {
+    /// Runs that ended before this are recorded (or predate the process).
+    var watermark: Date
+    /// The runs recorded whose end time equals the watermark (the next query includes them again).
+    var atWatermark: Set<String> = []
+    var seenTemplateStates: Set<String> = []
+    var seenRunStates: Set<String> = []
+
+    init(watermark: Date) { self.watermark = watermark }
+
+    func refresh(_ m: ControllerMetrics) async throws(StoreError) {
+        let counts = try await m.database.counts()
+        for s in seenTemplateStates.union(ControllerMetrics.templateStates) { m.templateGauge(s).set(to: Double(counts.templatesByState[s] ?? 0)) }
+        for (s, n) in counts.templatesByState { m.templateGauge(s).set(to: Double(n)) }
+        seenTemplateStates.formUnion(counts.templatesByState.keys)
+        for s in seenRunStates.union(ControllerMetrics.runStates) { m.runGauge(s).set(to: Double(counts.runsByState[s] ?? 0)) }
+        for (s, n) in counts.runsByState { m.runGauge(s).set(to: Double(n)) }
+        seenRunStates.formUnion(counts.runsByState.keys)
+        m.queueGauge.set(to: Double(counts.queued))
+
+        let ended = try await m.database.runsEnded(since: watermark)
+        for run in ended where !atWatermark.contains(run.id) {
+            guard let end = run.endTime else { continue }
+            for (phase, seconds) in run.phaseSeconds where seconds >= 0 {
+                m.phaseHistogram(phase).record(.milliseconds(Int64(seconds * 1000)))
+            }
+            if let start = run.startTime, end >= start {
+                m.runHistogram(run.runState).record(.milliseconds(Int64(end.timeIntervalSince(start) * 1000)))
+            }
+            if end > watermark {
+                watermark = end
+                atWatermark = []
+            }
+            atWatermark.insert(run.id)
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Hummingbird
+import KilnGitOps
+import KilnStore
+import Logging
+import ServiceLifecycle
+
+/// The controller's HTTP side (Hummingbird):
+///
+/// - `POST /hooks/git/{repository}` — a webhook for one watched repository, checked against its secret;
+/// - `POST /hooks/git` — a webhook for whichever repositories' secrets verify it (one URL for all of them when
+///   they share a secret; the only form a single `--repo` controller needs);
+/// - `GET /healthz` — the process serves;
+/// - `GET /readyz` — the store answers and every repository's remote has answered at least once;
+/// - `GET /metrics` — Prometheus text format (`ControllerMetrics`).
+///
+/// A genuine delivery is answered 202 and wakes the repository's loop, which reconciles at once; the
+/// reconcile itself is level-triggered, so a lost or repeated delivery costs nothing but a poll.
+public enum ControllerServer {
+    /// Largest body accepted: GitHub caps payloads at 25 MB; templates never travel in a webhook.
+    public static let maxBody = 25 << 20
+
+    /// A watched repository as the server sees it.
+    public struct Repository: Sendable {
+        public var name: String
+        /// Nil: no webhook secret configured; deliveries for it are refused.
+        public var authenticator: WebhookAuthenticator?
+        public var wake: @Sendable () async -> Void
+
+        public init(name: String, authenticator: WebhookAuthenticator?, wake: @escaping @Sendable () async -> Void) {
+            self.name = name
+            self.authenticator = authenticator
+            self.wake = wake
+        }
+    }
+
+    /// `host:port` → Hummingbird's bind address; validated at the edge.
+    public static func address(_ listen: String) throws -> BindAddress {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw WebhookError.invalid("listen address \(listen): write it as HOST:PORT, like 0.0.0.0:8080")
+        }
+        let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return .hostname(host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+
+    public static func application(listen: String, repositories: [Repository], metrics: ControllerMetrics,
+                                   readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
+                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/healthz") { _, _ in "ok\n" }
+        router.get("/readyz") { _, _ -> Response in
+            let r = await readiness()
+            return Response(status: r.ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: r.json + "\n")))
+        }
+        router.get("/metrics") { _, _ -> Response in
+            do {
+                let text = try await metrics.scrape()
+                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                                body: .init(byteBuffer: ByteBuffer(string: text)))
+            } catch {
+                logger.error("metrics: the store did not answer", metadata: ["error": "\(error)"])
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "store unavailable\n")))
+            }
+        }
+        router.post("/hooks/git") { request, _ -> Response in
+            let (headers, body) = try await read(request)
+            let candidates = repositories.filter { $0.authenticator != nil }
+            guard !candidates.isEmpty else {
+                metrics.webhookCounter("-", "unknown").increment()
+                return json(.notFound, ["error": "no repository has a webhook secret"])
+            }
+            var woken: [String] = []
+            var reason = "no signature"
+            for repo in candidates {
+                switch repo.authenticator!.verify(headers: headers, body: body) {
+                case .accepted:
+                    woken.append(repo.name)
+                case .rejected(let why):
+                    reason = why
+                }
+            }
+            guard !woken.isEmpty else {
+                metrics.webhookCounter("-", "rejected").increment()
+                logger.warning("webhook rejected", metadata: ["reason": "\(reason)"])
+                return json(.unauthorized, ["error": reason])
+            }
+            for name in woken {
+                metrics.webhookCounter(name, "accepted").increment()
+                logger.info("webhook accepted; reconciling now", metadata: ["repo": "\(name)", "event": "\(event(headers))"])
+                await repositories.first { $0.name == name }!.wake()
+            }
+            return json(.accepted, ["reconcile": "triggered", "repositories": woken.joined(separator: ",")])
+        }
+        router.post("/hooks/git/:repository") { request, context -> Response in
+            let (headers, body) = try await read(request)
+            let name = context.parameters.get("repository") ?? ""
+            guard let repo = repositories.first(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) else {
+                metrics.webhookCounter("-", "unknown").increment()
+                return json(.notFound, ["error": "no watched repository is named \(name.prefix(100))"])
+            }
+            guard let auth = repo.authenticator else {
+                metrics.webhookCounter(repo.name, "rejected").increment()
+                return json(.notFound, ["error": "repository \(repo.name) has no webhook secret configured"])
+            }
+            switch auth.verify(headers: headers, body: body) {
+            case .accepted(let sender):
+                metrics.webhookCounter(repo.name, "accepted").increment()
+                logger.info("webhook accepted; reconciling now", metadata: ["repo": "\(repo.name)", "sender": "\(sender)", "event": "\(event(headers))"])
+                await repo.wake()
+                return json(.accepted, ["reconcile": "triggered", "repositories": repo.name])
+            case .rejected(let why):
+                metrics.webhookCounter(repo.name, "rejected").increment()
+                logger.warning("webhook rejected", metadata: ["repo": "\(repo.name)", "reason": "\(why)"])
+                return json(.unauthorized, ["error": why])
+            }
+        }
+        return Application(router: router, configuration: .init(address: try address(listen), serverName: "kiln"),
+                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
+    }
+
+    /// Serves `app` while `work` runs, then shuts the server down gracefully (requests in flight finish):
+    /// cancelling it instead would log a CancellationError at error level on every clean stop. If the server
+    /// fails (the port is taken), `stop` ends the work and the error is thrown.
+    public static func serve(_ app: some ApplicationProtocol, while work: @escaping @Sendable () async -> Void,
+                             stop: @escaping @Sendable () async -> Void, logger: Logger) async throws {
+        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do { try await services.run() } catch {
+                    await stop()
+                    throw error
+                }
+            }
+            await work()
+            await services.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+
+    static func read(_ request: Request) async throws -> ([String: String], [UInt8]) {
+        let body = try await request.body.collect(upTo: maxBody)
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        return (headers, body.getBytes(at: body.readerIndex, length: body.readableBytes) ?? [])
+    }
+
+    static func event(_ headers: [String: String]) -> String {
+        headers["x-github-event"] ?? headers["x-gitlab-event"] ?? "-"
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ fields: [String: String]) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
+    }
+}
+
+/// What `/readyz` answers.
+public struct Readiness: Sendable {
+    public var storeError: String?
+    public var repositories: [RepositoryHealth]
+
+    public init(storeError: String?, repositories: [RepositoryHealth]) {
+        self.storeError = storeError
+        self.repositories = repositories
+    }
+
+    public var ready: Bool { storeError == nil && repositories.allSatisfy { $0.lastSync != nil } }
+
+    public var json: String {
+        let f = ISO8601DateFormatter()
+        let obj: [String: Any] = [
+            "ready": ready,
+            "store": storeError ?? "ok",
+            "repositories": repositories.map { r -> [String: Any] in
+                var j: [String: Any] = ["name": r.name, "synced": r.lastSync != nil]
+                if let s = r.lastSync { j["lastSync"] = f.string(from: s) }
+                if let e = r.lastError { j["lastError"] = e }
+                return j
+            },
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Readiness of a controller group over a database: the store must answer a trivial read.
+    public static func check(_ group: ControllerGroup, database: KilnDatabase) async -> Readiness {
+        var storeError: String?
+        do { _ = try await database.counts() } catch { storeError = "\(error)" }
+        return Readiness(storeError: storeError, repositories: await group.health())
+    }
+}
