@@ -60,6 +60,7 @@ public struct RunExecutor: Sendable {
             guard clock.current != phase else { return }
             let secs = clock.enter(phase)
             onEvent(.phase(phase))
+            core.logger.info("run phase", metadata: meta.merging(["phase": "\(phase)"]) { _, n in n })
             _ = try? await db.updateRun(id: runId) { r in
                 guard r.runState == "Running" else { return }
                 r.runSubState = phase

@@ -141,7 +141,10 @@ public actor Reconciler {
             } catch {
                 outcome.ok = false
                 outcome.result = "\(error)"
-                logger.error("reconcile failed for a template", metadata: ["template": "\(item.name)", "error": "\(error)"])
+                var meta: Logger.Metadata = ["template": "\(item.id ?? item.name)", "action": "\(item.action.rawValue)", "error": "\(error)"]
+                if let file = item.file { meta["file"] = "\(file)" }
+                if let run = outcome.runId ?? item.previous?.lastRunId { meta["run"] = "\(run)" }
+                logger.error("reconcile failed for a template", metadata: meta)
             }
             outcome.item = item
             report.outcomes.append(outcome)

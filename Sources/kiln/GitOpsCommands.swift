@@ -133,7 +133,7 @@ struct RepoOptions: ParsableArguments {
     func resolvedAll(_ global: GlobalOptions) throws -> [RepoOptions] {
         if repo != nil { return [try resolved(global)] }
         let flags = givenRepositoryFlags
-        guard flags.isEmpty else { throw ValidationError("\(flags.joined(separator: ", ")) describe one repository: give --repo too") }
+        guard flags.isEmpty else { throw ValidationError("\(flags.joined(separator: ", ")) apply to one repository: give --repo too") }
         let configured = try global.loadConfiguration()?.repositories ?? []
         guard !configured.isEmpty else { throw ValidationError("give --repo URL, or a configuration file (--config FILE) that lists repositories") }
         return try configured.map { r in

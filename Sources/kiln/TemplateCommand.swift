@@ -495,7 +495,10 @@ func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) 
     let logFile = (logs as NSString).appendingPathComponent("worker.log")
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     do {
-        _ = try BackgroundProcess.spawn(exe, ["template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)],
+        // The worker reads the same configuration file (regions, identities, logging) as the process that starts it.
+        var args = ["template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)]
+        if let config = global.config { args += ["--config", URL(fileURLWithPath: config).standardizedFileURL.path] }
+        _ = try BackgroundProcess.spawn(exe, args,
                                         output: logFile, append: true, detach: .session)
     } catch {
         printError("kiln: cannot start the background worker (\(error)); run `kiln template worker` yourself")

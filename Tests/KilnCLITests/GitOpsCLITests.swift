@@ -207,6 +207,12 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
         deinit { close(fd) }
     }
 
+    /// A loopback port nobody listens on now.
+    static func freePort() -> Int? {
+        guard let l = try? SilentListener() else { return nil }
+        return l.port
+    }
+
     static func get(_ port: Int, _ path: String) async throws -> (Int, String) {
         let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
@@ -371,6 +377,101 @@ extension TemplateCLITests {
         #expect(r3.status == 0 && r3.stderr.contains("delete gitops-e2e"), "\(r3.stderr)")
         #expect(staging.map { !FileManager.default.fileExists(atPath: $0) } == true)
         #expect(repo.statusLog().first == "gitops-e2e: Deleted")
+    }
+
+    /// Kiln as a service: the controller from a configuration file builds a template whose script is a
+    /// token-protected artifact; /metrics then shows the run's phases and the repository's sync time, and the
+    /// token is nowhere: not in the data directory, the status branch and its notes, or the logs (JSON, debug).
+    @Test func serviceBuildWithAPrivateArtifactHasMetricsAndLeaksNoToken() async throws {
+        #expect(await Self.catalog.value)
+        let repo = try GitRemote("service")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        let token = "tok-" + UUID().uuidString.lowercased()
+        let port = try #require(MultiRepositoryCLITests.freePort())
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = ["-c", """
+            import http.server
+            class H(http.server.BaseHTTPRequestHandler):
+                def log_message(self, *a): pass
+                def do_GET(self):
+                    if self.path != "/private/setup.sh":
+                        self.send_response(404); self.end_headers(); return
+                    if self.headers.get("Authorization") != "Bearer \(token)":
+                        self.send_response(401); self.end_headers(); return
+                    body = b"#!/bin/sh\\necho private-artifact-ran\\n"
+                    self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            http.server.HTTPServer(("127.0.0.1", \(port)), H).serve_forever()
+            """]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        try "\(token)\n".write(toFile: repo.dir + "/artifact.token", atomically: true, encoding: .utf8)
+
+        try repo.write("kiln.yaml", GitRemote.kilnYAML)
+        let identity = #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#
+        try repo.write("templates/svc.json", GitRemote.template("svc-e2e",
+            customize: #"[{"type": "Shell", "name": "private", "scriptUri": "http://127.0.0.1:\#(port)/private/setup.sh"}]"#)
+            .replacingOccurrences(of: #""identity": {"type": "None"}"#, with: identity))
+        let commit = try repo.push("a template with a private script")
+        let config = """
+            dataDir: \(Self.data)
+            logging:
+              format: json
+              level: debug
+            identities:
+              - name: builder
+                credentials:
+                  - urlPrefix: http://127.0.0.1:\(port)/private/
+                    tokenFile: \(repo.dir)/artifact.token
+            repositories:
+              - name: svc
+                url: \(repo.remote)
+                interval: 2s
+            server:
+              listen: 127.0.0.1:0
+            """
+        try config.write(toFile: repo.dir + "/kiln-service.yaml", atomically: true, encoding: .utf8)
+        let workerLog = Self.data + "/logs/worker.log"
+        let workerLogStart = (try? FileManager.default.attributesOfItem(atPath: workerLog)[.size] as? Int) ?? 0
+        let controller = try Background([CLITests.binary, "controller", "--config", repo.dir + "/kiln-service.yaml"], log: repo.dir + "/controller.log")
+        defer { kill(controller.pid, SIGKILL) }
+        let built = await eventually(.seconds(400)) { repo.statusLog().first?.hasPrefix("svc-e2e: ") == true && repo.statusLog().first?.hasPrefix("svc-e2e: Running") == false && repo.statusLog().first?.hasPrefix("svc-e2e: Accepted") == false }
+        #expect(built != nil, "\(controller.output)\n\(repo.statusLog())")
+        #expect(repo.statusLog().first == "svc-e2e: Succeeded (\(commit.prefix(7)))", "\(repo.statusLog())\n\(controller.output)")
+        let port2 = try #require(controller.servedPort, "\(controller.output)")
+
+        // The private script ran in the VM.
+        let runs = try #require(try Self.json(try await Self.k("template", "runs", "svc-e2e", "--output", "json"))["value"] as? [[String: Any]])
+        let logDir = try #require(runs.first?["logDirectory"] as? String)
+        #expect(((try? String(contentsOfFile: logDir + "/customization.log", encoding: .utf8)) ?? "").contains("private-artifact-ran"))
+
+        // /metrics after the build: the run's phases as histograms, the repository's last sync.
+        let (code, metrics) = try await MultiRepositoryCLITests.get(port2, "/metrics")
+        #expect(code == 200)
+        for phase in ["Building", "Customizing", "Distributing"] {
+            #expect((MultiRepositoryCLITests.sample(metrics, "kiln_run_phase_duration_seconds_count{phase=\"\(phase)\"}") ?? 0) >= 1, "\(phase): \(metrics)")
+        }
+        #expect(metrics.contains(#"kiln_run_phase_duration_seconds_bucket{phase="Customizing",le="+Inf"}"#), "\(metrics)")
+        #expect(MultiRepositoryCLITests.sample(metrics, #"kiln_run_duration_seconds_count{state="Succeeded"}"#) == 1, "\(metrics)")
+        let synced = try #require(MultiRepositoryCLITests.sample(metrics, #"kiln_repository_last_sync_timestamp_seconds{repository="svc"}"#))
+        #expect(abs(synced - Date().timeIntervalSince1970) < 30, "\(metrics)")
+        #expect(try await MultiRepositoryCLITests.get(port2, "/readyz").0 == 200)
+        print(metrics.split(separator: "\n").filter { $0.contains("phase_duration_seconds_count") || $0.contains("last_sync") }.joined(separator: "\n"))
+
+        #expect(await controller.stop(SIGTERM) == 0, "\(controller.output)")
+        // Logs are JSON lines that name the template and the run.
+        let logs = controller.output + String(decoding: (FileManager.default.contents(atPath: workerLog) ?? Data()).dropFirst(workerLogStart), as: UTF8.self)
+        let runId = try #require(runs.first?["runId"] as? String)
+        #expect(logs.split(separator: "\n").contains { $0.hasPrefix("{") && $0.contains("\"run phase\"") && $0.contains(runId) && $0.contains("svc-e2e") }, "\(logs.suffix(3000))")
+
+        // No token anywhere: the data directory, everything reachable in the remote (status branch, notes), the logs.
+        let gitText = try repo.run("git", "-C", repo.remote, "log", "-p", "--all", "--format=%H %s%n%b") + (try repo.run("git", "-C", repo.remote, "notes", "--ref=kiln", "show", commit))
+        #expect(gitText.contains("svc-e2e: Succeeded"))
+        #expect(!gitText.contains(token), "the token is in the remote's history")
+        #expect(!logs.contains(token), "the token is in the logs")
+        let grep = try await spawnAndWait(["/bin/grep", "-r", "-a", "-F", "-l", token, Self.data])
+        #expect(grep.status == 1, "the token is in the data directory: \(grep.stdout)")
+        #expect(try await Self.k("template", "delete", "svc-e2e").status == 0)
     }
 
     @Test func controllerKilledMidBuildRestartsWithoutADuplicateRun() async throws {
