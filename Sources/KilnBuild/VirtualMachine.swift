@@ -291,6 +291,18 @@ public enum BackgroundProcess {
         return pid
     }
 
+    /// Collects `pid` when it exits, on a small thread of its own, so that a long-lived parent (the controller
+    /// starting workers) does not collect zombies. Only for children nobody else waits for.
+    public static func reapOnExit(_ pid: pid_t) {
+        let thread = Thread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        thread.name = "reap \(pid)"
+        thread.stackSize = 256 << 10
+        thread.start()
+    }
+
     /// Only 0, 1 and 2 reach the child. Without this a long-lived child (a worker, QEMU) keeps whatever the
     /// parent had open without close-on-exec at that instant: a listening socket (the port stays taken after
     /// the controller exits) or another thread's pipe (whose reader then never sees end-of-file).

@@ -498,8 +498,9 @@ func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) 
         // The worker reads the same configuration file (regions, identities, logging) as the process that starts it.
         var args = ["template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)]
         if let config = global.config { args += ["--config", URL(fileURLWithPath: config).standardizedFileURL.path] }
-        _ = try BackgroundProcess.spawn(exe, args,
+        let pid = try BackgroundProcess.spawn(exe, args,
                                         output: logFile, append: true, detach: .session)
+        BackgroundProcess.reapOnExit(pid)
     } catch {
         printError("kiln: cannot start the background worker (\(error)); run `kiln template worker` yourself")
         throw ExitCode(1)
