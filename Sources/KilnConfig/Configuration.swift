@@ -241,9 +241,17 @@ struct ConfigReader {
         if let (node, _) = top["repositories"] {
             if let items = node.elements {
                 var names = Set<String>()
+                var watched: [String: Int] = [:]
                 for (i, item) in items.enumerated() {
                     guard let r = repository(item, "$.repositories[\(i)]") else { continue }
                     if !names.insert(r.name.lowercased()).inserted { problem(item, "$.repositories[\(i)].name", "'\(r.name)' is used twice; names must be unique") }
+                    // The branch owns the templates it creates (pruning included): two entries on one branch would
+                    // delete each other's templates.
+                    if let first = watched["\(r.url)#\(r.branch)"] {
+                        problem(item, "$.repositories[\(i)].branch", "repositories[\(first)] already watches branch \(r.branch) of this URL; one entry per branch")
+                    } else {
+                        watched["\(r.url)#\(r.branch)"] = i
+                    }
                     c.repositories.append(r)
                 }
             } else {
@@ -307,6 +315,8 @@ struct ConfigReader {
         }
         if URLComponents(string: url)?.password != nil {
             problem(m["url"]?.0, "\(p).url", "the URL carries a password; put the token in credentials.tokenFile or tokenEnv", line: m["url"]?.1)
+        } else if lower.hasPrefix("http"), URLComponents(string: url)?.user != nil {
+            problem(m["url"]?.0, "\(p).url", "the URL carries a user name, often a token (https://TOKEN@host/…); put the token in credentials.tokenFile or tokenEnv", line: m["url"]?.1)
         }
         let fallback = ((url as NSString).lastPathComponent as NSString).deletingPathExtension
         var r = KilnConfiguration.Repository(name: string(m, "name", p) ?? (fallback.isEmpty ? "repository" : fallback), url: url)

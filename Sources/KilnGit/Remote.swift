@@ -137,9 +137,14 @@ extension GitRepository {
     }
 
     /// A URL without its password, for messages.
+    /// The URL without secrets, for logs, errors, metrics and the store: a password is masked, and so is an
+    /// HTTP user name (`https://TOKEN@host/…` is how some hosts take a token). An SSH user (`git@`) stays.
     public nonisolated static func redact(_ url: String) -> String {
-        guard var c = URLComponents(string: url), c.password != nil else { return url }
-        c.password = "****"
+        guard var c = URLComponents(string: url) else { return url }
+        let http = c.scheme.map { ["http", "https"].contains($0.lowercased()) } ?? false
+        guard c.password != nil || (http && c.user != nil) else { return url }
+        if c.password != nil { c.password = "****" }
+        if http, c.user != nil { c.user = "****" }
         return c.string ?? url
     }
 

@@ -61,6 +61,11 @@ public actor Controller {
     /// The last step's error, cleared by a step that succeeds.
     public private(set) var lastError: String?
 
+    /// Both, read together (for `/readyz`).
+    public func health() -> RepositoryHealth {
+        RepositoryHealth(name: name, lastSync: lastSync, lastError: lastError)
+    }
+
     var lastReconciled: ObjectID?
     var lastFullReconcile = ContinuousClock.now
     var hadActiveRuns = false
@@ -127,8 +132,13 @@ public actor Controller {
         var head: ObjectID?
         do {
             head = try await mirror.refresh()
-            lastSync = Date()
-            observer?.synced(repository: name, at: lastSync!)
+            if head == nil {
+                failure = "the branch \(source.branch) does not exist on the remote"
+                logger.log(level: failure == lastError ? .debug : .error, "the watched branch does not exist; retrying at each poll", metadata: ["branch": "\(source.branch)"])
+            } else {
+                lastSync = Date()
+                observer?.synced(repository: name, at: lastSync!)
+            }
         } catch {
             failure = "fetch: \(error)"
             observer?.gitFailed(repository: name, operation: .fetch)
@@ -158,13 +168,16 @@ public actor Controller {
             }
         }
         do {
+            // This repository's builds set the status cadence (a build of another repository does not make this
+            // one poll every 2 s); every build counts for starting a worker.
+            let mine = try await core.database.activeRuns(managedBy: source.key)
             let active = try await core.database.activeRuns()
-            if reconciled || !active.isEmpty || hadActiveRuns {
+            if reconciled || !mine.isEmpty || hadActiveRuns {
                 let errors = await reconciler.sourceErrors()
                 do {
                     try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
                 } catch {
-                    observer?.gitFailed(repository: name, operation: .push)
+                    if error is GitError { observer?.gitFailed(repository: name, operation: .push) }
                     throw error
                 }
             }
@@ -174,7 +187,7 @@ public actor Controller {
                lastLaunch.map({ ContinuousClock.now - $0 > .seconds(30) }) ?? true {
                 launch()
             }
-            hadActiveRuns = !active.isEmpty
+            hadActiveRuns = !mine.isEmpty
         } catch {
             failure = failure ?? "status: \(error)"
             logger.error("status write failed; retrying at the next poll", metadata: ["error": "\(error)"])

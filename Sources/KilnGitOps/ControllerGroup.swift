@@ -70,7 +70,7 @@ public final class ControllerGroup: Sendable {
 
     public func health() async -> [RepositoryHealth] {
         var out = unavailable
-        for c in controllers { out.append(RepositoryHealth(name: c.name, lastSync: await c.lastSync, lastError: await c.lastError)) }
+        for c in controllers { out.append(await c.health()) }
         return out
     }
 }

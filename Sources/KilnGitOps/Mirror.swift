@@ -57,7 +57,9 @@ public struct RepositoryMirror: Sendable {
     public static func open(dataDir: String, source: GitSource) throws(GitError) -> RepositoryMirror {
         let dir = (dataDir as NSString).appendingPathComponent("git")
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let digest = SHA256.hash(data: Data(source.url.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        // One mirror per URL and branch: two branches of one repository watched at once would otherwise share
+        // `refs/kiln/watched` and write one bare repository from two threads.
+        let digest = SHA256.hash(data: Data("\(source.url)#\(source.branch)".utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
         let base = ((GitRepository.redact(source.url) as NSString).lastPathComponent as NSString).deletingPathExtension
         let safe = String(base.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(40))
         let path = (dir as NSString).appendingPathComponent("\(safe.isEmpty ? "repo" : safe)-\(digest).git")

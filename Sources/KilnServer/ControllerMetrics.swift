@@ -126,16 +126,26 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
     }
 }
 
-/// The scrape-time part: serialised, so that two concurrent scrapes never record a finished run twice.
+/// The scrape-time part. Each finished run is recorded once, even with scrapes overlapping (`refresh` awaits
+/// the store twice, so another scrape can run on this actor meanwhile): the decision is made after the reads,
+/// against the current state, in one synchronous stretch.
 actor ScrapeState {
-    /// Runs that ended before this are recorded (or predate the process).
+    /// Runs that ended before this predate the process: never recorded.
+    let floor: Date
+    /// The latest end time recorded.
     var watermark: Date
-    /// The runs recorded whose end time equals the watermark (the next query includes them again).
-    var atWatermark: Set<String> = []
+    /// Runs recorded whose end lies within `overlap` of the watermark, by end time. Each query reaches back
+    /// `overlap` before the watermark, so that millisecond rounding of stored dates (and a run committed a moment
+    /// after a later one) cannot make a run be missed; this set keeps those re-read runs from counting twice.
+    var recent: [String: Date] = [:]
+    static let overlap: TimeInterval = 10
     var seenTemplateStates: Set<String> = []
     var seenRunStates: Set<String> = []
 
-    init(watermark: Date) { self.watermark = watermark }
+    init(watermark: Date) {
+        self.floor = watermark
+        self.watermark = watermark
+    }
 
     func refresh(_ m: ControllerMetrics) async throws(StoreError) {
         let counts = try await m.database.counts()
@@ -147,20 +157,21 @@ actor ScrapeState {
         seenRunStates.formUnion(counts.runsByState.keys)
         m.queueGauge.set(to: Double(counts.queued))
 
-        let ended = try await m.database.runsEnded(since: watermark)
-        for run in ended where !atWatermark.contains(run.id) {
-            guard let end = run.endTime else { continue }
+        let ended = try await m.database.runsEnded(since: max(floor, watermark.addingTimeInterval(-Self.overlap)))
+        // From here on nothing awaits: the state read is the state written.
+        let horizon = watermark.addingTimeInterval(-Self.overlap)
+        for run in ended {
+            guard let end = run.endTime, end >= floor, end >= horizon, recent[run.id] == nil else { continue }
             for (phase, seconds) in run.phaseSeconds where seconds >= 0 {
                 m.phaseHistogram(phase).record(.milliseconds(Int64(seconds * 1000)))
             }
             if let start = run.startTime, end >= start {
                 m.runHistogram(run.runState).record(.milliseconds(Int64(end.timeIntervalSince(start) * 1000)))
             }
-            if end > watermark {
-                watermark = end
-                atWatermark = []
-            }
-            atWatermark.insert(run.id)
+            recent[run.id] = end
+            watermark = max(watermark, end)
         }
+        let keep = watermark.addingTimeInterval(-Self.overlap)
+        recent = recent.filter { $0.value >= keep }
     }
 }

@@ -17,8 +17,10 @@ import ServiceLifecycle
 /// A genuine delivery is answered 202 and wakes the repository's loop, which reconciles at once; the
 /// reconcile itself is level-triggered, so a lost or repeated delivery costs nothing but a poll.
 public enum ControllerServer {
-    /// Largest body accepted: GitHub caps payloads at 25 MB; templates never travel in a webhook.
-    public static let maxBody = 25 << 20
+    /// Largest body accepted. The signature can only be checked over the whole body, so an unauthenticated
+    /// sender makes Kiln buffer and hash this much per secret: kept well under GitHub's 25 MB cap, which push
+    /// events (at most 20 commits described) come nowhere near. Templates never travel in a webhook.
+    public static let maxBody = 5 << 20
 
     /// A watched repository as the server sees it.
     public struct Repository: Sendable {

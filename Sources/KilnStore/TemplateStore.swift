@@ -113,6 +113,17 @@ extension KilnDatabase {
         }
     }
 
+    /// The unfinished runs of the templates one GitOps source manages.
+    public func activeRuns(managedBy: String) async throws(StoreError) -> [RunRecord] {
+        try await read { db in
+            try RunRecord.fetchAll(db, sql: """
+                SELECT templateRun.* FROM templateRun JOIN imageTemplate ON imageTemplate.idKey = templateRun.templateKey
+                WHERE templateRun.runState IN ('Running', 'Canceling') AND imageTemplate.managedBy = ?
+                ORDER BY templateRun.queuedAt
+                """, arguments: [managedBy])
+        }
+    }
+
     /// Changes a run in place; returns the new record.
     @discardableResult
     public func updateRun(id: String, _ change: @Sendable @escaping (inout RunRecord) throws -> Void) async throws(StoreError) -> RunRecord {

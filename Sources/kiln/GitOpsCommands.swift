@@ -74,7 +74,10 @@ struct RepoOptions: ParsableArguments {
         if url.contains("::") { throw ValidationError("--repo \(url): transport helpers (x::…) are not supported") }
         if let scheme = url.range(of: "://").map({ String(url[..<$0.lowerBound]).lowercased() }) {
             guard ["https", "http", "ssh", "file", "git"].contains(scheme) else {
-                throw ValidationError("--repo \(url): unsupported scheme \(scheme); use https, ssh, file or a local path")
+                throw ValidationError("--repo \(GitRepository.redact(url)): unsupported scheme \(scheme); use https, ssh, file or a local path")
+            }
+            if let c = URLComponents(string: url), c.password != nil || (scheme.hasPrefix("http") && c.user != nil) {
+                throw ValidationError("--repo \(GitRepository.redact(url)): the URL carries credentials; give the token with --token-file or --token-env")
             }
             return
         }
@@ -420,8 +423,10 @@ struct ControllerCommand: AsyncParsableCommand {
         Task { await group.stop() }
         Task.detached {
             try? await Task.sleep(for: grace)
-            printError("kiln: a repository did not stop within \(grace) (a git call still waits on its remote); exiting")
-            Foundation.exit(0)
+            printError("kiln: not stopped within \(grace) (a git call still waits on its remote, or a request is still served); exiting")
+            fflush(nil)
+            // _exit: atexit handlers (libgit2's and OpenSSL's cleanup) must not run under a git thread still in a call.
+            _exit(0)
         }
     }
 

@@ -309,7 +309,7 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
 
         // SIGTERM: the hanging repository's git call cannot be interrupted; the process still exits after the grace.
         #expect(await controller.stop(SIGTERM, timeout: .seconds(15)) == 0, "\(controller.output)")
-        #expect(controller.output.contains("did not stop within"), "\(controller.output)")
+        #expect(controller.output.contains("not stopped within"), "\(controller.output)")
     }
 }
 

@@ -35,6 +35,11 @@ import Testing
                 credentials:
                   token: abc123
               - url: https://user:secret@git.example.com/x.git
+              - url: https://ghp_0123456789@git.example.com/y.git
+              - name: again
+                url: https://git.example.com/z.git
+              - name: twice
+                url: https://git.example.com/z.git
             """
         #expect {
             _ = try KilnConfiguration.parse(text, file: "kiln.yaml")
@@ -49,6 +54,8 @@ import Testing
                 "kiln.yaml:8: $.repositories[0].interval: expected a duration of at least 1s, like 30s or 5m; found 'soon'",
                 "kiln.yaml:10: $.repositories[0].credentials.token: a token may not be written in the configuration; use tokenFile or tokenEnv",
                 "kiln.yaml:11: $.repositories[1].url: the URL carries a password; put the token in credentials.tokenFile or tokenEnv",
+                "kiln.yaml:12: $.repositories[2].url: the URL carries a user name, often a token (https://TOKEN@host/…); put the token in credentials.tokenFile or tokenEnv",
+                "kiln.yaml:15: $.repositories[4].branch: repositories[3] already watches branch main of this URL; one entry per branch",
             ]
             for e in expected where !lines.contains(e) { Issue.record("missing: \(e)\nall:\n\(lines.joined(separator: "\n"))") }
             return lines.count == expected.count

@@ -84,6 +84,8 @@ import Testing
         } catch {
             #expect(error.description.contains("connect to file://\(dir)/nope.git"), "\(error)")
         }
-        #expect(GitRepository.redact("https://user:s3cret@example.com/r.git") == "https://user:****@example.com/r.git")
+        #expect(GitRepository.redact("https://user:s3cret@example.com/r.git") == "https://****:****@example.com/r.git")
+        #expect(GitRepository.redact("https://ghp_token123@example.com/r.git") == "https://****@example.com/r.git", "a token as the user name")
+        #expect(GitRepository.redact("ssh://git@example.com/r.git") == "ssh://git@example.com/r.git", "an SSH user is no secret")
     }
 }

@@ -73,5 +73,18 @@ import Testing
         #expect(Self.sample(second, #"kiln_reconciles_total{repository="images",result="problems"}"#) == 1)
         #expect(Self.sample(second, #"kiln_reconcile_duration_seconds_count{repository="images"}"#) == 1)
         #expect(Self.sample(second, #"kiln_git_errors_total{repository="images",operation="push"}"#) == 1)
+
+        // Runs ending a millisecond apart, and scrapes overlapping: each run still counts once.
+        for i in 0..<5 {
+            let t = try await Self.template(db, "m\(i)", state: "Succeeded")
+            try await Self.finishedRun(db, template: t, id: "m\(i)", state: "Succeeded", end: start.addingTimeInterval(2 + Double(i) / 1000), phases: ["Building": 1])
+        }
+        let texts = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<6 { group.addTask { (try? await metrics.scrape()) ?? "" } }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        for text in texts { #expect(!text.isEmpty) }
+        let third = try await metrics.scrape()
+        #expect(Self.sample(third, #"kiln_run_phase_duration_seconds_count{phase="Building"}"#) == 8, "\(third)")
     }
 }
