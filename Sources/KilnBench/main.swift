@@ -86,6 +86,18 @@ struct Bench {
         t = ContinuousClock.now
         let h1 = try await mirror.refresh()!
         let fetch1 = ContinuousClock.now - t
+        if ProcessInfo.processInfo.environment["KILN_BENCH_COLD"] != nil {
+            var c = ContinuousClock.now
+            _ = try await mirror.repo.files(at: h1)
+            let cf = ContinuousClock.now - c
+            c = ContinuousClock.now
+            _ = try await reconciler.desired(at: h1)
+            let cd = ContinuousClock.now - c
+            c = ContinuousClock.now
+            _ = try await reconciler.desired(at: h1)
+            let wd = ContinuousClock.now - c
+            print("  cold: files \(fmt(cf)), desired \(fmt(cd)); warm desired \(fmt(wd))")
+        }
         t = ContinuousClock.now
         let plan1 = try await reconciler.plan(at: h1)
         let plan1Time = ContinuousClock.now - t

@@ -63,11 +63,18 @@ public struct ArtifactFetcher: Sendable {
 
     public enum Kind: Sendable, Equatable { case http, file, relative }
 
+    /// A URL as messages and logs show it: without its query, where signed URLs (an Azure SAS `sig=`, a
+    /// pre-signed S3 `X-Amz-Signature=`) carry their secret. The template itself holds the full URL.
+    public static func shown(_ reference: String) -> String {
+        guard reference.contains("://"), let q = reference.firstIndex(of: "?") else { return reference }
+        return String(reference[..<q]) + "?…"
+    }
+
     /// What a reference is, or why it is not one Kiln can fetch.
     public static func classify(_ reference: String) -> Result<Kind, FetchError> {
         let lower = reference.lowercased()
         if lower.hasPrefix("https://") || lower.hasPrefix("http://") {
-            guard let u = URL(string: reference), u.host != nil else { return .failure(FetchError("\(reference) is not a valid URL")) }
+            guard let u = URL(string: reference), u.host != nil else { return .failure(FetchError("\(shown(reference)) is not a valid URL")) }
             return .success(.http)
         }
         if lower.hasPrefix("file://") {
@@ -77,7 +84,7 @@ public struct ArtifactFetcher: Sendable {
             return .success(.file)
         }
         if reference.contains("://") {
-            return .failure(FetchError("\(reference): only https://, http://, file:// and paths relative to the template are supported"))
+            return .failure(FetchError("\(shown(reference)): only https://, http://, file:// and paths relative to the template are supported"))
         }
         if reference.hasPrefix("/") {
             return .failure(FetchError("\(reference): an absolute path must be written as a file:// URI (file://\(reference))"))
@@ -131,10 +138,10 @@ public struct ArtifactFetcher: Sendable {
         request.method = .GET
         if let cred = identity?.credentials.filter({ reference.hasPrefix($0.urlPrefix) }).max(by: { $0.urlPrefix.count < $1.urlPrefix.count }) {
             do { request.headers.add(name: cred.header, value: try cred.headerValue()) } catch {
-                throw FetchError("\(reference): the credentials of identity \(identity!.name) cannot be read: \(error)")
+                throw FetchError("\(Self.shown(reference)): the credentials of identity \(identity!.name) cannot be read: \(error)")
             }
         }
-        var last = FetchError("\(reference): not fetched")
+        var last = FetchError("\(Self.shown(reference)): not fetched")
         for attempt in 1...max(1, attempts) {
             do {
                 let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
@@ -146,14 +153,14 @@ public struct ArtifactFetcher: Sendable {
                 // Drain an error body (bounded) so the connection is released, not left half-read.
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 let retryable = status >= 500 || status == 429
-                last = FetchError("\(reference): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status), unauthorized: status == 401 || status == 403)
+                last = FetchError("\(Self.shown(reference)): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status), unauthorized: status == 401 || status == 403)
                 if !retryable { throw last }
             } catch let e as FetchError {
                 throw e
             } catch let e as NIOTooManyBytesError {
-                throw FetchError("\(reference): larger than the \(maxBytes >> 20) MiB limit for artifacts (\(e))")
+                throw FetchError("\(Self.shown(reference)): larger than the \(maxBytes >> 20) MiB limit for artifacts (\(e))")
             } catch {
-                last = FetchError("\(reference): \(error)")
+                last = FetchError("\(Self.shown(reference)): \(error)")
             }
             if attempt < attempts {
                 try? await Task.sleep(for: backoff * (1 << (attempt - 1)))

@@ -212,13 +212,13 @@ public final class KilnCore: Sendable {
                 do {
                     data = try await fetcher.fetch(ref.reference)
                 } catch {
-                    return .failure(ProvisioningFailure(code: ref.errorCode, message: "\(ref.path): cannot fetch \(ref.reference): \(error)"))
+                    return .failure(ProvisioningFailure(code: ref.errorCode, message: "\(ref.path): cannot fetch \(ArtifactFetcher.shown(ref.reference)): \(error)"))
                 }
             }
             let sum = ArtifactFetcher.sha256(data)
             if let expected = ref.sha256Checksum, expected.lowercased() != sum {
                 return .failure(ProvisioningFailure(code: ref.errorCode,
-                    message: "\(ref.path): the sha256Checksum of \(ref.reference) does not match: the template says \(expected.lowercased()), the file has \(sum)"))
+                    message: "\(ref.path): the sha256Checksum of \(ArtifactFetcher.shown(ref.reference)) does not match: the template says \(expected.lowercased()), the file has \(sum)"))
             }
             if staged[ref.reference] != nil { continue }
             let base = ((URL(string: ref.reference)?.lastPathComponent).flatMap { $0.isEmpty ? nil : $0 } ?? "artifact")

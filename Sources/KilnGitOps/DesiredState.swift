@@ -99,26 +99,58 @@ public enum DesiredStateReader {
         seen.reserveCapacity(cache?.entries.count ?? 0)
         let scope = "\(configKey)\u{0}\(templatesRoot)\u{0}"
 
-        for f in files.sorted(by: { $0.path < $1.path }) where TemplateLoader.format(forPath: f.path) != nil {
-            if excluding.contains(where: { f.path.hasPrefix($0) }) || f.path == "kiln.yaml" || f.path == "kiln.yml" { continue }
+        func candidate(_ f: TreeFile) -> (isGallery: Bool, sibling: String, parametersFile: TreeFile?, key: String)? {
+            guard TemplateLoader.format(forPath: f.path) != nil else { return nil }
+            if excluding.contains(where: { f.path.hasPrefix($0) }) || f.path == "kiln.yaml" || f.path == "kiln.yml" { return nil }
             let under = { (root: String) in root.isEmpty || f.path.hasPrefix(root + "/") }
             let isGallery = under(galleriesRoot)
-            guard isGallery || (under(templatesRoot) && !TemplateLoader.isParametersFileName(f.path)) else { continue }
+            guard isGallery || (under(templatesRoot) && !TemplateLoader.isParametersFileName(f.path)) else { return nil }
             let sibling = isGallery ? "" : TemplateLoader.siblingParametersPath(for: f.path)
             let parametersFile = isGallery ? nil : byPath[sibling]
-            let key = scope + f.path + "\u{0}" + f.blob.hex + "\u{0}" + (parametersFile?.blob.hex ?? "")
+            return (isGallery, sibling, parametersFile, scope + f.path + "\u{0}" + f.blob.hex + "\u{0}" + (parametersFile?.blob.hex ?? ""))
+        }
+        func cached(_ f: TreeFile, _ key: String) -> DesiredStateCache.Entry? {
+            guard let hit = cache?.entries[f.path], hit.key == key,
+                  hit.entry.dependencies.allSatisfy({ (byPath[$0.key]?.blob.hex ?? "") == $0.value }) else { return nil }
+            return hit.entry
+        }
+        // Files to parse have their blobs read a window at a time: every call into the repository's actor is a
+        // hop to its thread (tens of microseconds), and a commit that changes every file would otherwise make one
+        // per file. The window is bounded both ways, so a plan with one change looks ahead a little only.
+        let sorted = files.sorted(by: { $0.path < $1.path })
+        var prefetched: [ObjectID: Data] = [:]
+        func read(_ id: ObjectID, from index: Int) async throws(GitError) -> Data {
+            if prefetched[id] == nil {
+                var ids: [ObjectID] = []
+                var j = index
+                while j < sorted.count, ids.count < 256, j - index < 512 {
+                    let g = sorted[j]
+                    if let c = candidate(g), cached(g, c.key) == nil {
+                        ids.append(g.blob)
+                        if let p = c.parametersFile { ids.append(p.blob) }
+                    }
+                    j += 1
+                }
+                prefetched = try await repo.blobs(ids)
+            }
+            if let d = prefetched[id] { return d }
+            return try await repo.blob(id)
+        }
+
+        for index in sorted.indices {
+            let f = sorted[index]
+            guard let (isGallery, sibling, parametersFile, key) = candidate(f) else { continue }
             var entry: DesiredStateCache.Entry
-            if let hit = cache?.entries[f.path], hit.key == key,
-               hit.entry.dependencies.allSatisfy({ (byPath[$0.key]?.blob.hex ?? "") == $0.value }) {
-                entry = hit.entry
+            if let hit = cached(f, key) {
+                entry = hit
                 cache?.hits += 1
             } else {
                 // Drop the stale result first, so a commit that changes every file never holds two of each.
                 cache?.entries[f.path] = nil
                 cache?.misses += 1
                 var parameters: (path: String, text: String)?
-                if let p = parametersFile { parameters = (sibling, String(decoding: try await repo.blob(p.blob), as: UTF8.self)) }
-                let text = String(decoding: try await repo.blob(f.blob), as: UTF8.self)
+                if let p = parametersFile { parameters = (sibling, String(decoding: try await read(p.blob, from: index), as: UTF8.self)) }
+                let text = String(decoding: try await read(f.blob, from: index), as: UTF8.self)
                 let loaded = TemplateLoader.load(text: text, path: f.path, options: options, parameters: parameters)
                 entry = evaluate(loaded, file: f.path, in: byPath, isGallery: isGallery)
             }
