@@ -19,6 +19,8 @@ public final class DesiredTemplate: Sendable {
     public let id: String
     /// `id` lower-cased: how resource ids compare.
     public let key: String
+    /// The template's name (kept for the same reason: reaching it through `loaded` copies the template).
+    public let name: String
 
     public init(loaded: LoadedTemplate, file: String, referencedFiles: [String: String], contentHash: String) {
         self.loaded = loaded
@@ -27,6 +29,7 @@ public final class DesiredTemplate: Sendable {
         self.contentHash = contentHash
         id = loaded.resourceId.description
         key = id.lowercased()
+        name = loaded.template.name
     }
 }
 

@@ -93,7 +93,7 @@ public enum Planner {
 
         for d in desired.templates {
             let key = d.key
-            var item = PlanItem(action: .unchanged, name: d.loaded.template.name, id: d.id, file: d.file, desired: d)
+            var item = PlanItem(action: .unchanged, name: d.name, id: d.id, file: d.file, desired: d)
             if let r = recordedByKey.removeValue(forKey: key) {
                 item.recorded = r
                 if r.contentHash != d.contentHash {
@@ -150,9 +150,14 @@ public enum Planner {
 
     /// A change that would delete a template under a running build waits for it, or cancels it.
     static func guardRun(_ item: PlanItem, _ onChange: RepositoryConfig.OnChangeDuringRun) -> PlanItem {
+        // Called for every template on every plan: the common case (nothing replaced) returns before any work.
+        switch item.action {
+        case .recreate, .delete: break
+        case .move where item.previous?.id.lowercased() != item.id?.lowercased(): break
+        default: return item
+        }
         let affected = item.action == .move ? item.previous : item.recorded
-        guard [.recreate, .delete].contains(item.action) || (item.action == .move && item.previous?.id.lowercased() != item.id?.lowercased()),
-              let r = affected, let state = r.lastRunState, ["Running", "Canceling"].contains(state), let run = r.lastRunId else { return item }
+        guard let r = affected, let state = r.lastRunState, state == "Running" || state == "Canceling", let run = r.lastRunId else { return item }
         var out = item
         if onChange == .cancel {
             out.cancelRun = run

@@ -81,8 +81,8 @@ public enum TemplateLoader {
 
     /// Whether `path` names a deployment parameters file by convention.
     public static func isParametersFileName(_ path: String) -> Bool {
-        let base = (path as NSString).lastPathComponent.lowercased()
-        return base.hasSuffix(".parameters.json") || base.hasSuffix(".parameters.yaml") || base.hasSuffix(".parameters.yml")
+        let lower = path.lowercased()
+        return lower.hasSuffix(".parameters.json") || lower.hasSuffix(".parameters.yaml") || lower.hasSuffix(".parameters.yml")
     }
 
     public static func isRepositoryConfigName(_ path: String) -> Bool {
@@ -91,10 +91,12 @@ public enum TemplateLoader {
     }
 
     /// The sibling `NAME.parameters.json` of `NAME.json`.
+    /// Repository paths are plain `a/b/c.json` (no trailing or doubled slashes): cut at the last `.` of the last
+    /// component, without NSString's path normalisation (measurable when called for 10,000 files per plan).
     public static func siblingParametersPath(for path: String) -> String {
-        let ns = path as NSString
-        let base = (ns.lastPathComponent as NSString).deletingPathExtension
-        return (ns.deletingLastPathComponent as NSString).appendingPathComponent("\(base).parameters.json")
+        let nameStart = path.lastIndex(of: "/").map { path.index(after: $0) } ?? path.startIndex
+        let dot = path[nameStart...].lastIndex(of: ".").flatMap { $0 > nameStart ? $0 : nil } ?? path.endIndex
+        return String(path[..<dot]) + ".parameters.json"
     }
 
     /// Parses text into a source tree.
