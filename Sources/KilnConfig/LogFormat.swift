@@ -1,4 +1,5 @@
 import Foundation
+import KilnTemplates
 import Logging
 
 /// Kiln's log lines on standard error, in the configured format: `text` (for people), `logfmt` or `json` (for
@@ -55,23 +56,11 @@ public struct KilnLogHandler: LogHandler {
         return cleaned.isEmpty ? "_" : String(cleaned)
     }
 
-    /// Bare when it can be, else double-quoted with `"`, `\` and control characters escaped.
+    /// Bare when it can be, else a JSON string literal (`"`, `\` and control characters escaped), as logfmt
+    /// parsers expect.
     static func logfmtValue(_ v: String) -> String {
         let plain = !v.isEmpty && v.unicodeScalars.allSatisfy { $0.value > 0x20 && $0 != "\"" && $0 != "=" && $0 != "\\" && $0.value != 0x7F }
-        if plain { return v }
-        var out = "\""
-        for s in v.unicodeScalars {
-            switch s {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if s.value < 0x20 { out += String(format: "\\u%04x", s.value) } else { out.unicodeScalars.append(s) }
-            }
-        }
-        return out + "\""
+        return plain ? v : jsonQuoted(v)
     }
 }
 

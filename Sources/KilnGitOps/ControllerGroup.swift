@@ -53,10 +53,6 @@ public final class ControllerGroup: Sendable {
         self.unavailable = unavailable
     }
 
-    public func controller(named name: String) -> Controller? {
-        controllers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }
-    }
-
     /// Runs every controller until `stop()`; returns when all have stopped.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in

@@ -189,7 +189,7 @@ public struct Readiness: Sendable {
     /// Readiness of a controller group over a database: the store must answer a trivial read.
     public static func check(_ group: ControllerGroup, database: KilnDatabase) async -> Readiness {
         var storeError: String?
-        do { _ = try await database.counts() } catch { storeError = "\(error)" }
+        do { try await database.ping() } catch { storeError = "\(error)" }
         return Readiness(storeError: storeError, repositories: await group.health())
     }
 }

@@ -163,6 +163,11 @@ public struct StoreCounts: Sendable, Hashable {
 }
 
 extension KilnDatabase {
+    /// A trivial read: the store opens and answers (for `/readyz`, probed every few seconds).
+    public func ping() async throws(StoreError) {
+        _ = try await read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
     public func counts() async throws(StoreError) -> StoreCounts {
         try await read { db in
             var templates: [String: Int] = [:]

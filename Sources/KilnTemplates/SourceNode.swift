@@ -133,7 +133,7 @@ public struct SourceNode: Sendable, Hashable {
 }
 
 /// A JSON string literal for `s`.
-func jsonQuoted(_ s: String) -> String {
+public func jsonQuoted(_ s: String) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
         switch scalar {

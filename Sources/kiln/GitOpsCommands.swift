@@ -446,7 +446,7 @@ struct ControllerCommand: AsyncParsableCommand {
         let paths = core.paths
         let parallelism = self.parallelism ?? config?.parallelism ?? 1
         let launch: @Sendable () -> Void = { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) }
-        let names = repos.enumerated().map { i, r in r.configuredName ?? (repos.count == 1 ? GitRepository.redact(r.url) : "repo\(i + 1)") }
+        let names = repos.map { $0.configuredName ?? GitRepository.redact($0.url) }
         let metrics = ControllerMetrics(database: core.database, repositories: names)
         var controllers: [Controller] = []
         var unavailable: [RepositoryHealth] = []
