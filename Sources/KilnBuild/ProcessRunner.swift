@@ -61,8 +61,11 @@ public enum ProcessRunner {
         process.standardInput = inPipe ?? FileHandle.nullDevice
 
         let collector = OutputCollector(onLine: onOutputLine)
-        outPipe.fileHandleForReading.readabilityHandler = { h in collector.append(h.availableData, stderr: false) }
-        errPipe.fileHandleForReading.readabilityHandler = { h in collector.append(h.availableData, stderr: true) }
+        // Blocking reads on threads of their own, not `readabilityHandler`: its libdispatch read source races
+        // the descriptor's close at teardown and has crashed the process in `_dispatch_event_loop_drain`
+        // (swift-corelibs-libdispatch#949) — seen in CI with many short commands in flight.
+        let outDrain = PipeDrain(outPipe, name: "out \(executable)") { collector.append($0, stderr: false) }
+        let errDrain = PipeDrain(errPipe, name: "err \(executable)") { collector.append($0, stderr: true) }
 
         let status: Int32
         do {
@@ -77,6 +80,8 @@ public enum ProcessRunner {
                     cont.resume(throwing: error)
                     return
                 }
+                outDrain.start()
+                errDrain.start()
                 if let input, let inPipe {
                     DispatchQueue.global().async {
                         inPipe.fileHandleForWriting.write(input)
@@ -109,11 +114,11 @@ public enum ProcessRunner {
         } catch {
             throw CommandError(command: display, status: -1, output: "", reason: "cannot start: \(error)")
         }
-        // Drain what is left after exit.
-        outPipe.fileHandleForReading.readabilityHandler = nil
-        errPipe.fileHandleForReading.readabilityHandler = nil
-        collector.append(outPipe.fileHandleForReading.readDataToEndOfFile(), stderr: false)
-        collector.append(errPipe.fileHandleForReading.readDataToEndOfFile(), stderr: true)
+        // What is left after exit. (Foundation reports the exit only once every process that inherited its
+        // status socket is gone, so a grandchild the command left behind holds the command until it exits; the
+        // grace period is for one that closed that socket but kept the pipe.)
+        await outDrain.finish(grace: .seconds(5))
+        await errDrain.finish(grace: .seconds(5))
         collector.flush()
         let (out, err) = collector.result
         if collector.canceled {
@@ -136,6 +141,79 @@ public enum ProcessRunner {
             throw CommandError(command: ([executable] + arguments).joined(separator: " "), status: r.status, output: r.combined)
         }
         return r
+    }
+}
+
+/// Reads one pipe of a child to its end on a thread of its own, with plain `poll`/`read`.
+///
+/// Once the child has exited, `finish(grace:)` waits for end-of-file at most `grace` longer: a process the
+/// child left behind may hold the write end open for ever.
+private final class PipeDrain: @unchecked Sendable {
+    private let pipe: Pipe
+    private let name: String
+    private let onData: @Sendable (Data) -> Void
+    private let lock = NSLock()
+    private var deadline: ContinuousClock.Instant?
+    private var done = false
+    private var started = false
+    private var waiter: CheckedContinuation<Void, Never>?
+
+    init(_ pipe: Pipe, name: String, onData: @escaping @Sendable (Data) -> Void) {
+        self.pipe = pipe
+        self.name = name
+        self.onData = onData
+    }
+
+    func start() {
+        lock.withLock { started = true }
+        let thread = Thread { [self] in
+            drain()
+            let w: CheckedContinuation<Void, Never>? = lock.withLock {
+                done = true
+                defer { waiter = nil }
+                return waiter
+            }
+            w?.resume()
+        }
+        thread.name = name
+        thread.stackSize = 256 << 10
+        thread.start()
+    }
+
+    private func drain() {
+        let fd = pipe.fileHandleForReading.fileDescriptor
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, 200)
+            if ready < 0 && errno != EINTR { return }
+            if ready > 0 {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    onData(Data(buffer[0..<n]))
+                    continue
+                }
+                if n == 0 || (errno != EINTR && errno != EAGAIN) { return }
+            }
+            if let deadline = lock.withLock({ deadline }), ContinuousClock.now >= deadline { return }
+        }
+    }
+
+    /// Returns once the pipe reached its end, or `grace` after this call.
+    func finish(grace: Duration) async {
+        let alreadyDone: Bool = lock.withLock {
+            deadline = ContinuousClock.now + grace
+            return done || !started
+        }
+        if alreadyDone { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow: Bool = lock.withLock {
+                if done { return true }
+                waiter = c
+                return false
+            }
+            if resumeNow { c.resume() }
+        }
     }
 }
 

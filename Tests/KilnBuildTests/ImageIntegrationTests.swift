@@ -163,6 +163,33 @@ actor SharedImages {
         #expect(ContinuousClock.now - start < .seconds(10))
     }
 
+    /// Both streams well past a pipe's 64 KiB, written interleaved: nothing lost, nothing deadlocked, lines whole.
+    @Test func largeOutputOnBothStreams() async throws {
+        let lines = LineCounter()
+        let r = try await ProcessRunner.run("sh", ["-c", "i=0; while [ $i -lt 20000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done"],
+                                            onOutputLine: { lines.add($0) })
+        #expect(r.status == 0)
+        #expect(r.stdout.split(separator: "\n").count == 20000 && r.stdout.hasSuffix("out 19999\n"))
+        #expect(r.stderr.split(separator: "\n").count == 20000 && r.stderr.hasPrefix("err 0\nerr 1\n"))
+        #expect(lines.count == 40000)
+    }
+
+    /// Many short commands in flight at once, as a controller with several builds runs them. With
+    /// `readabilityHandler` this churn crashed the process in libdispatch (`_dispatch_event_loop_drain`, a
+    /// SIGSEGV at 0x30): twice in three runs of 4,000 commands here, and once in CI.
+    @Test func manyConcurrentCommands() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<1000 {
+                if i >= 16 { try await group.next() }
+                group.addTask {
+                    let r = try await ProcessRunner.run("sh", ["-c", "echo \(i); echo e\(i) >&2"])
+                    #expect(r.stdout == "\(i)\n" && r.stderr == "e\(i)\n")
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
     @Test func missingProgramSaysHowToInstall() async {
         do {
             _ = try await ProcessRunner.run("kiln-no-such-tool", [])
@@ -171,4 +198,11 @@ actor SharedImages {
             #expect(error.description.contains("not installed"))
         }
     }
+}
+
+final class LineCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add(_: String) { lock.withLock { n += 1 } }
+    var count: Int { lock.withLock { n } }
 }

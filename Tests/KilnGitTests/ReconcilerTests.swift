@@ -50,7 +50,7 @@ struct GitOpsFixture {
         p.arguments = ["-C", remote, "show", "\(branch):\(path)"]
         let out = Pipe()
         p.standardOutput = out
-        p.standardError = Pipe()
+        p.standardError = FileHandle.nullDevice  // never read: a pipe could fill
         guard (try? p.run()) != nil else { return nil }
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()

@@ -9,7 +9,7 @@ func git(_ args: String..., in dir: String) throws -> String {
     p.arguments = ["-C", dir, "-c", "user.name=Tester", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"] + args
     let out = Pipe()
     p.standardOutput = out
-    p.standardError = Pipe()
+    p.standardError = FileHandle.nullDevice  // never read: a pipe could fill
     try p.run()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
