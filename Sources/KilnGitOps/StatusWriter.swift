@@ -67,10 +67,11 @@ public actor StatusWriter {
     public private(set) var commitsWritten = 0
     public private(set) var pushRetries = 0
 
-    public init(mirror: RepositoryMirror, database: KilnDatabase, logger: Logger = Logger(label: "kiln.gitops.status")) {
+    public init(mirror: RepositoryMirror, database: KilnDatabase, logger: Logger = Logger(label: "kiln.gitops.status"), maxAttempts: Int = 12) {
         self.mirror = mirror
         self.database = database
         self.logger = logger
+        self.maxAttempts = maxAttempts
     }
 
     var source: GitSource { mirror.source }
@@ -197,7 +198,7 @@ public actor StatusWriter {
     /// `catch` inside the retry loop: Swift 6.3's SIL verifier crashes on the latter.)
     func push(_ ref: String) async -> PushError? {
         do {
-            try await repo.push(source.url, refspecs: ["\(ref):\(ref)"], credentials: source.credentials, knownHosts: source.knownHosts)
+            try await repo.push(source.url, refspecs: ["\(ref):\(ref)"], credentials: source.credentials, knownHosts: source.knownHosts, timeout: source.timeout)
             return nil
         } catch {
             return error
@@ -211,7 +212,7 @@ public actor StatusWriter {
         let tip = source.statusBranch == source.branch ? remote.watched : remote.status
         if tip != nil {
             try await repo.fetch(source.url, refspecs: ["+\(source.statusRef):\(source.statusRef)"], credentials: source.credentials,
-                                 knownHosts: source.knownHosts)
+                                 knownHosts: source.knownHosts, timeout: source.timeout)
         } else if let old {
             try await repo.setReference(source.statusRef, to: old)
         }
@@ -253,7 +254,7 @@ public actor StatusWriter {
             pushRetries += 1
             try await Task.sleep(for: Self.backoff(attempt))
             try await repo.fetch(source.url, refspecs: ["+\(source.notesRef):\(source.notesRef)"], credentials: source.credentials,
-                                 knownHosts: source.knownHosts)
+                                 knownHosts: source.knownHosts, timeout: source.timeout)
         }
     }
 
