@@ -488,11 +488,13 @@ func printJSONObject(_ value: Any) throws {
 }
 
 /// Starts `kiln template worker` in its own session, detached from this terminal, so that a queued run is
-/// executed after this command exits. Its output goes to `<data>/logs/worker.log`.
+/// executed after this command exits. Its output goes to `<data>/logs/worker.log`, rotated at 16 MiB (three
+/// old files kept: `worker.log.1` … `.3`).
 func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) throws {
     let logs = (paths.dataDir as NSString).appendingPathComponent("logs")
     try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
     let logFile = (logs as NSString).appendingPathComponent("worker.log")
+    LogRotation.rotate(logFile, maxBytes: 16 << 20, keep: 3)
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     do {
         // The worker reads the same configuration file (regions, identities, logging) as the process that starts it.
