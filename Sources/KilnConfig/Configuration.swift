@@ -23,6 +23,7 @@ import KilnTemplates
 ///     branch: main
 ///     path: templates
 ///     interval: 60s
+///     timeout: 60s                                    # a fetch/ls-remote/push without progress for this long is given up
 ///     statusBranch: kiln/status
 ///     credentials: { tokenFile: /etc/kiln/git.token }   # or tokenEnv, or sshKeyFile (+ knownHosts)
 ///     webhookSecretFile: /etc/kiln/webhook.secret
@@ -38,6 +39,7 @@ public struct KilnConfiguration: Sendable {
         public var branch = "main"
         public var path: String?
         public var intervalSeconds: Double = 60
+        public var timeoutSeconds: Double = 60
         public var statusBranch = "kiln/status"
         public var tokenFile: String?
         public var tokenEnv: String?
@@ -112,6 +114,7 @@ public struct KilnConfiguration: Sendable {
         }
         out["repositories"] = repositories.map { r -> [String: Any] in
             var j: [String: Any] = ["name": r.name, "url": GitRepository.redact(r.url), "branch": r.branch, "interval": r.intervalSeconds == r.intervalSeconds.rounded() ? "\(Int(r.intervalSeconds))s" : "\(r.intervalSeconds)s",
+                                    "timeout": r.timeoutSeconds == r.timeoutSeconds.rounded() ? "\(Int(r.timeoutSeconds))s" : "\(r.timeoutSeconds)s",
                                     "statusBranch": r.statusBranch]
             if let p = r.path { j["path"] = p }
             if let v = r.tokenFile { j["tokenFile"] = v }
@@ -307,7 +310,7 @@ struct ConfigReader {
     }
 
     mutating func repository(_ node: SourceNode, _ p: String) -> KilnConfiguration.Repository? {
-        let m = members(node, p, allowed: ["name", "url", "branch", "path", "interval", "statusBranch", "credentials", "webhookSecretFile"])
+        let m = members(node, p, allowed: ["name", "url", "branch", "path", "interval", "timeout", "statusBranch", "credentials", "webhookSecretFile"])
         guard let url = string(m, "url", p, required: true) else { return nil }
         let lower = url.lowercased()
         if url.contains("::") || (lower.contains("://") && !["https://", "http://", "ssh://", "file://", "git://"].contains(where: lower.hasPrefix)) {
@@ -326,6 +329,11 @@ struct ConfigReader {
         if let i = string(m, "interval", p) {
             if let s = Self.seconds(i), s >= 1 { r.intervalSeconds = s } else {
                 problem(m["interval"]?.0, "\(p).interval", "expected a duration of at least 1s, like 30s or 5m; found '\(i)'", line: m["interval"]?.1)
+            }
+        }
+        if let t = string(m, "timeout", p) {
+            if let s = Self.seconds(t), s >= 1 { r.timeoutSeconds = s } else {
+                problem(m["timeout"]?.0, "\(p).timeout", "expected a duration of at least 1s, like 30s or 2m; found '\(t)'", line: m["timeout"]?.1)
             }
         }
         if let (cnode, _) = m["credentials"] {

@@ -61,6 +61,8 @@ final class CallbackState {
     var rejections: [(String, String)] = []
     var knownHosts: KnownHosts?
     var hostKeyProblem: String?
+    /// The stall watch of the call in progress; every callback counts as progress.
+    var watch: NetworkWatch?
 
     init(credentials: GitCredentials, maxAttempts: Int, knownHosts: KnownHosts?) {
         self.credentials = credentials
@@ -74,6 +76,7 @@ final class CallbackState {
 private let credentialCallback: git_credential_acquire_cb = { out, url, usernameFromURL, allowed, payload in
     guard let payload, let out else { return -1 }
     let state = Unmanaged<CallbackState>.fromOpaque(payload).takeUnretainedValue()
+    state.watch?.touch()
     state.attempts += 1
     guard state.attempts <= state.maxAttempts else { return GIT_EAUTH.rawValue }
     let user = usernameFromURL.map { String(cString: $0) }
@@ -104,6 +107,7 @@ private let pushUpdateCallback: git_push_update_reference_cb = { refname, status
 private let certificateCallback: git_transport_certificate_check_cb = { cert, valid, host, payload in
     guard let payload, let cert else { return -1 }
     let state = Unmanaged<CallbackState>.fromOpaque(payload).takeUnretainedValue()
+    state.watch?.touch()
     guard cert.pointee.cert_type == GIT_CERT_HOSTKEY_LIBSSH2 else { return valid != 0 ? 0 : GIT_PASSTHROUGH.rawValue }
     guard let known = state.knownHosts else { return GIT_PASSTHROUGH.rawValue }
     let hostkey = UnsafeRawPointer(cert).assumingMemoryBound(to: git_cert_hostkey.self).pointee
@@ -118,6 +122,28 @@ private let certificateCallback: git_transport_certificate_check_cb = { cert, va
     return GIT_ECERTIFICATE.rawValue
 }
 
+/// Progress callbacks: they only tell the stall watch that data is moving.
+private let transferProgressCallback: git_indexer_progress_cb = { _, payload in
+    if let payload { Unmanaged<CallbackState>.fromOpaque(payload).takeUnretainedValue().watch?.touch() }
+    return 0
+}
+private let sidebandCallback: git_transport_message_cb = { _, _, payload in
+    if let payload { Unmanaged<CallbackState>.fromOpaque(payload).takeUnretainedValue().watch?.touch() }
+    return 0
+}
+private let pushProgressCallback: git_push_transfer_progress_cb = { _, _, _, payload in
+    if let payload { Unmanaged<CallbackState>.fromOpaque(payload).takeUnretainedValue().watch?.touch() }
+    return 0
+}
+private let packProgressCallback: git_packbuilder_progress = { _, _, _, payload in
+    if let payload { Unmanaged<CallbackState>.fromOpaque(payload).takeUnretainedValue().watch?.touch() }
+    return 0
+}
+
+/// How long a network call may go without progress before Kiln gives up on it (Flux's default for
+/// `GitRepository.spec.timeout`).
+public let defaultGitTimeout: Duration = .seconds(60)
+
 extension GitRepository {
     /// Callbacks wired to `state` (which must outlive the operation).
     nonisolated func callbacks(_ state: CallbackState) -> git_remote_callbacks {
@@ -126,6 +152,10 @@ extension GitRepository {
         cb.credentials = credentialCallback
         cb.push_update_reference = pushUpdateCallback
         cb.certificate_check = certificateCallback
+        cb.transfer_progress = transferProgressCallback
+        cb.sideband_progress = sidebandCallback
+        cb.push_transfer_progress = pushProgressCallback
+        cb.pack_progress = packProgressCallback
         cb.payload = Unmanaged.passUnretained(state).toOpaque()
         return cb
     }
@@ -149,17 +179,23 @@ extension GitRepository {
     }
 
     /// The remote's branch heads (`git ls-remote`), without fetching anything: a cheap "did it move?".
-    public func remoteHeads(_ url: String, credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3) throws(GitError) -> [RemoteHead] {
+    /// Each network call gives up after `timeout` without progress (see `StallWatchdog`).
+    public func remoteHeads(_ url: String, credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
+                            timeout: Duration = defaultGitTimeout) throws(GitError) -> [RemoteHead] {
         let remote = try anonymousRemote(url)
         defer { git_remote_free(remote) }
         let state = CallbackState(credentials: credentials, maxAttempts: maxAttempts, knownHosts: knownHosts)
+        let watch = StallWatchdog.shared.begin(timeout: timeout)
+        defer { StallWatchdog.shared.end(watch) }
+        state.watch = watch
         var cb = callbacks(state)
         let rc = withExtendedLifetime(state) { git_remote_connect(remote, GIT_DIRECTION_FETCH, &cb, nil, nil) }
         if rc < 0 { throw connectError(rc, url, state) }
         defer { git_remote_disconnect(remote) }
         var heads: UnsafeMutablePointer<UnsafePointer<git_remote_head>?>?
         var count = 0
-        try check("list the heads of \(Self.redact(url))", git_remote_ls(&heads, &count, remote))
+        let rcList = git_remote_ls(&heads, &count, remote)
+        if rcList < 0 { throw connectError(rcList, url, state, operation: "list the heads of") }
         var out: [RemoteHead] = []
         for i in 0..<count {
             guard let h = heads?[i]?.pointee else { continue }
@@ -169,10 +205,14 @@ extension GitRepository {
     }
 
     /// Fetches `refspecs` (`+refs/heads/main:refs/heads/main`) from `url`.
-    public func fetch(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3) throws(GitError) {
+    public func fetch(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
+                      timeout: Duration = defaultGitTimeout) throws(GitError) {
         let remote = try anonymousRemote(url)
         defer { git_remote_free(remote) }
         let state = CallbackState(credentials: credentials, maxAttempts: maxAttempts, knownHosts: knownHosts)
+        let watch = StallWatchdog.shared.begin(timeout: timeout)
+        defer { StallWatchdog.shared.end(watch) }
+        state.watch = watch
         var opts = git_fetch_options()
         git_fetch_options_init(&opts, UInt32(GIT_FETCH_OPTIONS_VERSION))
         opts.callbacks = callbacks(state)
@@ -185,12 +225,13 @@ extension GitRepository {
 
     /// Pushes `refspecs` (`refs/heads/kiln/status:refs/heads/kiln/status`), telling both kinds of rejection
     /// apart from other failures.
-    public func push(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3) throws(PushError) {
+    public func push(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
+                     timeout: Duration = defaultGitTimeout) throws(PushError) {
         if let path = Self.localPath(url) {
             for spec in refspecs { try pushLocal(path, spec) }
             return
         }
-        try pushTransport(url, refspecs: refspecs, credentials: credentials, knownHosts: knownHosts, maxAttempts: maxAttempts)
+        try pushTransport(url, refspecs: refspecs, credentials: credentials, knownHosts: knownHosts, maxAttempts: maxAttempts, timeout: timeout)
     }
 
     /// The repository path of a local remote (a path or `file://`), else nil.
@@ -267,29 +308,38 @@ extension GitRepository {
         return ObjectID(oid)
     }
 
-    func pushTransport(_ url: String, refspecs: [String], credentials: GitCredentials, knownHosts: KnownHosts?, maxAttempts: Int) throws(PushError) {
+    func pushTransport(_ url: String, refspecs: [String], credentials: GitCredentials, knownHosts: KnownHosts?, maxAttempts: Int,
+                       timeout: Duration = defaultGitTimeout) throws(PushError) {
         let remote: OpaquePointer
         do { remote = try anonymousRemote(url) } catch { throw .failed(error) }
         defer { git_remote_free(remote) }
         let state = CallbackState(credentials: credentials, maxAttempts: maxAttempts, knownHosts: knownHosts)
+        let watch = StallWatchdog.shared.begin(timeout: timeout)
+        defer { StallWatchdog.shared.end(watch) }
+        state.watch = watch
         var opts = git_push_options()
         git_push_options_init(&opts, UInt32(GIT_PUSH_OPTIONS_VERSION))
         opts.callbacks = callbacks(state)
         let rc = withStrArray(refspecs) { specs in
             withExtendedLifetime(state) { git_remote_push(remote, specs, &opts) }
         }
-        if rc == GIT_ENONFASTFORWARD.rawValue {
+        if rc == GIT_ENONFASTFORWARD.rawValue && !watch.fired {
             throw .nonFastForward(GitError.last(rc, "push to \(Self.redact(url))").message)
         }
         if rc < 0 { throw .failed(connectError(rc, url, state)) }
         if let (ref, reason) = state.rejections.first { throw .rejected(ref: ref, reason: reason) }
     }
 
-    /// A network error, with what Kiln knows better than libgit2 (attempts exhausted, an unknown host key).
-    func connectError(_ rc: Int32, _ url: String, _ state: CallbackState) -> GitError {
-        var e = GitError.last(rc, "connect to \(Self.redact(url))")
+    /// A network error, with what Kiln knows better than libgit2 (attempts exhausted, an unknown host key, a
+    /// connection cut for want of progress).
+    func connectError(_ rc: Int32, _ url: String, _ state: CallbackState, operation: String = "connect to") -> GitError {
+        var e = GitError.last(rc, "\(operation) \(Self.redact(url))")
         if let p = state.hostKeyProblem { e.message = p }
         if state.attempts > state.maxAttempts { e.message = "authentication failed after \(state.maxAttempts) attempts with \(state.credentials): \(e.message)" }
+        if let watch = state.watch, watch.fired {
+            e.message = "timed out: no progress for \(watch.timeout), connection closed (\(e.message))"
+            e.timedOut = true
+        }
         return e
     }
 }

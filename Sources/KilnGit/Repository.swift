@@ -7,6 +7,8 @@ public struct GitError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// What Kiln was doing.
     public var operation: String
+    /// A network call given up for want of progress (libgit2 1.5 has no error code of its own for it).
+    public var timedOut = false
 
     public var description: String { "\(operation): \(message) (libgit2 error \(code))" }
     public var isNotFound: Bool { code == GIT_ENOTFOUND.rawValue }

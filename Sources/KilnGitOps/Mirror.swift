@@ -12,10 +12,12 @@ public struct GitSource: Sendable, Hashable {
     public var knownHosts: KnownHosts?
     /// Who status commits and notes are by; also how the controller recognises its own commits.
     public var author: GitSignature
+    /// How long a fetch, ls-remote or push may go without progress before it is given up (Flux's `timeout`).
+    public var timeout: Duration
 
     public init(url: String, branch: String = "main", statusBranch: String = "kiln/status", notesRef: String = "refs/notes/kiln",
                 credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil,
-                author: GitSignature = GitSignature(name: "Kiln", email: "kiln@localhost")) {
+                author: GitSignature = GitSignature(name: "Kiln", email: "kiln@localhost"), timeout: Duration = defaultGitTimeout) {
         self.url = GitSource.normalize(url)
         self.branch = branch
         self.statusBranch = statusBranch
@@ -23,6 +25,7 @@ public struct GitSource: Sendable, Hashable {
         self.credentials = credentials
         self.knownHosts = knownHosts
         self.author = author
+        self.timeout = timeout
     }
 
     /// A local path becomes absolute (libgit2 takes it as a file remote); URLs stay as written.
@@ -68,7 +71,7 @@ public struct RepositoryMirror: Sendable {
 
     /// One `ls-remote`: the heads Kiln cares about. Cheap; nothing is downloaded.
     public func remoteState() async throws(GitError) -> RemoteState {
-        let heads = try await repo.remoteHeads(source.url, credentials: source.credentials, knownHosts: source.knownHosts)
+        let heads = try await repo.remoteHeads(source.url, credentials: source.credentials, knownHosts: source.knownHosts, timeout: source.timeout)
         var s = RemoteState()
         for h in heads {
             if h.name == source.watchedRef { s.watched = h.id }
@@ -88,7 +91,7 @@ public struct RepositoryMirror: Sendable {
         }
         if let n = remote.notes, try await repo.resolve(source.notesRef) != n { specs.append("+\(source.notesRef):\(source.notesRef)") }
         if !specs.isEmpty {
-            try await repo.fetch(source.url, refspecs: specs, credentials: source.credentials, knownHosts: source.knownHosts)
+            try await repo.fetch(source.url, refspecs: specs, credentials: source.credentials, knownHosts: source.knownHosts, timeout: source.timeout)
         }
         if source.statusBranch == source.branch, let w = remote.watched { try await repo.setReference(source.statusRef, to: w) }
         return remote.watched

@@ -38,8 +38,13 @@ struct RepoOptions: ParsableArguments {
     @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes (default: the configuration's, else Kiln <kiln@localhost>).", valueName: "NAME <EMAIL>"))
     var author: String?
 
+    @Option(name: .customLong("git-timeout"), help: ArgumentHelp("Give up a fetch, ls-remote or push after this long without progress: 30s, 2m (default: the configured repository's, else 60s).", valueName: "DURATION"))
+    var gitTimeout: String?
+
     /// The configured repository's interval, when `--repo` named one.
     var configuredInterval: Double?
+    /// The configured repository's git timeout, when `--repo` named one.
+    var configuredTimeout: Double?
     /// The configured repository's name and webhook secret file, when `--repo` named one.
     var configuredName: String?
     var configuredWebhookSecretFile: String?
@@ -65,6 +70,7 @@ struct RepoOptions: ParsableArguments {
             throw ValidationError("\(flag) \(b): not a valid branch name")
         }
         if let path, path.contains("..") { throw ValidationError("--path \(path): may not contain '..'") }
+        if let gitTimeout { guard let d = parseDuration(gitTimeout), d >= .seconds(1) else { throw ValidationError("--git-timeout \(gitTimeout): give a duration of at least 1s, like 30s or 2m") } }
         if sshKey != nil && (tokenFile != nil || tokenEnv != nil) { throw ValidationError("give an SSH key or a token, not both") }
         _ = try parsedAuthor()
     }
@@ -123,6 +129,7 @@ struct RepoOptions: ParsableArguments {
             }
             out.knownHosts = knownHosts ?? r.knownHosts
             out.configuredInterval = r.intervalSeconds
+            out.configuredTimeout = r.timeoutSeconds
             out.configuredName = r.name
             out.configuredWebhookSecretFile = r.webhookSecretFile
         }
@@ -173,8 +180,9 @@ struct RepoOptions: ParsableArguments {
             let file = knownHosts ?? (NSHomeDirectory() as NSString).appendingPathComponent(".ssh/known_hosts")
             do { hosts = try KnownHosts(path: file) } catch { throw ValidationError("--known-hosts \(file): \(error)") }
         }
+        let timeout = gitTimeout.flatMap(parseDuration) ?? configuredTimeout.map { .milliseconds(Int($0 * 1000)) } ?? defaultGitTimeout
         return GitSource(url: url, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
-                         author: try parsedAuthor())
+                         author: try parsedAuthor(), timeout: timeout)
     }
 
     /// The core, the data directory's controller lock, and the mirror: what a command that applies needs.
@@ -248,7 +256,7 @@ struct PlanCommand: AsyncParsableCommand {
         let ref = rev.hasPrefix("refs/") ? rev : "refs/heads/\(rev)"
         guard RepoOptions.isValidBranch(String(ref.dropFirst(5))) else { throw ValidationError("--revision \(rev): not a valid revision") }
         let src = try mirror.source
-        try await mirror.repo.fetch(src.url, refspecs: ["+\(ref):refs/kiln/revision"], credentials: src.credentials, knownHosts: src.knownHosts)
+        try await mirror.repo.fetch(src.url, refspecs: ["+\(ref):refs/kiln/revision"], credentials: src.credentials, knownHosts: src.knownHosts, timeout: src.timeout)
         guard let id = try await mirror.repo.resolve("refs/kiln/revision") else { throw ValidationError("--revision \(rev): not found") }
         return id
     }

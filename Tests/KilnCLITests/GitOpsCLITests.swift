@@ -241,6 +241,13 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
               - name: hanging
                 url: ssh://git@127.0.0.1:\(silent.port)/images.git
                 interval: 1s
+                timeout: 2s
+                credentials:
+                  knownHosts: \(good.dir)/known_hosts
+              - name: stuck
+                url: ssh://git@127.0.0.1:\(silent.port)/stuck.git
+                interval: 1s
+                timeout: 1h
                 credentials:
                   knownHosts: \(good.dir)/known_hosts
               - name: good
@@ -255,7 +262,8 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
                                         log: good.dir + "/controller.log")
         defer { kill(controller.pid, SIGKILL) }
 
-        // The good repository reconciles although the other two never answer (one fails at once, one hangs).
+        // The good repository reconciles although the others never answer (one fails at once, one hangs and is
+        // given up after its 2 s timeout, again and again, one hangs for an hour).
         let first = await eventually(.seconds(30)) { good.statusLog().first?.hasPrefix("first: Accepted") == true && controller.servedPort != nil }
         #expect(first != nil, "\(controller.output)")
         let port = try #require(controller.servedPort)
@@ -300,14 +308,23 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
         #expect(abs(synced - Date().timeIntervalSince1970) < 60)
         #expect(Self.sample(metrics, #"kiln_repository_last_sync_timestamp_seconds{repository="broken"}"#) == 0)
         #expect((Self.sample(metrics, #"kiln_reconciles_total{repository="good",result="success"}"#) ?? 0) >= 2, "\(metrics)")
-        #expect(Self.sample(metrics, #"kiln_git_errors_total{repository="hanging",operation="fetch"}"#) == 0, "it never returned")
+        #expect(Self.sample(metrics, #"kiln_git_errors_total{repository="stuck",operation="fetch"}"#) == 0, "it never returned")
+        let timedOut = try await eventually(.seconds(15)) {
+            let (_, text) = try await Self.get(port, "/readyz")
+            let repos = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["repositories"] as? [[String: Any]]
+            return (repos?.first { $0["name"] as? String == "hanging" }?["lastError"] as? String)?.contains("timed out: no progress for 2.0 seconds") == true
+        }
+        let readyNow = try await Self.get(port, "/readyz").1
+        #expect(timedOut != nil, "the hanging repository is given up after its timeout: \(readyNow)")
+        let metricsNow = try await Self.get(port, "/metrics").1
+        #expect((Self.sample(metricsNow, #"kiln_git_errors_total{repository="hanging",operation="fetch"}"#) ?? 0) >= 1, "\(metricsNow)")
         #expect(Self.sample(metrics, #"kiln_webhook_requests_total{repository="good",result="accepted"}"#) == 1, "\(metrics)")
         #expect(Self.sample(metrics, #"kiln_webhook_requests_total{repository="-",result="unknown"}"#) == 1, "\(metrics)")
         #expect(Self.sample(metrics, #"kiln_templates{state="Succeeded"}"#) == 2, "\(metrics)")
         #expect(Self.sample(metrics, "kiln_run_queue_depth") == 0, "\(metrics)")
         #expect(metrics.contains(#"kiln_reconcile_duration_seconds_bucket{repository="good",le="+Inf"}"#), "\(metrics)")
 
-        // SIGTERM: the hanging repository's git call cannot be interrupted; the process still exits after the grace.
+        // SIGTERM: the stuck repository's git call (an hour's timeout) is not interrupted; the process still exits after the grace.
         #expect(await controller.stop(SIGTERM, timeout: .seconds(15)) == 0, "\(controller.output)")
         #expect(controller.output.contains("not stopped within"), "\(controller.output)")
     }

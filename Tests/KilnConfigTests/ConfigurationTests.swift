@@ -22,6 +22,14 @@ import Testing
         #expect(try map.directory(for: "North Europe") == "/srv/kiln-replicas/northeurope")
     }
 
+    @Test func gitTimeout() throws {
+        let c = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: 2m\n  - url: https://git.example.com/b.git\n", file: "k.yaml")
+        #expect(c.repositories.map(\.timeoutSeconds) == [120, 60])
+        #expect {
+            _ = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: 0s\n", file: "k.yaml")
+        } throws: { "\($0)".contains("k.yaml:3: $.repositories[0].timeout: expected a duration of at least 1s, like 30s or 2m; found '0s'") }
+    }
+
     @Test func everyProblemNamesTheKeyAndLine() throws {
         let text = """
             dataDir: relative/path

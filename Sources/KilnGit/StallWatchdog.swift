@@ -1,0 +1,162 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One network call under watch: the thread making it and when it last made progress.
+final class NetworkWatch: @unchecked Sendable {
+    /// The kernel's id of the thread in the libgit2 call.
+    let tid: pid_t
+    let timeout: Duration
+    private let lock = NSLock()
+    private var lastActivity = ContinuousClock.now
+    private var _fired = false
+
+    init(tid: pid_t, timeout: Duration) {
+        self.tid = tid
+        self.timeout = timeout
+    }
+
+    /// Progress: bytes arrived, a callback ran. Called from libgit2's callbacks on the git thread.
+    func touch() { lock.withLock { lastActivity = .now } }
+
+    /// Whether the watchdog gave up on the call (and cut its connection).
+    var fired: Bool { lock.withLock { _fired } }
+
+    func overdue(at now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastActivity >= timeout } }
+    func markFired() { lock.withLock { _fired = true } }
+}
+
+/// Gives up on libgit2 network calls that make no progress (Flux's `timeout` for git operations).
+///
+/// libgit2 1.5 (Debian 12's) has no connect or read timeout: an SSH server that accepts the connection and
+/// never answers, or an HTTP server that stops mid-response, blocks the calling thread for ever — and with
+/// it every later poll of that repository. Its calls cannot be cancelled either. What does work is cutting
+/// the connection under it: `shutdown(2)` on the socket the thread is blocked on makes the blocked `poll`/
+/// `recv` return, libgit2 reports a network error, and the call ends.
+///
+/// The socket is found from the blocked thread itself: `/proc/self/task/TID/syscall` names the system call it
+/// waits in and its arguments (the descriptor, or for `poll` the array of them, which lives in this process's
+/// memory). Only a socket is ever shut down, and only one that call is blocked on after `timeout` without
+/// progress. The watchdog is one thread for the whole process, idle while no call is watched.
+final class StallWatchdog: @unchecked Sendable {
+    static let shared = StallWatchdog()
+
+    private let condition = NSCondition()
+    private var watches: [ObjectIdentifier: NetworkWatch] = [:]
+    private var started = false
+
+    /// Starts watching the calling thread's network call.
+    func begin(timeout: Duration) -> NetworkWatch {
+        let watch = NetworkWatch(tid: Self.currentThreadID(), timeout: timeout)
+        condition.lock()
+        watches[ObjectIdentifier(watch)] = watch
+        if !started {
+            started = true
+            let thread = Thread { [self] in loop() }
+            thread.name = "git watchdog"
+            thread.stackSize = 256 << 10
+            thread.start()
+        }
+        condition.signal()
+        condition.unlock()
+        return watch
+    }
+
+    /// Stops watching; must be called before the thread makes any other call.
+    func end(_ watch: NetworkWatch) {
+        condition.lock()
+        watches[ObjectIdentifier(watch)] = nil
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while watches.isEmpty { condition.wait() }
+            let now = ContinuousClock.now
+            // Interrupting under the lock: `end` cannot return (and its thread move on to other work) while
+            // its socket is being looked at.
+            for watch in watches.values where watch.overdue(at: now) {
+                // Marked before the cut: the blocked thread wakes at once and reads the mark for its error.
+                Self.interrupt(thread: watch.tid) { watch.markFired() }
+            }
+            condition.unlock()
+            Thread.sleep(forTimeInterval: 0.25)
+        }
+    }
+
+    // MARK: Finding the socket
+
+    /// Shuts down the socket `thread` is blocked on, if it is blocked on one, calling `beforeCut` first.
+    /// Returns whether it found one.
+    @discardableResult
+    static func interrupt(thread tid: pid_t, beforeCut: () -> Void = {}) -> Bool {
+        guard let call = blockedCall(of: tid) else { return false }
+        let sockets = descriptors(of: call).filter(isSocket)
+        guard !sockets.isEmpty else { return false }
+        beforeCut()
+        for fd in sockets { shutdown(fd, Int32(SHUT_RDWR)) }
+        return true
+    }
+
+    /// A blocked system call: its number and first arguments, from `/proc/self/task/TID/syscall`
+    /// ("7 0x7f… 0x1 0xffffffff …", or "running" when the thread is not in a call).
+    struct BlockedCall: Equatable {
+        var number: Int
+        var arguments: [UInt]
+    }
+
+    static func blockedCall(of tid: pid_t) -> BlockedCall? {
+        guard let text = try? String(contentsOfFile: "/proc/self/task/\(tid)/syscall", encoding: .utf8) else { return nil }
+        return parseSyscall(text)
+    }
+
+    static func parseSyscall(_ text: String) -> BlockedCall? {
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count >= 4, let number = Int(fields[0]), number >= 0 else { return nil }
+        let args = fields.dropFirst().prefix(6).compactMap { UInt($0.hasPrefix("0x") ? String($0.dropFirst(2)) : String($0), radix: 16) }
+        guard args.count >= 3 else { return nil }
+        return BlockedCall(number: number, arguments: args)
+    }
+
+    #if arch(x86_64)
+    static let directCalls: Set<Int> = [0, 1, 42, 44, 45, 46, 47]  // read, write, connect, sendto, recvfrom, sendmsg, recvmsg
+    static let pollCalls: Set<Int> = [7, 271]                       // poll, ppoll
+    #elseif arch(arm64)
+    static let directCalls: Set<Int> = [63, 64, 203, 206, 207, 211, 212]
+    static let pollCalls: Set<Int> = [73]                           // ppoll (arm64 has no poll)
+    #else
+    static let directCalls: Set<Int> = []
+    static let pollCalls: Set<Int> = []
+    #endif
+
+    /// The descriptors a blocked call waits on: its first argument, or the entries of a `poll` array.
+    static func descriptors(of call: BlockedCall) -> [Int32] {
+        if directCalls.contains(call.number) {
+            guard call.arguments[0] <= UInt(Int32.max) else { return [] }
+            return [Int32(call.arguments[0])]
+        }
+        if pollCalls.contains(call.number) {
+            // The array is on the blocked thread's stack, in this process: readable while it waits.
+            let count = min(Int(call.arguments[1]), 8)
+            guard count > 0, let base = UnsafePointer<pollfd>(bitPattern: call.arguments[0]) else { return [] }
+            return (0..<count).map { base[$0].fd }.filter { $0 >= 0 }
+        }
+        return []
+    }
+
+    static func isSocket(_ fd: Int32) -> Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+    }
+
+    /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export).
+    static func currentThreadID() -> pid_t {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/thread-self", &buffer, buffer.count - 1)
+        guard n > 0 else { return getpid() }
+        let link = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)  // "PID/task/TID"
+        return link.split(separator: "/").last.flatMap { pid_t($0) } ?? getpid()
+    }
+}
