@@ -35,6 +35,9 @@ final class NetworkWatch: @unchecked Sendable {
 /// the connection under it: `shutdown(2)` on the socket the thread is blocked on makes the blocked `poll`/
 /// `recv` return, libgit2 reports a network error, and the call ends.
 ///
+/// A call blocked on a TCP socket that still moves data is left alone however long its callbacks are quiet
+/// (the kernel's `tcp_info` says when the socket last sent or received data).
+///
 /// The socket is found from the blocked thread itself: `/proc/self/task/TID/syscall` names the system call it
 /// waits in and its arguments (the descriptor, or for `poll` the array of them, which lives in this process's
 /// memory). Only a socket is ever shut down, and only one that call is blocked on after `timeout` without
@@ -79,7 +82,9 @@ final class StallWatchdog: @unchecked Sendable {
             // its socket is being looked at.
             for watch in watches.values where watch.overdue(at: now) {
                 // Marked before the cut: the blocked thread wakes at once and reads the mark for its error.
-                Self.interrupt(thread: watch.tid) { watch.markFired() }
+                if Self.interrupt(thread: watch.tid, unlessActiveWithin: watch.timeout, beforeCut: { watch.markFired() }) == .active {
+                    watch.touch()
+                }
             }
             condition.unlock()
             Thread.sleep(forTimeInterval: 0.25)
@@ -88,16 +93,38 @@ final class StallWatchdog: @unchecked Sendable {
 
     // MARK: Finding the socket
 
-    /// Shuts down the socket `thread` is blocked on, if it is blocked on one, calling `beforeCut` first.
-    /// Returns whether it found one.
+    enum Outcome: Equatable {
+        /// Not blocked on a socket now (running, or waiting on something else): nothing done.
+        case notBlocked
+        /// Blocked on a TCP socket that moved data within the timeout: libgit2 reports progress only every
+        /// 100 KiB of a pack, so a slow but moving transfer looks silent to the callbacks.
+        case active
+        case cut
+    }
+
+    /// Shuts down the socket `thread` is blocked on — unless that socket sent or received data within `window`
+    /// — calling `beforeCut` first.
     @discardableResult
-    static func interrupt(thread tid: pid_t, beforeCut: () -> Void = {}) -> Bool {
-        guard let call = blockedCall(of: tid) else { return false }
+    static func interrupt(thread tid: pid_t, unlessActiveWithin window: Duration? = nil, beforeCut: () -> Void = {}) -> Outcome {
+        guard let call = blockedCall(of: tid) else { return .notBlocked }
         let sockets = descriptors(of: call).filter(isSocket)
-        guard !sockets.isEmpty else { return false }
+        guard !sockets.isEmpty else { return .notBlocked }
+        if let window {
+            let ms = window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000
+            if sockets.contains(where: { quietMilliseconds($0).map { Int64($0) < ms } ?? false }) { return .active }
+        }
         beforeCut()
         for fd in sockets { shutdown(fd, Int32(SHUT_RDWR)) }
-        return true
+        return .cut
+    }
+
+    /// How long ago a TCP socket last received or sent data, in milliseconds (the kernel's `tcp_info`); nil for
+    /// other sockets.
+    static func quietMilliseconds(_ fd: Int32) -> UInt32? {
+        var info = tcp_info()
+        var length = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return nil }
+        return min(info.tcpi_last_data_recv, info.tcpi_last_data_sent)
     }
 
     /// A blocked system call: its number and first arguments, from `/proc/self/task/TID/syscall`

@@ -17,11 +17,14 @@ import Testing
         let hostKeyLine: String
     }
 
-    static func startServer(_ dir: String) async throws -> Server {
+    /// `forcedCommand`: what the server runs for the user's key instead of the command asked for (which it
+    /// finds in `SSH_ORIGINAL_COMMAND`).
+    static func startServer(_ dir: String, forcedCommand: String? = nil) async throws -> Server {
         let user = dir + "/user_ecdsa", host = dir + "/host_ecdsa"
         _ = try git("--version", in: dir)  // git must be on the server side too
         try sh("ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f \(user) && ssh-keygen -q -t ecdsa -b 256 -N '' -f \(host)")
-        try FileManager.default.copyItem(atPath: user + ".pub", toPath: dir + "/authorized_keys")
+        let publicKey = try String(contentsOfFile: user + ".pub", encoding: .utf8)
+        try (forcedCommand.map { "command=\"\($0)\" " } ?? "").appending(publicKey).write(toFile: dir + "/authorized_keys", atomically: true, encoding: .utf8)
         let port = Int.random(in: 30000...40000)
         let config = """
             Port \(port)
@@ -122,6 +125,63 @@ import Testing
         } throws: { error in
             "\(error)".contains("authentication") || "\(error)".contains("Authentication")
         }
+    }
+}
+
+extension SSHTransportTests {
+    /// The git timeout is about progress, not duration: a fetch whose pack arrives slowly — a single 300 KB object,
+    /// 8 KiB every 0.25 s, nearly 10 s in all — is never cut by a 2 s timeout, while the same server gone silent is.
+    @Test func aSlowButMovingFetchIsNotCut() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
+            Issue.record("openssh-server is not installed; scripts/install-deps installs it")
+            return
+        }
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The git command the client asked for, its output trickled; or, once `silent` exists, nothing at all.
+        try """
+            #!/bin/sh
+            if [ -e \(dir)/silent ]; then exec sleep 30; fi
+            eval "$SSH_ORIGINAL_COMMAND" | python3 -u -c '
+            import sys, time
+            while True:
+                chunk = sys.stdin.buffer.read1(8192)
+                if not chunk: break
+                sys.stdout.buffer.write(chunk); sys.stdout.buffer.flush(); time.sleep(0.25)
+            '
+            """.write(toFile: dir + "/trickle.sh", atomically: true, encoding: .utf8)
+        chmod(dir + "/trickle.sh", 0o755)
+        let server = try await Self.startServer(dir, forcedCommand: dir + "/trickle.sh")
+        defer { kill(-server.pid, SIGKILL) }
+
+        let remote = dir + "/remote.git"
+        _ = try git("init", "-q", "--bare", "-b", "main", remote, in: dir)
+        _ = try git("clone", "-q", remote, dir + "/work", in: dir)
+        let noise = (0..<300_000).map { _ in UInt8.random(in: 0...255) }
+        try Data(noise).write(to: URL(fileURLWithPath: dir + "/work/blob"))
+        _ = try git("add", ".", in: dir + "/work")
+        _ = try git("commit", "-q", "-m", "one big object", in: dir + "/work")
+        _ = try git("push", "-q", "origin", "HEAD:main", in: dir + "/work")
+
+        let url = "ssh://\(NSUserName())@127.0.0.1:\(server.port)\(remote)"
+        try (server.hostKeyLine + "\n").write(toFile: dir + "/known_hosts", atomically: true, encoding: .utf8)
+        let known = try KnownHosts(path: dir + "/known_hosts")
+        let creds = GitCredentials.sshKeyFile(privateKeyPath: server.userKey, publicKeyPath: server.userKey + ".pub", passphrase: nil)
+        let mirror = try GitRepository.initBare(dir + "/mirror.git")
+
+        let start = ContinuousClock.now
+        try await mirror.fetch(url, refspecs: ["+refs/heads/main:refs/heads/main"], credentials: creds, knownHosts: known, timeout: .seconds(2))
+        let took = ContinuousClock.now - start
+        #expect(took > .seconds(4), "the trickle should have made the fetch slower than the timeout: \(took)")
+        #expect(try await mirror.resolve("refs/heads/main")?.hex == (try git("rev-parse", "HEAD", in: dir + "/work")))
+
+        // The same server, silent after authentication: cut after the timeout.
+        FileManager.default.createFile(atPath: dir + "/silent", contents: nil)
+        let silentStart = ContinuousClock.now
+        await #expect {
+            try await mirror.fetch(url, refspecs: ["+refs/heads/main:refs/heads/other"], credentials: creds, knownHosts: known, timeout: .seconds(2))
+        } throws: { ($0 as? GitError)?.timedOut == true }
+        #expect(ContinuousClock.now - silentStart < .seconds(15))
     }
 }
 

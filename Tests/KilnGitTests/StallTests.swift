@@ -118,8 +118,8 @@ final class MuteServer {
         let (pipeTid, p0) = viaPipe.snapshot
         #expect(r0 == nil && p0 == nil)
         #expect(StallWatchdog.blockedCall(of: recvTid).map { StallWatchdog.descriptors(of: $0) } == [sock])
-        #expect(!StallWatchdog.interrupt(thread: pipeTid), "a pipe is not a socket")
-        #expect(StallWatchdog.interrupt(thread: recvTid))
+        #expect(StallWatchdog.interrupt(thread: pipeTid) == .notBlocked, "a pipe is not a socket")
+        #expect(StallWatchdog.interrupt(thread: recvTid, unlessActiveWithin: .seconds(60)) == .cut, "not TCP: no activity to go by")
         try await Task.sleep(for: .milliseconds(300))
         #expect(viaRecv.snapshot.1 == 0, "recv returns end-of-file once the socket is shut down")
         #expect(viaPipe.snapshot.1 == nil, "the pipe reader still waits")
@@ -137,9 +137,54 @@ final class MuteServer {
         try await Task.sleep(for: .milliseconds(300))
         let pollTid = viaPoll.snapshot.0
         #expect(StallWatchdog.blockedCall(of: pollTid).map { StallWatchdog.descriptors(of: $0) } == [sock2])
-        #expect(StallWatchdog.interrupt(thread: pollTid))
+        #expect(StallWatchdog.interrupt(thread: pollTid) == .cut)
         try await Task.sleep(for: .milliseconds(300))
         #expect(viaPoll.snapshot.1 == 1, "poll reports the shut-down socket")
+    }
+
+    /// TCP: a socket that keeps receiving is "active" and left alone; once it has been quiet for the window it is cut.
+    @Test func aTCPSocketThatMovesDataIsLeftAlone() async throws {
+        let server = try MuteServer()
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = in_port_t(UInt16(server.port).bigEndian)
+        let connected = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let peer = accept(server.fd, nil, nil)
+        #expect(peer >= 0)
+        defer { close(peer) }
+
+        final class Reader: @unchecked Sendable {
+            let lock = NSLock()
+            var tid: pid_t = 0
+            var ended = false
+        }
+        let reader = Reader()
+        Thread {
+            reader.lock.withLock { reader.tid = StallWatchdog.currentThreadID() }
+            var buffer = [UInt8](repeating: 0, count: 16)
+            while recv(client, &buffer, 16, 0) > 0 {}
+            reader.lock.withLock { reader.ended = true }
+        }.start()
+        // A byte every 100 ms for a second and a half.
+        for _ in 0..<15 {
+            _ = send(peer, "x", 1, 0)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let tid = reader.lock.withLock { reader.tid }
+        #expect(StallWatchdog.quietMilliseconds(client).map { $0 < 500 } == true)
+        #expect(StallWatchdog.interrupt(thread: tid, unlessActiveWithin: .seconds(1)) == .active)
+        #expect(reader.lock.withLock { !reader.ended })
+        // Quiet for longer than the window: cut.
+        try await Task.sleep(for: .milliseconds(1300))
+        #expect(StallWatchdog.interrupt(thread: tid, unlessActiveWithin: .seconds(1)) == .cut)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(reader.lock.withLock { reader.ended })
     }
 
     @Test func parsesTheSyscallFile() {
