@@ -5,14 +5,14 @@ import Glibc
 
 /// One network call under watch: the thread making it and when it last made progress.
 final class NetworkWatch: @unchecked Sendable {
-    /// The kernel's id of the thread in the libgit2 call.
-    let tid: pid_t
+    /// The kernel's id of the thread in the libgit2 call; nil when it cannot be known (then nothing is cut).
+    let tid: pid_t?
     let timeout: Duration
     private let lock = NSLock()
     private var lastActivity = ContinuousClock.now
     private var _fired = false
 
-    init(tid: pid_t, timeout: Duration) {
+    init(tid: pid_t?, timeout: Duration) {
         self.tid = tid
         self.timeout = timeout
     }
@@ -81,8 +81,9 @@ final class StallWatchdog: @unchecked Sendable {
             // Interrupting under the lock: `end` cannot return (and its thread move on to other work) while
             // its socket is being looked at.
             for watch in watches.values where watch.overdue(at: now) {
+                guard let tid = watch.tid else { continue }
                 // Marked before the cut: the blocked thread wakes at once and reads the mark for its error.
-                if Self.interrupt(thread: watch.tid, unlessActiveWithin: watch.timeout, beforeCut: { watch.markFired() }) == .active {
+                if Self.interrupt(thread: tid, unlessActiveWithin: watch.timeout, beforeCut: { watch.markFired() }) == .active {
                     watch.touch()
                 }
             }
@@ -178,12 +179,15 @@ final class StallWatchdog: @unchecked Sendable {
         return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
     }
 
-    /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export).
-    static func currentThreadID() -> pid_t {
+    /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export), or nil. Never a
+    /// guess: another thread's id would let the watchdog cut a socket that is not the git call's.
+    static func currentThreadID() -> pid_t? {
         var buffer = [CChar](repeating: 0, count: 64)
         let n = readlink("/proc/thread-self", &buffer, buffer.count - 1)
-        guard n > 0 else { return getpid() }
+        guard n > 0 else { return nil }
         let link = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)  // "PID/task/TID"
-        return link.split(separator: "/").last.flatMap { pid_t($0) } ?? getpid()
+        let parts = link.split(separator: "/")
+        guard parts.count == 3, parts[0] == "\(getpid())", parts[1] == "task" else { return nil }
+        return pid_t(parts[2])
     }
 }

@@ -97,7 +97,7 @@ final class MuteServer {
         func start(_ body: @escaping @Sendable () -> Int) -> Blocked {
             let b = Blocked()
             let t = Thread {
-                b.set(StallWatchdog.currentThreadID())
+                b.set(StallWatchdog.currentThreadID() ?? 0)
                 b.finish(body())
             }
             t.start()
@@ -166,7 +166,7 @@ final class MuteServer {
         }
         let reader = Reader()
         Thread {
-            reader.lock.withLock { reader.tid = StallWatchdog.currentThreadID() }
+            reader.lock.withLock { reader.tid = StallWatchdog.currentThreadID() ?? 0 }
             var buffer = [UInt8](repeating: 0, count: 16)
             while recv(client, &buffer, 16, 0) > 0 {}
             reader.lock.withLock { reader.ended = true }
