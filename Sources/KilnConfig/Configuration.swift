@@ -27,7 +27,7 @@ import KilnTemplates
 ///     statusBranch: kiln/status
 ///     credentials: { tokenFile: /etc/kiln/git.token }   # or tokenEnv, or sshKeyFile (+ knownHosts)
 ///     webhookSecretFile: /etc/kiln/webhook.secret
-/// server: { listen: 0.0.0.0:8080 }
+/// server: { listen: 0.0.0.0:8080, metricsListen: 127.0.0.1:9090 }   # metricsListen optional
 /// ```
 public struct KilnConfiguration: Sendable {
     public enum LogFormat: String, Sendable, CaseIterable { case text, logfmt, json }
@@ -59,6 +59,8 @@ public struct KilnConfiguration: Sendable {
     public var identities = IdentityConfig()
     public var repositories: [Repository] = []
     public var listen: String?
+    /// Where `/readyz` and `/metrics` are served instead of `listen` (kept off a public webhook port).
+    public var metricsListen: String?
 
     public init() {}
 
@@ -100,7 +102,11 @@ public struct KilnConfiguration: Sendable {
         if let file { out["file"] = file }
         if let author { out["author"] = "\(author.name) <\(author.email)>" }
         if let allowOnlyRegions { out["allowOnlyRegions"] = allowOnlyRegions }
-        if let listen { out["server"] = ["listen": listen] }
+        if let listen {
+            var server = ["listen": listen]
+            if let metricsListen { server["metricsListen"] = metricsListen }
+            out["server"] = server
+        }
         out["identities"] = identities.identities.map { i -> [String: Any] in
             ["name": i.name, "credentials": i.credentials.map { c -> [String: Any] in
                 var j: [String: Any] = ["urlPrefix": c.urlPrefix, "header": c.header]
@@ -262,10 +268,18 @@ struct ConfigReader {
             }
         }
         if let (node, _) = top["server"] {
-            let m = members(node, "$.server", allowed: ["listen"])
+            let m = members(node, "$.server", allowed: ["listen", "metricsListen"])
             if let l = string(m, "listen", "$.server") {
                 if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.listen = l } else {
                     problem(m["listen"]?.0, "$.server.listen", "write it as HOST:PORT, like 0.0.0.0:8080", line: m["listen"]?.1)
+                }
+            }
+            if let l = string(m, "metricsListen", "$.server") {
+                if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.metricsListen = l } else {
+                    problem(m["metricsListen"]?.0, "$.server.metricsListen", "write it as HOST:PORT, like 127.0.0.1:9090", line: m["metricsListen"]?.1)
+                }
+                if m["listen"] == nil {
+                    problem(m["metricsListen"]?.0, "$.server.metricsListen", "needs server.listen (the webhook port) too", line: m["metricsListen"]?.1)
                 }
             }
         }

@@ -14,6 +14,8 @@ import ServiceLifecycle
 /// - `GET /readyz` — the store answers and every repository's remote has answered at least once;
 /// - `GET /metrics` — Prometheus text format (`ControllerMetrics`).
 ///
+/// All on one listener, or split by `Routes` over two (webhooks public, readiness and metrics private).
+///
 /// A genuine delivery is answered 202 and wakes the repository's loop, which reconciles at once; the
 /// reconcile itself is level-triggered, so a lost or repeated delivery costs nothing but a poll.
 public enum ControllerServer {
@@ -36,6 +38,25 @@ public enum ControllerServer {
         }
     }
 
+    /// What one listener serves. The controller serves everything on one port, or — with a separate metrics
+    /// address — webhooks on the public port and readiness and metrics on the private one: `/readyz` names hosts
+    /// and paths in its errors, which a webhook port open to a git host need not show.
+    public struct Routes: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// `POST /hooks/git`, `POST /hooks/git/NAME`.
+        public static let webhooks = Routes(rawValue: 1)
+        /// `GET /readyz`, `GET /metrics`.
+        public static let observability = Routes(rawValue: 2)
+        public static let all: Routes = [.webhooks, .observability]
+
+        /// The paths, for the "serving" line.
+        public var paths: String {
+            (["/healthz"] + (contains(.observability) ? ["/readyz", "/metrics"] : []) + (contains(.webhooks) ? ["/hooks/git"] : []))
+                .joined(separator: " ")
+        }
+    }
+
     /// `host:port` → Hummingbird's bind address; validated at the edge.
     public static func address(_ listen: String) throws -> BindAddress {
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
@@ -45,11 +66,31 @@ public enum ControllerServer {
         return .hostname(host.isEmpty ? "0.0.0.0" : host, port: port)
     }
 
-    public static func application(listen: String, repositories: [Repository], metrics: ControllerMetrics,
+    /// `/healthz` always; the rest as `routes` says.
+    public static func application(listen: String, routes: Routes = .all, repositories: [Repository], metrics: ControllerMetrics,
                                    readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
                                    onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let router = Router()
         router.get("/healthz") { _, _ in "ok\n" }
+        if routes.contains(.observability) { observabilityRoutes(router, metrics: metrics, readiness: readiness, logger: logger) }
+        if routes.contains(.webhooks) { webhookRoutes(router, repositories: repositories, metrics: metrics, logger: logger) }
+        return Application(router: router, configuration: .init(address: try address(listen), serverName: "kiln"),
+                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
+    }
+
+    /// One application per listener (`address`, `routes`), ready for `serve`. `onRunning` gets the listener and
+    /// the port it bound (useful with port 0).
+    public static func applications(_ listeners: [(address: String, routes: Routes)], repositories: [Repository], metrics: ControllerMetrics,
+                                    readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
+                                    onRunning: @escaping @Sendable (String, Routes, Int) async -> Void) throws -> [any Service] {
+        try listeners.map { listener -> any Service in
+            try application(listen: listener.address, routes: listener.routes, repositories: repositories, metrics: metrics,
+                            readiness: readiness, logger: logger, onRunning: { port in await onRunning(listener.address, listener.routes, port) })
+        }
+    }
+
+    static func observabilityRoutes(_ router: Router<BasicRequestContext>, metrics: ControllerMetrics,
+                                    readiness: @escaping @Sendable () async -> Readiness, logger: Logger) {
         router.get("/readyz") { _, _ -> Response in
             let r = await readiness()
             return Response(status: r.ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
@@ -65,6 +106,9 @@ public enum ControllerServer {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "store unavailable\n")))
             }
         }
+    }
+
+    static func webhookRoutes(_ router: Router<BasicRequestContext>, repositories: [Repository], metrics: ControllerMetrics, logger: Logger) {
         router.post("/hooks/git") { request, _ -> Response in
             let (headers, body) = try await read(request)
             let candidates = repositories.filter { $0.authenticator != nil }
@@ -117,16 +161,14 @@ public enum ControllerServer {
                 return json(.unauthorized, ["error": why])
             }
         }
-        return Application(router: router, configuration: .init(address: try address(listen), serverName: "kiln"),
-                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 
     /// Serves `app` while `work` runs, then shuts the server down gracefully (requests in flight finish):
     /// cancelling it instead would log a CancellationError at error level on every clean stop. If the server
     /// fails (the port is taken), `stop` ends the work and the error is thrown.
-    public static func serve(_ app: some ApplicationProtocol, while work: @escaping @Sendable () async -> Void,
+    public static func serve(_ apps: [any Service], while work: @escaping @Sendable () async -> Void,
                              stop: @escaping @Sendable () async -> Void, logger: Logger) async throws {
-        let services = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        let services = ServiceGroup(configuration: .init(services: apps, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 do { try await services.run() } catch {

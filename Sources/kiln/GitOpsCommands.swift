@@ -401,7 +401,7 @@ struct ControllerCommand: AsyncParsableCommand {
             With --listen (or server.listen in the configuration) it serves GET /healthz, GET /readyz (the store \
             answers and every repository has been fetched), GET /metrics (Prometheus), and webhooks: \
             POST /hooks/git/NAME for one repository, POST /hooks/git for every repository whose secret verifies the \
-            signature. SIGTERM stops it after the step in progress; builds continue in their workers and a \
+            signature. With --metrics-listen, /readyz and /metrics move there, off the webhook port. SIGTERM stops it after the step in progress; builds continue in their workers and a \
             restarted controller reports them.
             """
     )
@@ -412,6 +412,9 @@ struct ControllerCommand: AsyncParsableCommand {
     @Option(name: [.customLong("listen"), .customLong("webhook-listen")],
             help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"))
     var listen: String?
+    @Option(name: .customLong("metrics-listen"),
+            help: ArgumentHelp("Serve /readyz and /metrics here instead, leaving --listen only /healthz and the webhooks (default: the configuration's server.metricsListen).", valueName: "HOST:PORT"))
+    var metricsListen: String?
     @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures, for --repo (or for the configured repositories that have none).", valueName: "FILE"))
     var webhookSecretFile: String?
     @Option(name: .customLong("stop-grace"), help: ArgumentHelp("After SIGTERM, how long to wait for a repository whose git call hangs before exiting anyway.", valueName: "DURATION"))
@@ -419,6 +422,7 @@ struct ControllerCommand: AsyncParsableCommand {
 
     func validate() throws {
         if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("--listen: \(error)") } }
+        if let l = metricsListen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("--metrics-listen: \(error)") } }
         if let interval { guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") } }
         guard parseDuration(stopGrace) != nil else { throw ValidationError("--stop-grace \(stopGrace): give a duration like 20s") }
     }
@@ -444,6 +448,8 @@ struct ControllerCommand: AsyncParsableCommand {
         let repos = try self.repo.resolvedAll(global)
         let listen = self.listen ?? config?.listen
         if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("server.listen: \(error)") } }
+        let metricsListen = self.metricsListen ?? config?.metricsListen
+        if metricsListen != nil, listen == nil { throw ValidationError("--metrics-listen needs --listen (or server.listen in the configuration)") }
         if webhookSecretFile != nil, listen == nil { throw ValidationError("--webhook-secret-file needs --listen (or server.listen in the configuration)") }
         let core = try await Template.core(global)
         let lock: ControllerLock
@@ -508,15 +514,19 @@ struct ControllerCommand: AsyncParsableCommand {
             var logger = Logger(label: "kiln.server")
             logger.logLevel = global.verbose ? .info : .warning
             let database = core.database
-            let host = listen.split(separator: ":").dropLast().joined(separator: ":")
-            let app = try ControllerServer.application(
-                listen: listen, repositories: hooks, metrics: metrics,
-                readiness: { await Readiness.check(group, database: database) }, logger: logger,
-                onRunning: { port in printError("kiln controller: serving \(host):\(port) (/healthz /readyz /metrics /hooks/git)") })
+            var listeners: [(address: String, routes: ControllerServer.Routes)] = [(listen, metricsListen == nil ? .all : .webhooks)]
+            if let metricsListen { listeners.append((metricsListen, .observability)) }
+            let apps = try ControllerServer.applications(
+                listeners, repositories: hooks, metrics: metrics, readiness: { await Readiness.check(group, database: database) }, logger: logger,
+                onRunning: { address, routes, port in
+                    let host = address.split(separator: ":").dropLast().joined(separator: ":")
+                    let label = routes == .observability ? "metrics on " : ""
+                    printError("kiln controller: serving \(label)\(host):\(port) (\(routes.paths))")
+                })
             do {
-                try await ControllerServer.serve(app, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
+                try await ControllerServer.serve(apps, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
             } catch {
-                printError("kiln: cannot serve \(listen): \(error)")
+                printError("kiln: cannot serve \([listen, metricsListen].compactMap { $0 }.joined(separator: " and ")): \(error)")
                 throw ExitCode(1)
             }
         } else {

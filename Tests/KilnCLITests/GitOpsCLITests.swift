@@ -90,6 +90,12 @@ struct Background {
         return Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber })
     }
 
+    /// The port of the separate metrics listener (`kiln controller: serving metrics on 127.0.0.1:PORT (…)`).
+    var metricsPort: Int? {
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("serving metrics on 127.0.0.1:") }) else { return nil }
+        return Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber })
+    }
+
     /// Sends `sig` and waits up to `timeout` for the exit; the exit code, or nil if it did not exit.
     func stop(_ sig: Int32, timeout: Duration = .seconds(20)) async -> Int32? {
         kill(pid, sig)
@@ -221,6 +227,43 @@ func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async
     /// The value of one series in Prometheus text (`name{labels} value`), or nil when absent.
     static func sample(_ metrics: String, _ series: String) -> Double? {
         metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+    }
+
+    /// `--metrics-listen`: readiness and metrics on a port of their own, off the webhook port.
+    @Test func metricsOnAPortOfTheirOwn() async throws {
+        let repo = try GitRemote("metrics-port")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        try repo.write("kiln.yaml", GitRemote.kilnYAML)
+        try repo.write("templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.push("first")
+        try "a-long-shared-secret\n".write(toFile: repo.dir + "/secret", atomically: true, encoding: .utf8)
+        let controller = try Background([CLITests.binary, "controller", "--data-dir", repo.dir + "/data", "--repo", repo.remote, "--interval", "1h",
+                                         "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--webhook-secret-file", repo.dir + "/secret"],
+                                        log: repo.dir + "/controller.log")
+        defer { kill(controller.pid, SIGKILL) }
+        let up = await eventually(.seconds(30)) { controller.servedPort != nil && controller.metricsPort != nil && repo.statusLog().first?.hasPrefix("first: Accepted") == true }
+        #expect(up != nil, "\(controller.output)")
+        let hooks = try #require(controller.servedPort), inner = try #require(controller.metricsPort)
+        #expect(hooks != inner)
+        #expect(controller.output.contains("(/healthz /hooks/git)") && controller.output.contains("(/healthz /readyz /metrics)"), "\(controller.output)")
+
+        // The webhook port: health and webhooks only.
+        #expect(try await Self.get(hooks, "/healthz").0 == 200)
+        #expect(try await Self.get(hooks, "/metrics").0 == 404)
+        #expect(try await Self.get(hooks, "/readyz").0 == 404)
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(hooks)/hooks/git")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data("{}".utf8)
+        #expect((try await URLSession.shared.data(for: request).1 as? HTTPURLResponse)?.statusCode == 401, "unsigned, but routed")
+
+        // The metrics port: health, readiness, metrics; no webhooks.
+        let (readyCode, ready) = try await Self.get(inner, "/readyz")
+        #expect(readyCode == 200 && ready.contains("\"ready\":true"), "\(ready)")
+        let (metricsCode, metrics) = try await Self.get(inner, "/metrics")
+        #expect(metricsCode == 200 && metrics.contains("kiln_reconciles_total"), "\(metrics)")
+        request.url = URL(string: "http://127.0.0.1:\(inner)/hooks/git")!
+        #expect((try await URLSession.shared.data(for: request).1 as? HTTPURLResponse)?.statusCode == 404)
+        #expect(await controller.stop(SIGTERM) == 0, "\(controller.output)")
     }
 
     @Test func aBrokenAndAHangingRepositoryLeaveTheOtherReconciling() async throws {

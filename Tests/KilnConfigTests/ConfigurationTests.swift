@@ -22,6 +22,17 @@ import Testing
         #expect(try map.directory(for: "North Europe") == "/srv/kiln-replicas/northeurope")
     }
 
+    @Test func metricsListen() throws {
+        let c = try KilnConfiguration.parse("server:\n  listen: 0.0.0.0:8080\n  metricsListen: 127.0.0.1:9090\n", file: "k.yaml")
+        #expect(c.listen == "0.0.0.0:8080" && c.metricsListen == "127.0.0.1:9090")
+        #expect {
+            _ = try KilnConfiguration.parse("server:\n  metricsListen: 127.0.0.1:99999\n", file: "k.yaml")
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("k.yaml:2: $.server.metricsListen: write it as HOST:PORT") && text.contains("k.yaml:2: $.server.metricsListen: needs server.listen")
+        }
+    }
+
     @Test func gitTimeout() throws {
         let c = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: 2m\n  - url: https://git.example.com/b.git\n", file: "k.yaml")
         #expect(c.repositories.map(\.timeoutSeconds) == [120, 60])
