@@ -117,8 +117,9 @@ public enum ProcessRunner {
         // What is left after exit. (Foundation reports the exit only once every process that inherited its
         // status socket is gone, so a grandchild the command left behind holds the command until it exits; the
         // grace period is for one that closed that socket but kept the pipe.)
-        await outDrain.finish(grace: .seconds(5))
-        await errDrain.finish(grace: .seconds(5))
+        async let outDone: Void = outDrain.finish(grace: .seconds(5))
+        async let errDone: Void = errDrain.finish(grace: .seconds(5))
+        _ = await (outDone, errDone)
         collector.flush()
         let (out, err) = collector.result
         if collector.canceled {
@@ -168,12 +169,7 @@ private final class PipeDrain: @unchecked Sendable {
         lock.withLock { started = true }
         let thread = Thread { [self] in
             drain()
-            let w: CheckedContinuation<Void, Never>? = lock.withLock {
-                done = true
-                defer { waiter = nil }
-                return waiter
-            }
-            w?.resume()
+            release()
         }
         thread.name = name
         thread.stackSize = 256 << 10
@@ -191,21 +187,28 @@ private final class PipeDrain: @unchecked Sendable {
                 let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n > 0 {
                     onData(Data(buffer[0..<n]))
-                    continue
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    return
                 }
-                if n == 0 || (errno != EINTR && errno != EAGAIN) { return }
             }
+            // Checked after every read too: a left-behind writer that never pauses must not hold us.
             if let deadline = lock.withLock({ deadline }), ContinuousClock.now >= deadline { return }
         }
     }
 
-    /// Returns once the pipe reached its end, or `grace` after this call.
+    /// Returns once the pipe reached its end, or `grace` after this call (a second later at most, even if
+    /// the reading thread never got to run: Foundation's `Thread` does not report a failed `pthread_create`,
+    /// which a pod's pids limit can cause).
     func finish(grace: Duration) async {
         let alreadyDone: Bool = lock.withLock {
             deadline = ContinuousClock.now + grace
             return done || !started
         }
         if alreadyDone { return }
+        let backstop = Task { [self] in
+            try? await Task.sleep(for: grace + .seconds(1))
+            release()
+        }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow: Bool = lock.withLock {
                 if done { return true }
@@ -214,6 +217,17 @@ private final class PipeDrain: @unchecked Sendable {
             }
             if resumeNow { c.resume() }
         }
+        backstop.cancel()
+    }
+
+    /// Resumes the waiter, if any, exactly once.
+    private func release() {
+        let w: CheckedContinuation<Void, Never>? = lock.withLock {
+            done = true
+            defer { waiter = nil }
+            return waiter
+        }
+        w?.resume()
     }
 }
 

@@ -382,10 +382,15 @@ struct ConfigReader {
     }
 
     /// `30s`, `5m`, `1h`, `90`.
+    /// `30s`, `5m`, `1h`, `250ms`, `90` (seconds); nil for anything else, including `inf`, `nan` and more than
+    /// a week (a value that would overflow where it becomes a `Duration`).
     static func seconds(_ s: String) -> Double? {
+        var value = Double(s)
         for (suffix, factor) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] where s.hasSuffix(suffix) {
-            return Double(s.dropLast(suffix.count)).map { $0 * factor }
+            value = Double(s.dropLast(suffix.count)).map { $0 * factor }
+            break
         }
-        return Double(s)
+        guard let v = value, v.isFinite, v >= 0, v <= 7 * 86_400 else { return nil }
+        return v
     }
 }

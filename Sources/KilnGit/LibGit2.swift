@@ -1,4 +1,5 @@
 import CLibGit2
+import Foundation
 
 /// Process-wide facts about the linked libgit2 and its one-time initialisation.
 ///
@@ -39,7 +40,14 @@ public enum LibGit2 {
         _ = initOnce
     }
 
-    private static let initOnce: Int32 = git_libgit2_init()
+    private static let initOnce: Int32 = {
+        // libgit2's HTTPS transport (mbedTLS) writes with plain send(2): a write to a connection the server — or
+        // the stall watchdog — has closed raises SIGPIPE, whose default action kills the process. SwiftNIO
+        // ignores it the same way whenever it opens a socket; processes Kiln spawns itself get the default back
+        // (BackgroundProcess.resetSignals).
+        signal(SIGPIPE, SIG_IGN)
+        return git_libgit2_init()
+    }()
 
     /// The runtime version of libgit2.
     public static var version: Version {

@@ -24,6 +24,11 @@ final class NetworkWatch: @unchecked Sendable {
     var fired: Bool { lock.withLock { _fired } }
 
     func overdue(at now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastActivity >= timeout } }
+
+    /// No callback for ten timeouts: cut even if the socket still moves data. Keepalives (an sshd's
+    /// `ClientAliveInterval` probes, which libssh2 answers) would otherwise keep a hung server's call alive for
+    /// ever; a real transfer calls back at least every 100 KiB.
+    func hopeless(at now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastActivity >= timeout * 10 } }
     func markFired() { lock.withLock { _fired = true } }
 }
 
@@ -83,9 +88,7 @@ final class StallWatchdog: @unchecked Sendable {
             for watch in watches.values where watch.overdue(at: now) {
                 guard let tid = watch.tid else { continue }
                 // Marked before the cut: the blocked thread wakes at once and reads the mark for its error.
-                if Self.interrupt(thread: tid, unlessActiveWithin: watch.timeout, beforeCut: { watch.markFired() }) == .active {
-                    watch.touch()
-                }
+                Self.interrupt(thread: tid, unlessActiveWithin: watch.hopeless(at: now) ? nil : watch.timeout, beforeCut: { watch.markFired() })
             }
             condition.unlock()
             Thread.sleep(forTimeInterval: 0.25)
@@ -108,8 +111,10 @@ final class StallWatchdog: @unchecked Sendable {
     @discardableResult
     static func interrupt(thread tid: pid_t, unlessActiveWithin window: Duration? = nil, beforeCut: () -> Void = {}) -> Outcome {
         guard let call = blockedCall(of: tid) else { return .notBlocked }
-        let sockets = descriptors(of: call).filter(isSocket)
-        guard !sockets.isEmpty else { return .notBlocked }
+        let sockets = descriptors(of: call).filter(isConnectionSocket)
+        // Still in the same call after the descriptors were looked at: they are the call's, not numbers the
+        // thread closed meanwhile and another thread reused.
+        guard !sockets.isEmpty, blockedCall(of: tid) == call else { return .notBlocked }
         if let window {
             let ms = window.components.seconds * 1000 + window.components.attoseconds / 1_000_000_000_000_000
             if sockets.contains(where: { quietMilliseconds($0).map { Int64($0) < ms } ?? false }) { return .active }
@@ -166,17 +171,40 @@ final class StallWatchdog: @unchecked Sendable {
             return [Int32(call.arguments[0])]
         }
         if pollCalls.contains(call.number) {
-            // The array is on the blocked thread's stack, in this process: readable while it waits.
+            // The array is on the blocked thread's stack, in this process. Read through /proc/self/mem, not by
+            // dereferencing: should the thread have moved on, a stale address gives EIO instead of a crash.
             let count = min(Int(call.arguments[1]), 8)
-            guard count > 0, let base = UnsafePointer<pollfd>(bitPattern: call.arguments[0]) else { return [] }
-            return (0..<count).map { base[$0].fd }.filter { $0 >= 0 }
+            guard count > 0, call.arguments[0] != 0, selfMemory >= 0 else { return [] }
+            var fds = [pollfd](repeating: pollfd(fd: -1, events: 0, revents: 0), count: count)
+            let size = count * MemoryLayout<pollfd>.stride
+            let n = fds.withUnsafeMutableBytes { pread(selfMemory, $0.baseAddress, size, off_t(Int64(bitPattern: UInt64(call.arguments[0])))) }
+            guard n == size else { return [] }
+            return fds.map(\.fd).filter { $0 >= 0 }
         }
         return []
     }
 
-    static func isSocket(_ fd: Int32) -> Bool {
+    /// /proc/self/mem, opened once.
+    static let selfMemory: Int32 = open("/proc/self/mem", O_RDONLY | O_CLOEXEC)
+
+    /// A socket that is, or is becoming, a connection: never a listening socket (the controller's own HTTP
+    /// ports, which a stale descriptor number could name) and never a socket with no peer, unless it is
+    /// connecting (a SYN nobody answers).
+    static func isConnectionSocket(_ fd: Int32) -> Bool {
         var st = stat()
-        return fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return false }
+        var listening: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) == 0, listening != 0 { return false }
+        var peer = sockaddr_storage()
+        var peerSize = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let connected = withUnsafeMutablePointer(to: &peer) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &peerSize) == 0 }
+        }
+        if connected { return true }
+        var info = tcp_info()
+        var infoSize = socklen_t(MemoryLayout<tcp_info>.size)
+        return getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &infoSize) == 0 && info.tcpi_state == 2  // TCP_SYN_SENT
     }
 
     /// The kernel's id of the calling thread (`gettid`, which Swift's Glibc does not export), or nil. Never a

@@ -537,13 +537,16 @@ struct ControllerCommand: AsyncParsableCommand {
 }
 
 /// `30s`, `5m`, `1h`, `90` (seconds).
+/// Up to a week; `inf`, `nan`, negative and larger values are nil (they would trap converting to Int).
 func parseDuration(_ s: String) -> Duration? {
-    let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-    for (suffix, ms) in units where s.hasSuffix(suffix) {
-        guard let n = Double(s.dropLast(suffix.count)), n >= 0 else { return nil }
-        return .milliseconds(Int(n * Double(ms)))
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    var ms = Double(s).map { $0 * 1000 }
+    for (suffix, factor) in units where s.hasSuffix(suffix) {
+        ms = Double(s.dropLast(suffix.count)).map { $0 * factor }
+        break
     }
-    return Double(s).map { .milliseconds(Int($0 * 1000)) }
+    guard let v = ms, v.isFinite, v >= 0, v <= 7 * 86_400_000 else { return nil }
+    return .milliseconds(Int(v))
 }
 
 // MARK: - kiln status / history

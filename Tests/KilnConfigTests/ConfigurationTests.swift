@@ -39,6 +39,11 @@ import Testing
         #expect {
             _ = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: 0s\n", file: "k.yaml")
         } throws: { "\($0)".contains("k.yaml:3: $.repositories[0].timeout: expected a duration of at least 1s, like 30s or 2m; found '0s'") }
+        for bad in ["inf", "1e20s", "nan", "8d"] {
+            #expect(throws: (any Error).self, "\(bad)") {
+                _ = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: \(bad)\n    interval: \(bad)\n", file: "k.yaml")
+            }
+        }
     }
 
     @Test func everyProblemNamesTheKeyAndLine() throws {

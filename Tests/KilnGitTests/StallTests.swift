@@ -76,6 +76,33 @@ final class MuteServer {
         #expect(try await local.resolve("HEAD") != nil)
     }
 
+    /// A server that keeps sending a byte now and then but never gets anywhere (like keepalives in front of a
+    /// hung git): the socket looks active, yet with no callback for ten timeouts the call is cut.
+    @Test func keepalivesDoNotHoldACallForEver() async throws {
+        let server = try MuteServer()
+        let listener = server.fd
+        Thread {
+            let peer = accept(listener, nil, nil)
+            guard peer >= 0 else { return }
+            defer { close(peer) }
+            var request = [UInt8](repeating: 0, count: 4096)
+            _ = recv(peer, &request, request.count, 0)
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\nContent-Length: 100000\r\n\r\nfff0"
+            guard send(peer, head, head.utf8.count, Int32(MSG_NOSIGNAL)) > 0 else { return }
+            // One byte of a pkt-line that never ends, every 200 ms, until the client goes away.
+            while send(peer, "a", 1, Int32(MSG_NOSIGNAL)) == 1 { usleep(200_000) }
+        }.start()
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let repo = try GitRepository.initBare(dir + "/mirror.git")
+        let start = ContinuousClock.now
+        await #expect {
+            _ = try await repo.remoteHeads("http://127.0.0.1:\(server.port)/images.git", timeout: .seconds(1))
+        } throws: { ($0 as? GitError)?.timedOut == true }
+        let took = ContinuousClock.now - start
+        #expect(took >= .seconds(9) && took < .seconds(20), "cut after ten timeouts, not one and not never: \(took)")
+    }
+
     /// The mechanism on its own: a thread blocked in `recv` and one blocked in `poll` on a socket are released
     /// by `interrupt(thread:)`; a thread that waits on something else (a pipe) is left alone.
     @Test func interruptReleasesABlockedSocketCallOnly() async throws {
