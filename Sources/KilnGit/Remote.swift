@@ -337,7 +337,8 @@ extension GitRepository {
         if let p = state.hostKeyProblem { e.message = p }
         if state.attempts > state.maxAttempts { e.message = "authentication failed after \(state.maxAttempts) attempts with \(state.credentials): \(e.message)" }
         if let watch = state.watch, watch.fired {
-            e.message = "timed out: no progress for \(watch.timeout), connection closed (\(e.message))"
+            let traffic = watch.firedDespiteTraffic ? " (the connection moved only a trickle of bytes for \(watch.timeout * 10))" : ""
+            e.message = "timed out: no progress for \(watch.timeout)\(traffic), connection closed (\(e.message))"
             e.timedOut = true
         }
         return e

@@ -22,6 +22,9 @@ final class NetworkWatch: @unchecked Sendable {
 
     /// Whether the watchdog gave up on the call (and cut its connection).
     var fired: Bool { lock.withLock { _fired } }
+    /// Whether it was cut although bytes still moved (keepalives), after ten timeouts.
+    var firedDespiteTraffic: Bool { lock.withLock { _despiteTraffic } }
+    private var _despiteTraffic = false
 
     func overdue(at now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastActivity >= timeout } }
 
@@ -29,7 +32,12 @@ final class NetworkWatch: @unchecked Sendable {
     /// `ClientAliveInterval` probes, which libssh2 answers) would otherwise keep a hung server's call alive for
     /// ever; a real transfer calls back at least every 100 KiB.
     func hopeless(at now: ContinuousClock.Instant) -> Bool { lock.withLock { now - lastActivity >= timeout * 10 } }
-    func markFired() { lock.withLock { _fired = true } }
+    func markFired(despiteTraffic: Bool = false) {
+        lock.withLock {
+            _fired = true
+            _despiteTraffic = despiteTraffic
+        }
+    }
 }
 
 /// Gives up on libgit2 network calls that make no progress (Flux's `timeout` for git operations).
@@ -88,7 +96,8 @@ final class StallWatchdog: @unchecked Sendable {
             for watch in watches.values where watch.overdue(at: now) {
                 guard let tid = watch.tid else { continue }
                 // Marked before the cut: the blocked thread wakes at once and reads the mark for its error.
-                Self.interrupt(thread: tid, unlessActiveWithin: watch.hopeless(at: now) ? nil : watch.timeout, beforeCut: { watch.markFired() })
+                let hopeless = watch.hopeless(at: now)
+                Self.interrupt(thread: tid, unlessActiveWithin: hopeless ? nil : watch.timeout, beforeCut: { watch.markFired(despiteTraffic: hopeless) })
             }
             condition.unlock()
             Thread.sleep(forTimeInterval: 0.25)

@@ -26,6 +26,19 @@ final class MuteServer {
     deinit { close(fd) }
 }
 
+/// Waits, polling every 20 ms on this thread, until `condition` holds or `limit` passes.
+func waitUntil(_ limit: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
+    let end = ContinuousClock.now + limit
+    while ContinuousClock.now < end {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
+}
+
+/// Durations are asserted loosely here: the suite runs beside VM builds on two cores, and a test task can wait
+/// many seconds for a thread (20 s seen in CI). What tells a cut at the timeout from the keepalive rule's cut at
+/// ten timeouts is the error text, not the clock.
 @Suite struct StallTests {
     /// Every transport, and each of ls-remote, fetch and push: given up after the timeout, with an error that
     /// says so, and the repository usable afterwards.
@@ -44,17 +57,18 @@ final class MuteServer {
             _ = try await repo.remoteHeads(url, knownHosts: hosts, timeout: .seconds(2))
         } throws: { error in
             guard let e = error as? GitError else { return false }
-            return e.timedOut && e.description.contains("timed out: no progress for 2.0 seconds") && e.operation.hasPrefix("connect to")
+            return e.timedOut && e.description.contains("timed out: no progress for 2.0 seconds, connection closed")
+                && !e.description.contains("trickle") && e.operation.hasPrefix("connect to")
         }
         var took = ContinuousClock.now - start
-        #expect(took >= .seconds(2) && took < .seconds(10), "took \(took)")
+        #expect(took >= .seconds(2) && took < .seconds(120), "took \(took)")
 
         start = .now
         await #expect {
             try await repo.fetch(url, refspecs: ["+refs/heads/main:refs/heads/main"], knownHosts: hosts, timeout: .seconds(1))
-        } throws: { ($0 as? GitError)?.timedOut == true }
+        } throws: { ($0 as? GitError).map { $0.timedOut && !$0.description.contains("trickle") } == true }
         took = ContinuousClock.now - start
-        #expect(took >= .seconds(1) && took < .seconds(10), "took \(took)")
+        #expect(took >= .seconds(1) && took < .seconds(120), "took \(took)")
 
         let work = dir + "/work"
         _ = try git("init", "-q", work, in: dir)
@@ -67,10 +81,10 @@ final class MuteServer {
             try await local.push(url, refspecs: ["refs/heads/main:refs/heads/main"], knownHosts: hosts, timeout: .seconds(1))
         } throws: { error in
             guard case .failed(let e) = error as? PushError else { return false }
-            return e.timedOut
+            return e.timedOut && !e.description.contains("trickle")
         }
         took = ContinuousClock.now - start
-        #expect(took < .seconds(10), "took \(took)")
+        #expect(took < .seconds(120), "took \(took)")
 
         // The repository's thread is free again: local work goes on.
         #expect(try await local.resolve("HEAD") != nil)
@@ -98,9 +112,9 @@ final class MuteServer {
         let start = ContinuousClock.now
         await #expect {
             _ = try await repo.remoteHeads("http://127.0.0.1:\(server.port)/images.git", timeout: .seconds(1))
-        } throws: { ($0 as? GitError)?.timedOut == true }
+        } throws: { ($0 as? GitError).map { $0.timedOut && $0.description.contains("moved only a trickle of bytes for 10.0 seconds") } == true }
         let took = ContinuousClock.now - start
-        #expect(took >= .seconds(9) && took < .seconds(20), "cut after ten timeouts, not one and not never: \(took)")
+        #expect(took >= .seconds(9) && took < .seconds(120), "cut after ten timeouts, not one and not never: \(took)")
     }
 
     /// The mechanism on its own: a thread blocked in `recv` and one blocked in `poll` on a socket are released
@@ -140,14 +154,15 @@ final class MuteServer {
             return read(readEnd, &byte, 1)
         }
         // Let both block.
-        try await Task.sleep(for: .milliseconds(300))
+        func waitingOn(_ b: Blocked) -> [Int32]? { StallWatchdog.blockedCall(of: b.snapshot.0).map { StallWatchdog.descriptors(of: $0) } }
+        #expect(waitUntil { waitingOn(viaRecv) == [sock] && waitingOn(viaPipe) == [readEnd] })
         let (recvTid, r0) = viaRecv.snapshot
         let (pipeTid, p0) = viaPipe.snapshot
         #expect(r0 == nil && p0 == nil)
         #expect(StallWatchdog.blockedCall(of: recvTid).map { StallWatchdog.descriptors(of: $0) } == [sock])
         #expect(StallWatchdog.interrupt(thread: pipeTid) == .notBlocked, "a pipe is not a socket")
         #expect(StallWatchdog.interrupt(thread: recvTid, unlessActiveWithin: .seconds(60)) == .cut, "not TCP: no activity to go by")
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(waitUntil { viaRecv.snapshot.1 != nil })
         #expect(viaRecv.snapshot.1 == 0, "recv returns end-of-file once the socket is shut down")
         #expect(viaPipe.snapshot.1 == nil, "the pipe reader still waits")
         _ = write(pipeFDs[1], "x", 1)
@@ -161,11 +176,11 @@ final class MuteServer {
             var fds = [pollfd(fd: -1, events: 0, revents: 0), pollfd(fd: sock2, events: Int16(POLLIN), revents: 0)]
             return Int(poll(&fds, 2, -1))
         }
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(waitUntil { waitingOn(viaPoll) == [sock2] })
         let pollTid = viaPoll.snapshot.0
         #expect(StallWatchdog.blockedCall(of: pollTid).map { StallWatchdog.descriptors(of: $0) } == [sock2])
         #expect(StallWatchdog.interrupt(thread: pollTid) == .cut)
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(waitUntil { viaPoll.snapshot.1 != nil })
         #expect(viaPoll.snapshot.1 == 1, "poll reports the shut-down socket")
     }
 
@@ -198,20 +213,32 @@ final class MuteServer {
             while recv(client, &buffer, 16, 0) > 0 {}
             reader.lock.withLock { reader.ended = true }
         }.start()
-        // A byte every 100 ms for a second and a half.
-        for _ in 0..<15 {
-            _ = send(peer, "x", 1, 0)
-            try await Task.sleep(for: .milliseconds(100))
+        // A byte every 100 ms, from a thread of its own, until told to stop.
+        final class Flag: @unchecked Sendable {
+            let lock = NSLock()
+            var value = false
+            var isSet: Bool { lock.withLock { value } }
         }
+        let stop = Flag()
+        Thread {
+            while !stop.isSet {
+                _ = send(peer, "x", 1, Int32(MSG_NOSIGNAL))
+                usleep(100_000)
+            }
+        }.start()
+        #expect(waitUntil {
+            let t = reader.lock.withLock { reader.tid }
+            return t != 0 && StallWatchdog.blockedCall(of: t).map { StallWatchdog.descriptors(of: $0) } == [client]
+        })
         let tid = reader.lock.withLock { reader.tid }
-        #expect(StallWatchdog.quietMilliseconds(client).map { $0 < 500 } == true)
-        #expect(StallWatchdog.interrupt(thread: tid, unlessActiveWithin: .seconds(1)) == .active)
+        #expect(waitUntil { StallWatchdog.quietMilliseconds(client).map { $0 < 500 } == true })
+        #expect(StallWatchdog.interrupt(thread: tid, unlessActiveWithin: .seconds(5)) == .active)
         #expect(reader.lock.withLock { !reader.ended })
         // Quiet for longer than the window: cut.
-        try await Task.sleep(for: .milliseconds(1300))
+        stop.lock.withLock { stop.value = true }
+        #expect(waitUntil { (StallWatchdog.quietMilliseconds(client) ?? 0) > 1200 })
         #expect(StallWatchdog.interrupt(thread: tid, unlessActiveWithin: .seconds(1)) == .cut)
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(reader.lock.withLock { reader.ended })
+        #expect(waitUntil { reader.lock.withLock { reader.ended } })
     }
 
     @Test func parsesTheSyscallFile() {
