@@ -180,8 +180,8 @@ extension SSHTransportTests {
         let silentStart = ContinuousClock.now
         await #expect {
             try await mirror.fetch(url, refspecs: ["+refs/heads/main:refs/heads/other"], credentials: creds, knownHosts: known, timeout: .seconds(2))
-        } throws: { ($0 as? GitError)?.timedOut == true }
-        #expect(ContinuousClock.now - silentStart < .seconds(15))
+        } throws: { ($0 as? GitError).map { $0.timedOut && !$0.description.contains("trickle") } == true }
+        #expect(ContinuousClock.now - silentStart < .seconds(120), "cut, not left hanging (loose: the test process can be starved for seconds in CI)")
     }
 }
 
