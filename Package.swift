@@ -4,6 +4,9 @@
 // Module layout and dependency direction: see DESIGN.md (shared) and README.md.
 import PackageDescription
 
+/// Kiln's own targets build with warnings as errors, so none creeps in; dependencies keep their own settings.
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
 let package = Package(
     name: "Kiln",
     platforms: [.macOS(.v14)],
@@ -21,7 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
@@ -41,7 +44,8 @@ let package = Package(
             dependencies: [
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Persistence: SQLite through GRDB (WAL).
         .target(
@@ -49,7 +53,8 @@ let package = Package(
             dependencies: [
                 "KilnTemplates",
                 .product(name: "GRDB", package: "GRDB.swift"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Source images, the build VM (QEMU, KVM or TCG), the SSH communicator, bootstrap and import.
         .target(
@@ -59,7 +64,8 @@ let package = Package(
                 "KilnStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Distribution: regions, managed images, the Compute Gallery (versions, replicas), fixed VHDs.
         .target(
@@ -70,7 +76,8 @@ let package = Package(
                 "KilnBuild",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // The orchestration core: template resources, staging, runs, the worker pool, crash recovery.
         .target(
@@ -84,25 +91,29 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // A small Swift layer over libgit2.
         .target(
             name: "KilnGit",
-            dependencies: ["CLibGit2", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["CLibGit2", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
         ),
         // GitOps: desired state from a commit, the reconciler, the status writer.
         .target(
             name: "KilnGitOps",
             dependencies: ["KilnTemplates", "KilnStore", "KilnCore", "KilnGit",
                            .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
         // The service configuration file (kiln --config): settings for every other module, checked with lines.
         .target(
             name: "KilnConfig",
             dependencies: ["KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
         // HTTP: the controller's endpoints (webhooks, /healthz, /readyz, Prometheus /metrics); the AIB REST API later.
         .target(
@@ -111,7 +122,8 @@ let package = Package(
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
         // The CLI: parse, call, print.
         .executableTarget(
@@ -128,46 +140,56 @@ let package = Package(
                 "KilnConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
         // Benchmarks that need the libraries (scripts/bench-gitops).
         .executableTarget(
             name: "KilnBench",
             dependencies: ["KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnTemplatesTests",
             dependencies: ["KilnTemplates"],
-            exclude: ["Fixtures"]
+            exclude: ["Fixtures"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnStoreTests",
-            dependencies: ["KilnStore"]
+            dependencies: ["KilnStore"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnBuildTests",
-            dependencies: ["KilnBuild", "KilnStore", "KilnTemplates"]
+            dependencies: ["KilnBuild", "KilnStore", "KilnTemplates"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnCoreTests",
-            dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild", "KilnDistribute"]
+            dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild", "KilnDistribute"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnGitTests",
-            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"]
+            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnConfigTests",
-            dependencies: ["KilnConfig", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["KilnConfig", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnServerTests",
-            dependencies: ["KilnServer", "KilnStore", "KilnGitOps"]
+            dependencies: ["KilnServer", "KilnStore", "KilnGitOps"],
+            swiftSettings: strict
         ),
         .testTarget(
             name: "KilnCLITests",
-            dependencies: ["KilnGit", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["KilnGit", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
         ),
     ]
 )

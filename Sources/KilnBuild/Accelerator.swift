@@ -58,7 +58,7 @@ public struct AcceleratorProbe: Sendable {
         let (accel, reason) = await probe(kernel: probeKernelPath)
         try? FileManager.default.ensureDirectory(cacheDir)
         if let data = try? JSONEncoder().encode(Cached(bootId: bootId, qemu: qemu, accelerator: accel, reason: reason)) {
-            FileManager.default.createFile(atPath: resultPath, contents: data)
+            _ = FileManager.default.createFile(atPath: resultPath, contents: data)
         }
         logger.info("accelerator probe", metadata: ["accelerator": "\(accel.rawValue)", "reason": "\(reason)"])
         return (accel, accel == .tcg ? "kiln: \(reason); using TCG software emulation" : nil)

@@ -3,11 +3,6 @@ import KilnStore
 import KilnTemplates
 import Logging
 
-/// AIB's run sub-states that the build goes through.
-public enum BuildPhase: String, Sendable, Hashable, Codable, CaseIterable {
-    case building = "Building", customizing = "Customizing", optimizing = "Optimizing", validating = "Validating", distributing = "Distributing"
-}
-
 /// Everything one build needs, prepared by the orchestration core.
 public struct BuildRequest: Sendable {
     public var runId: String
@@ -44,7 +39,6 @@ public struct BuildResult: Sendable {
     public var capturedDisk: String
     public var sha256: String
     public var virtualSize: Int64
-    public var phaseSeconds: [String: Double]
     /// Set when in-VM validation failed but `continueDistributeOnFailure` lets distribution go on (the run
     /// still ends Failed).
     public var validationFailure: String?
@@ -58,7 +52,6 @@ public enum BuildError: Error, Sendable, CustomStringConvertible {
     case customizerFailed(index: Int, name: String, type: String, exitCode: Int32, logTail: [String], keptVM: String?)
     case customizerUnsupported(index: Int, name: String, reason: String)
     case validationFailed(String, keptVM: String?)
-    case timeout(minutes: Int, phase: BuildPhase)
     case canceled
     case io(String)
 
@@ -72,7 +65,6 @@ public enum BuildError: Error, Sendable, CustomStringConvertible {
             return s
         case .customizerUnsupported(let i, let name, let reason): return "customizer \(i + 1) ('\(name)'): \(reason)"
         case .validationFailed(let m, let kept): return "validation failed: \(m)" + (kept.map { "\n\($0)" } ?? "")
-        case .timeout(let minutes, let phase): return "the build timed out after \(minutes) minutes (buildTimeoutInMinutes) while \(phase.rawValue.lowercased())"
         case .canceled: return "the run was canceled"
         case .io(let m): return m
         }
@@ -87,12 +79,12 @@ public struct Builder: Sendable {
     public var request: BuildRequest
     public var logger: Logger
     /// Called at each phase change.
-    public var onPhase: @Sendable (BuildPhase) async -> Void
+    public var onPhase: @Sendable (RunSubState) async -> Void
     /// Every log line (for `--follow`).
     public var onLogLine: (@Sendable (String) -> Void)?
 
     public init(request: BuildRequest, logger: Logger = Logger(label: "kiln.build"),
-                onPhase: @escaping @Sendable (BuildPhase) async -> Void = { _ in }, onLogLine: (@Sendable (String) -> Void)? = nil) {
+                onPhase: @escaping @Sendable (RunSubState) async -> Void = { _ in }, onLogLine: (@Sendable (String) -> Void)? = nil) {
         self.request = request
         self.logger = logger
         self.onPhase = onPhase
@@ -102,16 +94,30 @@ public struct Builder: Sendable {
     var log: BuildLog { BuildLog(path: (request.logDirectory as NSString).appendingPathComponent("customization.log"), echo: onLogLine) }
 
     public func run() async throws(BuildError) -> BuildResult {
-        let fm = FileManager.default
-        var phases: [String: Double] = [:]
-        var notes: [String] = []
         let log = self.log
-        let t = request.template
-        do { try fm.ensureDirectory(request.workDirectory) } catch { throw .io("cannot create \(request.workDirectory): \(error)") }
-
-        // Building: overlay, key, seed, VM, SSH.
+        do { try FileManager.default.ensureDirectory(request.workDirectory) } catch { throw .io("cannot create \(request.workDirectory): \(error)") }
         await onPhase(.building)
-        var clock = ContinuousClock.now
+        let (vm, ssh, overlay) = try await bootBuildVM(log: log)
+        await onPhase(.customizing)
+        try await customizeAndShutDown(vm: vm, ssh: ssh, log: log)
+        let (sha, info) = try await capture(overlay, log: log)
+        var notes: [String] = []
+        // Optimizing: Kiln does nothing here yet, and says so.
+        if request.template.properties.optimize.vmBoot.state == .enabled {
+            await onPhase(.optimizing)
+            let note = "optimize.vmBoot: no boot optimization is implemented in Kiln yet; the image was not changed"
+            log.marker(note)
+            notes.append(note)
+        }
+        let validationFailure = try await validateIfAsked()
+        try? FileManager.default.removeItem(atPath: request.workDirectory)
+        return BuildResult(capturedDisk: request.capturedDisk, sha256: sha, virtualSize: info.virtualSize,
+                           validationFailure: validationFailure, notes: notes)
+    }
+
+    /// Building: overlay on the source, key, seed, VM, SSH.
+    func bootBuildVM(log: BuildLog) async throws(BuildError) -> (VirtualMachine, SSHClient, overlay: String) {
+        let t = request.template
         log.marker("Building: source \(request.source.reference) (\(request.source.generation.rawValue)), run \(request.runId)")
         let size = buildVMSize()
         let overlay = (request.workDirectory as NSString).appendingPathComponent("os-disk.qcow2")
@@ -134,18 +140,20 @@ public struct Builder: Sendable {
             throw .io("\(error)")
         }
         log.line("VM up: \(size.cpus) vCPU, \(size.memoryMiB) MiB, \(request.accelerator.rawValue); SSH on 127.0.0.1:\(ssh.port)")
-        phases["Building"] = seconds(since: clock)
+        return (vm, ssh, overlay)
+    }
 
-        // Customizing.
-        await onPhase(.customizing)
-        clock = ContinuousClock.now
+    /// Customizing: the customizers in order, then deprovision and power-off. A failure is handled as
+    /// `errorHandling.onCustomizerError` says (the VM kept for debugging, or killed).
+    func customizeAndShutDown(vm: VirtualMachine, ssh: SSHClient, log: BuildLog) async throws(BuildError) {
+        let onError = request.template.properties.errorHandling.onCustomizerError
         do {
             try await customize(vm: vm, ssh: ssh, log: log)
             try Task.checkCancellation()
             try await deprovisionAndShutdown(vm: vm, ssh: ssh, log: log)
         } catch let e as BuildError {
-            await handleFailure(e, vm: vm, action: t.properties.errorHandling.onCustomizerError, log: log)
-            throw keptVM(e, vm: vm, ssh: ssh, action: t.properties.errorHandling.onCustomizerError)
+            await handleFailure(e, vm: vm, action: onError, log: log)
+            throw keptVM(e, vm: vm, ssh: ssh, action: onError)
         } catch is CancellationError {
             await vm.forceKill()
             throw .canceled
@@ -153,10 +161,11 @@ public struct Builder: Sendable {
             await vm.forceKill()
             throw .io("\(error)")
         }
-        phases["Customizing"] = seconds(since: clock)
+    }
 
-        // Capture: flatten the overlay into a standalone, sparse image.
-        clock = ContinuousClock.now
+    /// Capture: flattens the overlay into a standalone, sparse image; returns its digest and size.
+    func capture(_ overlay: String, log: BuildLog) async throws(BuildError) -> (sha256: String, info: DiskInfo) {
+        let fm = FileManager.default
         log.marker("Capturing the OS disk")
         let sha: String
         let info: DiskInfo
@@ -171,40 +180,26 @@ public struct Builder: Sendable {
             throw .io("capture failed: \(error)")
         }
         log.line("captured \(request.capturedDisk) (\(info.virtualSize >> 20) MiB virtual, \(DiskTool.allocatedSize(request.capturedDisk) >> 20) MiB on disk, sha256 \(sha))")
-        phases["Capturing"] = seconds(since: clock)
+        return (sha, info)
+    }
 
-        // Optimizing: Kiln does nothing here yet, and says so.
-        if t.properties.optimize.vmBoot.state == .enabled {
-            await onPhase(.optimizing)
-            let note = "optimize.vmBoot: no boot optimization is implemented in Kiln yet; the image was not changed"
-            log.marker(note)
-            notes.append(note)
+    /// Validating, when the template has in-VM validations. Returns the failure that
+    /// `continueDistributeOnFailure` lets distribution go on with; throws any other.
+    func validateIfAsked() async throws(BuildError) -> String? {
+        let v = request.template.properties.validate
+        guard !v.inVMValidations.isEmpty else { return nil }
+        await onPhase(.validating)
+        do {
+            try await validate()
+            return nil
+        } catch let e as BuildError {
+            guard case .validationFailed(let m, _) = e, v.continueDistributeOnFailure else { throw e }
+            return m
+        } catch is CancellationError {
+            throw .canceled
+        } catch {
+            throw .io("\(error)")
         }
-
-        // Validating.
-        var validationFailure: String?
-        if !t.properties.validate.inVMValidations.isEmpty {
-            await onPhase(.validating)
-            clock = ContinuousClock.now
-            do {
-                try await validate()
-            } catch let e as BuildError {
-                guard case .validationFailed(let m, _) = e else { throw e }
-                if t.properties.validate.continueDistributeOnFailure {
-                    validationFailure = m
-                } else {
-                    throw e
-                }
-            } catch is CancellationError {
-                throw .canceled
-            } catch {
-                throw .io("\(error)")
-            }
-            phases["Validating"] = seconds(since: clock)
-        }
-        try? fm.removeItem(atPath: request.workDirectory)
-        return BuildResult(capturedDisk: request.capturedDisk, sha256: sha, virtualSize: info.virtualSize, phaseSeconds: phases,
-                           validationFailure: validationFailure, notes: notes)
     }
 
     /// vmSize → vCPUs and memory. Under TCG at least two vCPUs (when the host has them): QEMU emulates each
@@ -238,12 +233,9 @@ public struct Builder: Sendable {
             log.line("waiting for SSH (up to \(request.sshTimeout.components.seconds) s)")
             try await vm.waitForSSH(ssh, timeout: request.sshTimeout)
             return (vm, ssh)
-        } catch let e as VMError {
-            await vm.forceKill()
-            throw BuildError.vm(e)
         } catch {
             await vm.forceKill()
-            throw error
+            throw BuildError.vm(error)
         }
     }
 

@@ -138,7 +138,7 @@ public struct DebianBootstrap: Sendable {
             try fm.ensureDirectory(baseDir)
             progress("debootstrap \(DebianRecipe.suite) (minbase + \(DebianRecipe.packages.count) packages) from \(mirror)")
             let logPath = (baseDir as NSString).appendingPathComponent("debootstrap-\(rootfsKey).log")
-            fm.createFile(atPath: logPath, contents: nil)
+            _ = fm.createFile(atPath: logPath, contents: nil)
             let log = FileHandle(forWritingAtPath: logPath)
             defer { try? log?.close() }
             let progress = self.progress
@@ -157,7 +157,7 @@ public struct DebianBootstrap: Sendable {
             try await configure(rootfs: tmp)
             try? fm.removeItem(atPath: dir)
             try fm.moveItem(atPath: tmp, toPath: dir)
-            fm.createFile(atPath: done, contents: Data())
+            _ = fm.createFile(atPath: done, contents: Data())
             return dir
         } catch let e as BootstrapError {
             throw e
@@ -176,12 +176,12 @@ public struct DebianBootstrap: Sendable {
         for f in (try? fm.contentsOfDirectory(atPath: p("etc/ssh"))) ?? [] where f.hasPrefix("ssh_host_") {
             try fm.removeItem(atPath: p("etc/ssh/\(f)"))
         }
-        fm.createFile(atPath: p("etc/machine-id"), contents: Data())
+        _ = fm.createFile(atPath: p("etc/machine-id"), contents: Data())
         try? fm.removeItem(atPath: p("var/lib/dbus/machine-id"))
         for f in DebianRecipe.files {
             try fm.ensureDirectory((p(f.path) as NSString).deletingLastPathComponent)
             try? fm.removeItem(atPath: p(f.path))
-            fm.createFile(atPath: p(f.path), contents: Data(f.content.utf8), attributes: [.posixPermissions: f.mode])
+            _ = fm.createFile(atPath: p(f.path), contents: Data(f.content.utf8), attributes: [.posixPermissions: f.mode])
         }
         try await ProcessRunner.check("chroot", [r, "systemctl", "enable"] + DebianRecipe.enabledUnits)
         try await ProcessRunner.check("chroot", [r, "systemctl", "mask"] + DebianRecipe.maskedUnits)
@@ -200,7 +200,7 @@ public struct DebianBootstrap: Sendable {
     /// Stage 2: partition table, file systems and boot loader in a raw file.
     func makeDisk(rootfs: String, generation: HyperVGeneration, at out: String, work: String) async throws {
         let fm = FileManager.default
-        fm.createFile(atPath: out, contents: nil)
+        _ = fm.createFile(atPath: out, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         try h.truncate(atOffset: UInt64(diskSizeMiB) << 20)
         try h.close()

@@ -21,11 +21,10 @@ public struct KilnLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-                    file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         var fields = metadata
-        if let explicit { fields.merge(explicit) { _, new in new } }
-        let text = Self.render(date: Date(), level: level, label: label, message: "\(message)", fields: fields, format: format)
+        if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
+        let text = Self.render(date: Date(), level: event.level, label: label, message: "\(event.message)", fields: fields, format: format)
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 

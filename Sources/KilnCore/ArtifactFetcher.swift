@@ -147,7 +147,7 @@ public struct ArtifactFetcher: Sendable {
                 let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
                 let status = response.status.code
                 if status == 200 {
-                    var body = try await response.body.collect(upTo: maxBytes)
+                    let body = try await response.body.collect(upTo: maxBytes)
                     return Data(body.readableBytesView)
                 }
                 // Drain an error body (bounded) so the connection is released, not left half-read.

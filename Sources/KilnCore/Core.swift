@@ -12,9 +12,7 @@ public struct TemplateResource: Sendable {
     public var resourceId: ResourceID
 
     public var name: String { record.name }
-    public var provisioningState: ImageTemplateStatus.ProvisioningState {
-        ImageTemplateStatus.ProvisioningState(rawValue: record.provisioningState) ?? .failed
-    }
+    public var provisioningState: ProvisioningState { record.provisioningState }
 }
 
 /// Where a template being created came from, which decides how its relative artifact paths resolve.
@@ -130,7 +128,7 @@ public final class KilnCore: Sendable {
                                        name: t.name, stagingResourceGroup: t.properties.stagingResourceGroup)
         var record = TemplateRecord(id: id.description, subscription: id.subscription, resourceGroup: id.resourceGroup, name: t.name,
                                     location: t.location, document: Self.document(t), contentHash: loaded.contentHash,
-                                    sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: "Creating",
+                                    sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: .creating,
                                     stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
         record.managedBy = origin.managedBy
         do {
@@ -148,12 +146,10 @@ public final class KilnCore: Sendable {
             record = try await database.updateTemplate(id: record.id) { r in
                 switch outcome {
                 case .success(let artifacts):
-                    r.provisioningState = "Succeeded"
+                    try r.apply(.staged)
                     r.artifacts = artifacts
                 case .failure(let e):
-                    r.provisioningState = "Failed"
-                    r.provisioningErrorCode = e.code.rawValue
-                    r.provisioningErrorMessage = e.message
+                    try r.apply(.stagingFailed(code: e.code.rawValue, message: e.message))
                 }
             }
         } catch {
@@ -163,7 +159,7 @@ public final class KilnCore: Sendable {
             logger.notice("template provisioning failed", metadata: ["template": "\(record.id)", "code": "\(e.code)", "error": "\(e.message)"])
         }
         let resource = TemplateResource(record: record, template: t, resourceId: id)
-        if record.provisioningState == "Succeeded", t.properties.autoRun.state == .enabled {
+        if record.provisioningState == .succeeded, t.properties.autoRun.state == .enabled {
             _ = try await queueRun(resource)
         }
         return resource

@@ -34,15 +34,8 @@ extension KilnCore {
                 throw CoreError.operationNotAllowed("\(resource.name) has no run in progress to cancel")
             }
             let updated = try await database.updateRun(id: run.id) { r in
-                guard r.isActive else { return }
-                r.cancelRequested = true
-                if r.owner == nil {
-                    r.runState = "Canceled"
-                    r.message = "canceled before it started"
-                    r.endTime = Date()
-                } else {
-                    r.runState = "Canceling"
-                }
+                // A run that ended meanwhile stays as it ended.
+                try? r.apply(.requestCancel(reason: "canceled before it started"))
             }
             logger.info("run cancel requested", metadata: ["template": "\(resource.record.id)", "run": "\(run.id)"])
             return updated
@@ -52,6 +45,16 @@ extension KilnCore {
             throw .from(e)
         } catch {
             throw .io("\(error)")
+        }
+    }
+
+    /// Claims a queued run (the oldest, or `runId`) for `owner` (this process by default) when fewer than
+    /// `parallelism` runs execute across all processes; nil when there is none or no slot is free.
+    public func claimQueuedRun(owner: RunOwner = .current, parallelism: Int, runId: String? = nil) async throws(CoreError) -> RunRecord? {
+        do {
+            return try await database.claimQueuedRun(parallelism: parallelism, runId: runId) { r in try r.apply(.claim(owner)) }
+        } catch {
+            throw .from(error)
         }
     }
 
@@ -84,17 +87,14 @@ extension KilnCore {
             guard let owner = run.owner, !owner.isAlive else { continue }
             let stopped = Leftovers.stopVMs(in: run.workDirectory, runId: run.id)
             try? FileManager.default.removeItem(atPath: run.workDirectory)
-            let phase = run.runSubState ?? "running"
-            var message = "the Kiln process that executed this run (\(owner)) stopped while the run was \(run.runState == "Canceling" ? "canceling" : phase); "
+            let phase = run.runState == .canceling ? "canceling" : (run.runSubState?.rawValue ?? "running")
+            var message = "the Kiln process that executed this run (\(owner)) stopped while the run was \(phase); "
             message += stopped.isEmpty ? "no build VM was left running" : "its build VM (QEMU process \(stopped.map(String.init).joined(separator: ", "))) was stopped"
             message += " and the work directory removed. Start a new run."
-            let canceled = run.runState == "Canceling"
             let text = message
             if let r = try? await database.updateRun(id: run.id, { r in
-                guard r.isActive, r.owner == owner else { return }
-                r.runState = canceled ? "Canceled" : "Failed"
-                r.message = text
-                r.endTime = Date()
+                guard r.owner == owner else { return }
+                try? r.apply(.recover(message: text))
             }) {
                 logger.notice("recovered an abandoned run", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "vms": "\(stopped)"])
                 recovered.append(r)
@@ -110,8 +110,8 @@ extension RunRecord {
     /// `lastRunStatus` exactly as AIB reports it.
     public var lastRunStatus: ImageTemplateStatus.LastRunStatus {
         var s = ImageTemplateStatus.LastRunStatus()
-        s.runState = .init(rawValue: runState)
-        s.runSubState = runSubState.flatMap { .init(rawValue: $0) }
+        s.runState = runState
+        s.runSubState = runSubState
         s.message = message ?? ""
         s.startTime = queuedAt.iso8601
         s.endTime = endTime?.iso8601

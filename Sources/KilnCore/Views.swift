@@ -2,87 +2,167 @@ import Foundation
 import KilnStore
 import KilnTemplates
 
-/// The ARM/AIB JSON shapes of the core's resources: what `kiln template show --output json` prints and the
-/// REST API returns.
-extension TemplateResource {
-    /// The imageTemplates resource with its read-only properties, as AIB's GET returns it, plus a `kiln`
-    /// object with what AIB keeps hidden (content hash, origin, staging path, the run's logs and phases).
-    public func resourceJSON(lastRun: RunRecord?) -> [String: Any] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var root = ((try? encoder.encode(template)).flatMap { try? JSONSerialization.jsonObject(with: $0) } as? [String: Any]) ?? [:]
-        root["id"] = record.id
-        root["type"] = "Microsoft.VirtualMachineImages/imageTemplates"
-        var props = root["properties"] as? [String: Any] ?? [:]
-        props["provisioningState"] = record.provisioningState
-        if let code = record.provisioningErrorCode {
-            props["provisioningError"] = ["provisioningErrorCode": code, "message": record.provisioningErrorMessage ?? ""]
+/// The ARM/AIB shapes of the core's resources, as Codable documents: what `kiln template show --output json`
+/// prints and the REST API will return. Built from the records only here, so every front end agrees.
+
+/// An imageTemplates resource with its read-only properties, as AIB's GET returns it, plus a `kiln` object
+/// with what AIB keeps hidden (content hash, origin, staging path, the newest run, the status document).
+public struct ImageTemplateResourceDocument: Encodable, Sendable {
+    public static let resourceType = "Microsoft.VirtualMachineImages/imageTemplates"
+
+    public var id: String
+    public var template: ImageTemplate
+    public var status: ImageTemplateStatus
+    public var kiln: KilnTemplateDetails
+
+    public init(_ resource: TemplateResource, lastRun: RunRecord?) {
+        let r = resource.record
+        id = r.id
+        template = resource.template
+        var s = ImageTemplateStatus()
+        s.provisioningState = r.provisioningState
+        s.provisioningError = r.provisioningErrorCode.map { .init(provisioningErrorCode: ErrorCode(rawValue: $0), message: r.provisioningErrorMessage ?? "") }
+        s.exactStagingResourceGroup = r.stagingResourceGroup
+        s.lastRunStatus = lastRun?.lastRunStatus
+        s.sourceExactVersion = lastRun?.sourceExactVersion
+        status = s
+        kiln = KilnTemplateDetails(contentHash: r.contentHash, stagingDirectory: r.stagingDirectory, artifacts: r.artifacts,
+                                   createdAt: r.createdAt.iso8601, sourceFile: r.sourceFile, sourceCommit: r.sourceCommit,
+                                   lastRun: lastRun.map(RunDocument.init), status: TemplateStatusDocument(template: r, lastRun: lastRun))
+    }
+
+    enum CodingKeys: String, CodingKey { case id, type, name, location, tags, identity, properties, kiln }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(Self.resourceType, forKey: .type)
+        try c.encode(template.name, forKey: .name)
+        try c.encode(template.location, forKey: .location)
+        try c.encode(template.tags, forKey: .tags)
+        try c.encode(template.identity, forKey: .identity)
+        try c.encode(PropertiesDocument(properties: template.properties, status: status), forKey: .properties)
+        try c.encode(kiln, forKey: .kiln)
+    }
+
+    /// `properties`: what the user wrote, then the read-only state in the same object; `source.exactVersion`
+    /// inside `source`, where AIB reports it.
+    struct PropertiesDocument: Encodable {
+        var properties: ImageTemplateProperties
+        var status: ImageTemplateStatus
+
+        enum Keys: String, CodingKey { case source, provisioningState, provisioningError, lastRunStatus, exactStagingResourceGroup }
+
+        func encode(to encoder: any Encoder) throws {
+            try properties.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            if let v = status.sourceExactVersion { try c.encode(SourceDocument(source: properties.source, exactVersion: v), forKey: .source) }
+            try c.encodeIfPresent(status.provisioningState, forKey: .provisioningState)
+            try c.encodeIfPresent(status.provisioningError, forKey: .provisioningError)
+            try c.encodeIfPresent(status.lastRunStatus, forKey: .lastRunStatus)
+            try c.encodeIfPresent(status.exactStagingResourceGroup, forKey: .exactStagingResourceGroup)
         }
-        props["exactStagingResourceGroup"] = record.stagingResourceGroup
-        if let lastRun {
-            props["lastRunStatus"] = lastRun.lastRunStatusJSON
-            if let v = lastRun.sourceExactVersion, var source = props["source"] as? [String: Any] {
-                source["exactVersion"] = v
-                props["source"] = source
-            }
+    }
+
+    struct SourceDocument: Encodable {
+        var source: ImageSource
+        var exactVersion: String
+        enum Keys: String, CodingKey { case exactVersion }
+        func encode(to encoder: any Encoder) throws {
+            try source.encode(to: encoder)
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encode(exactVersion, forKey: .exactVersion)
         }
-        root["properties"] = props
-        var kiln: [String: Any] = [
-            "contentHash": record.contentHash,
-            "stagingDirectory": record.stagingDirectory,
-            "artifacts": record.artifacts.map { ["reference": $0.reference, "path": $0.path, "sha256": $0.sha256, "size": $0.size] as [String: Any] },
-            "createdAt": record.createdAt.iso8601,
-        ]
-        if let f = record.sourceFile { kiln["sourceFile"] = f }
-        if let c = record.sourceCommit { kiln["sourceCommit"] = c }
-        if let lastRun { kiln["lastRun"] = lastRun.json }
-        root["kiln"] = kiln
-        return root
     }
 }
 
-extension RunRecord {
-    public var lastRunStatusJSON: [String: Any] {
-        var s: [String: Any] = ["runState": runState, "message": message ?? "", "startTime": queuedAt.iso8601]
-        if let sub = runSubState { s["runSubState"] = sub }
-        if let e = endTime { s["endTime"] = e.iso8601 }
-        return s
-    }
+/// What Kiln adds to a template resource.
+public struct KilnTemplateDetails: Encodable, Sendable {
+    public var contentHash: String
+    public var stagingDirectory: String
+    public var artifacts: [StagedArtifact]
+    public var createdAt: String
+    public var sourceFile: String?
+    public var sourceCommit: String?
+    public var lastRun: RunDocument?
+    /// The same document the status branch stores for this template.
+    public var status: TemplateStatusDocument
+}
 
-    /// Everything Kiln records about a run.
-    public var json: [String: Any] {
-        var o: [String: Any] = [
-            "runId": id, "templateId": templateId, "runState": runState, "message": message ?? "",
-            "queuedAt": queuedAt.iso8601, "phaseSeconds": phaseSeconds, "logDirectory": logDirectory,
-            "customizationLog": (logDirectory as NSString).appendingPathComponent("customization.log"),
-            "timeoutMinutes": timeoutMinutes,
-            "runOutputs": outputs.map(\.json),
-        ]
-        if let v = runSubState { o["runSubState"] = v }
-        if let v = startTime { o["startTime"] = v.iso8601 }
-        if let v = endTime { o["endTime"] = v.iso8601 }
-        if let v = sourceReference { o["source"] = v }
-        if let v = sourceExactVersion { o["sourceExactVersion"] = v }
-        if let v = artifactPath { o["artifactPath"] = v }
-        if let v = artifactSha256 { o["artifactSha256"] = v }
-        if let v = artifactSize { o["artifactSize"] = v }
-        if let v = owner { o["ownerPid"] = v.pid }
-        if cancelRequested { o["cancelRequested"] = true }
-        return o
+/// Everything Kiln records about a run.
+public struct RunDocument: Encodable, Sendable {
+    public var runId: String
+    public var templateId: String
+    public var runState: RunState
+    public var runSubState: RunSubState?
+    public var message: String
+    public var queuedAt: String
+    public var startTime: String?
+    public var endTime: String?
+    public var phaseSeconds: [RunSubState: Double]
+    public var logDirectory: String
+    public var customizationLog: String
+    public var timeoutMinutes: Int
+    public var runOutputs: [RunOutputDocument]
+    public var source: String?
+    public var sourceExactVersion: String?
+    public var artifactPath: String?
+    public var artifactSha256: String?
+    public var artifactSize: Int64?
+    public var ownerPid: Int32?
+    public var cancelRequested: Bool?
+
+    public init(_ r: RunRecord) {
+        runId = r.id
+        templateId = r.templateId
+        runState = r.runState
+        runSubState = r.runSubState
+        message = r.message ?? ""
+        queuedAt = r.queuedAt.iso8601
+        startTime = r.startTime?.iso8601
+        endTime = r.endTime?.iso8601
+        phaseSeconds = r.phaseSeconds
+        logDirectory = r.logDirectory
+        customizationLog = (r.logDirectory as NSString).appendingPathComponent("customization.log")
+        timeoutMinutes = r.timeoutMinutes
+        runOutputs = r.outputs.map(RunOutputDocument.init)
+        source = r.sourceReference
+        sourceExactVersion = r.sourceExactVersion
+        artifactPath = r.artifactPath
+        artifactSha256 = r.artifactSha256
+        artifactSize = r.artifactSize
+        ownerPid = r.owner?.pid
+        cancelRequested = r.cancelRequested ? true : nil
     }
 }
 
-extension RunOutputRecord {
-    /// A runOutputs child resource's body.
-    public var json: [String: Any] {
-        var p: [String: Any] = ["provisioningState": provisioningState]
-        if let v = artifactId { p["artifactId"] = v }
-        if let v = artifactUri { p["artifactUri"] = v }
-        var o: [String: Any] = ["name": name, "type": "Microsoft.VirtualMachineImages/imageTemplates/runOutputs", "properties": p]
-        var kiln: [String: Any] = [:]
-        if let m = message { kiln["message"] = m }
-        if let s = seconds { kiln["seconds"] = s }
-        if !kiln.isEmpty { o["kiln"] = kiln }
-        return o
+/// A runOutputs child resource's body.
+public struct RunOutputDocument: Encodable, Sendable {
+    public struct Properties: Encodable, Sendable {
+        public var provisioningState: ProvisioningState
+        public var artifactId: String?
+        public var artifactUri: String?
     }
+    public struct Details: Encodable, Sendable {
+        public var message: String?
+        public var seconds: Double?
+    }
+    public static let resourceType = "Microsoft.VirtualMachineImages/imageTemplates/runOutputs"
+
+    public var name: String
+    public var type = Self.resourceType
+    public var properties: Properties
+    public var kiln: Details?
+
+    public init(_ o: RunOutputRecord) {
+        name = o.name
+        properties = Properties(provisioningState: o.provisioningState, artifactId: o.artifactId, artifactUri: o.artifactUri)
+        kiln = o.message == nil && o.seconds == nil ? nil : Details(message: o.message, seconds: o.seconds)
+    }
+}
+
+/// ARM's list shape: `{"value": [...]}`.
+public struct ListDocument<Element: Encodable & Sendable>: Encodable, Sendable {
+    public var value: [Element]
+    public init(value: [Element]) { self.value = value }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import KilnStore
+import KilnTemplates
 
 /// Executes queued runs, at most `parallelism` at once across every process sharing the database (the
 /// claim and the count happen in one transaction).
@@ -19,9 +20,9 @@ public struct WorkerPool: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<parallelism {
                 group.addTask {
-                    while !Task.isCancelled {
+                    while !Task.isCancelled, !ExecutingRuns.shared.isStopping {
                         await core.recoverAbandonedRuns()
-                        if let run = try? await core.database.claimQueuedRun(owner: .current, parallelism: parallelism) {
+                        if let run = try? await core.claimQueuedRun(parallelism: parallelism) {
                             let id = run.id
                             _ = await RunExecutor(core: core, runId: id, onEvent: { onEvent(id, $0) }).execute()
                             continue
@@ -37,7 +38,7 @@ public struct WorkerPool: Sendable {
     /// Whether a queued run waits that nobody has claimed (a slot held by another process may free up).
     func hasWaitingRuns() async -> Bool {
         let active = (try? await core.database.activeRuns()) ?? []
-        return active.contains { $0.owner == nil && $0.runSubState == "Queued" && $0.runState == "Running" }
+        return active.contains(where: \.isWaiting)
     }
 
     /// Sees one run to its end: executes it here when a slot is free, or follows it while another process
@@ -45,12 +46,9 @@ public struct WorkerPool: Sendable {
     public func runToCompletion(_ runId: String, onEvent: @escaping @Sendable (RunEvent) -> Void) async throws(CoreError) -> RunRecord {
         while true {
             await core.recoverAbandonedRuns()
-            do {
-                if try await core.database.claimQueuedRun(owner: .current, parallelism: parallelism, runId: runId) != nil {
-                    return await RunExecutor(core: core, runId: runId, onEvent: onEvent).execute()
-                }
-            } catch {
-                throw .from(error)
+            if ExecutingRuns.shared.isStopping { return try await core.run(id: runId) }
+            if try await core.claimQueuedRun(parallelism: parallelism, runId: runId) != nil {
+                return await RunExecutor(core: core, runId: runId, onEvent: onEvent).execute()
             }
             let run = try await core.run(id: runId)
             if !run.isActive { return run }
@@ -74,7 +72,7 @@ public struct RunFollower: Sendable {
     /// Emits the logs from the start, then new lines until the run ends; returns the finished run.
     public func follow(onEvent: @escaping @Sendable (RunEvent) -> Void) async throws(CoreError) -> RunRecord {
         var offsets: [String: UInt64] = [:]
-        var lastPhase: String?
+        var lastPhase: RunSubState?
         while true {
             let run = try await core.run(id: runId)
             if run.isActive, run.owner != nil, !(run.owner!.isAlive) { await core.recoverAbandonedRuns() }

@@ -262,7 +262,7 @@ public struct Distribution: Sendable {
             let versionDir = Self.versionDirectory(regionDirs[0], gallery: gallery, definition: defName, version: v)
             var meta = metadata(image, template: template, provenance: provenance, tags: s.artifactTags)
             meta["replicationMode"] = s.replicationMode.rawValue
-            meta["state"] = "Creating"
+            meta["state"] = ProvisioningState.creating.rawValue
             var counts: [String: Int] = [:]
             for r in s.targetRegions { counts[RegionMap.normalize(r.name)] = r.replicaCount }
             let rec = GalleryVersionRecord(definitionId: def.id, version: v, excludeFromLatest: true, path: paths.relative((versionDir as NSString).appendingPathComponent("disk.qcow2")),
@@ -326,7 +326,7 @@ public struct Distribution: Sendable {
               for try await batch in outer { for (name, info) in batch { placed[name] = info } }
             }
             record.metadata["regions"] = String(decoding: try JSONEncoder.sortedKeys.encode(placed), as: UTF8.self)
-            record.metadata["state"] = "Succeeded"
+            record.metadata["state"] = ProvisioningState.succeeded.rawValue
             record.excludeFromLatest = s.excludeFromLatest
             try await database.replaceGalleryVersion(record)
             for (i, name) in regionNames.enumerated() where placed[name]?["path"] != nil {

@@ -40,7 +40,7 @@ public struct ObjectID: Sendable, Hashable, CustomStringConvertible {
         var o = oid
         var buf = [CChar](repeating: 0, count: 41)
         git_oid_tostr(&buf, 41, &o)
-        hex = String(cString: buf)
+        hex = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
     var oid: git_oid {
         var o = git_oid()

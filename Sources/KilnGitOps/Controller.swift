@@ -219,7 +219,7 @@ public actor Controller {
             sleeper = c
             Task {
                 try? await Task.sleep(for: d)
-                await self.timerFired(generation)
+                self.timerFired(generation)
             }
         }
     }
@@ -291,7 +291,7 @@ extension Controller {
                 }
                 for await poolDone in group where poolDone {
                     group.cancelAll()
-                    await self.wake()
+                    self.wake()
                 }
             }
             try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)

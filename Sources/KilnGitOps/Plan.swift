@@ -104,10 +104,10 @@ public enum Planner {
                     item.action = .move
                     item.previous = r
                     item.reason = "\(r.sourceFile ?? "?") renamed to \(d.file); same content, not rebuilt"
-                } else if r.provisioningState == "Failed", r.sourceCommit != desired.commit.hex {
+                } else if r.provisioningState == .failed, r.sourceCommit != desired.commit.hex {
                     item.action = .recreate
                     item.reason = "its create failed; retried at the new commit"
-                } else if r.provisioningState == "Succeeded", r.lastRunId == nil, RunPolicy(d.loaded.template) != .manual {
+                } else if r.provisioningState == .succeeded, r.lastRunId == nil, RunPolicy(d.loaded.template) != .manual {
                     item.action = .run
                     item.reason = "created but never run"
                 }
@@ -157,7 +157,7 @@ public enum Planner {
         default: return item
         }
         let affected = item.action == .move ? item.previous : item.recorded
-        guard let r = affected, let state = r.lastRunState, state == "Running" || state == "Canceling", let run = r.lastRunId else { return item }
+        guard let r = affected, let state = r.lastRunState, state.isActive, let run = r.lastRunId else { return item }
         var out = item
         if onChange == .cancel {
             out.cancelRun = run

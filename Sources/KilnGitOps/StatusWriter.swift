@@ -8,12 +8,13 @@ import Logging
 /// What decides "a transition happened" for one template's status file: a commit is written when this
 /// changes, and never otherwise (timestamps and messages ride along but do not trigger commits).
 struct StatusKey: Hashable, Sendable {
-    var provisioningState: String
+    var provisioningState: ProvisioningState
     var sourceCommit: String
     var contentHash: String
     var runId: String
-    var runState: String
-    var runSubState: String
+    var runState: RunState?
+    /// Only while Running: a Canceling or ended run's sub-state is not a transition of its own.
+    var runSubState: RunSubState?
     var sourceError: Bool
 
     init(_ s: ManagedTemplateSummary, sourceError: Bool) {
@@ -21,29 +22,25 @@ struct StatusKey: Hashable, Sendable {
         sourceCommit = s.sourceCommit ?? ""
         contentHash = s.contentHash
         runId = s.lastRunId ?? ""
-        runState = s.lastRunState ?? ""
-        runSubState = s.lastRunState == "Running" ? (s.lastRunSubState ?? "") : ""
+        runState = s.lastRunState
+        runSubState = s.lastRunState == .running ? s.lastRunSubState : nil
         self.sourceError = sourceError
     }
 
-    init?(document d: [String: Any]) {
-        guard let p = d["provisioningState"] as? String else { return nil }
+    init?(document d: TemplateStatusDocument) {
+        guard let p = d.provisioningState else { return nil }
         provisioningState = p
-        sourceCommit = d["sourceCommit"] as? String ?? ""
-        contentHash = d["contentHash"] as? String ?? ""
-        runId = d["runId"] as? String ?? ""
-        let last = d["lastRunStatus"] as? [String: Any]
-        runState = last?["runState"] as? String ?? ""
-        runSubState = runState == "Running" ? (last?["runSubState"] as? String ?? "") : ""
-        sourceError = d["sourceError"] != nil
+        sourceCommit = d.sourceCommit ?? ""
+        contentHash = d.contentHash ?? ""
+        runId = d.runId ?? ""
+        runState = d.lastRunStatus?.runState
+        runSubState = runState == .running ? d.lastRunStatus?.runSubState : nil
+        sourceError = d.sourceError != nil
     }
 
-    /// `Succeeded`, `Running/Customizing`, `Failed`, `Accepted` (created, no run yet).
+    /// The words of the commit subject and `kiln status`: see `TemplateStatusLabel`.
     var label: String {
-        if provisioningState != "Succeeded" { return provisioningState == "Failed" ? "Failed to create" : provisioningState }
-        if runState.isEmpty { return sourceError ? "Source invalid" : "Accepted" }
-        let base = runState == "Running" ? "Running/\(runSubState)" : runState
-        return sourceError ? base + ", source invalid" : base
+        TemplateStatusLabel(provisioningState: provisioningState, runState: runState, runSubState: runSubState, sourceInvalid: sourceError).text
     }
 }
 
@@ -111,7 +108,7 @@ public actor StatusWriter {
             let key = StatusKey(s, sourceError: errors != nil)
             guard known[path] != key else { continue }
             let doc = try await document(s, errors: errors)
-            writes.append(Write(path: path, data: Self.encode(doc), message: Self.message(name: s.name, label: key.label, summary: s),
+            writes.append(Write(path: path, data: try doc.fileData(), message: Self.message(name: s.name, label: key.label, summary: s),
                                 key: key, sourceCommit: s.sourceCommit))
         }
         for (path, _) in known where !live.contains(path) {
@@ -123,8 +120,8 @@ public actor StatusWriter {
             let path = Self.invalidPath(file: bad.file)
             invalidLive.insert(path)
             guard !knownInvalid.contains(path) else { continue }
-            let doc: [String: Any] = ["file": bad.file, "provisioningState": "Failed", "sourceError": bad.diagnostics.map(Self.json)]
-            writes.append(Write(path: path, data: Self.encode(doc), message: "\(bad.file): Invalid\n\nKiln-Status: invalid", key: nil, sourceCommit: nil))
+            let doc = TemplateStatusDocument(invalidFile: bad.file, diagnostics: bad.diagnostics)
+            writes.append(Write(path: path, data: try doc.fileData(), message: "\(bad.file): Invalid\n\nKiln-Status: invalid", key: nil, sourceCommit: nil))
         }
         for path in knownInvalid where !invalidLive.contains(path) {
             writes.append(Write(path: path, data: nil, message: "\(path.dropFirst("status/_invalid/".count).dropLast(5)): Fixed or removed\n\nKiln-Status: fixed", key: nil, sourceCommit: nil))
@@ -152,8 +149,7 @@ public actor StatusWriter {
         guard let tip else { return }
         for f in try await repo.files(at: tip) where f.path.hasPrefix("status/") && f.path.hasSuffix(".json") {
             if f.path.hasPrefix("status/_invalid/") { knownInvalid.insert(f.path); continue }
-            guard let d = try? JSONSerialization.jsonObject(with: try await repo.blob(f.blob)) as? [String: Any],
-                  let key = StatusKey(document: d) else { continue }
+            guard let d = try? TemplateStatusDocument.decode(try await repo.blob(f.blob)), let key = StatusKey(document: d) else { continue }
             known[f.path] = key
         }
     }
@@ -260,43 +256,11 @@ public actor StatusWriter {
 
     // MARK: Documents
 
-    func document(_ s: ManagedTemplateSummary, errors: [Diagnostic]?) async throws -> [String: Any] {
-        let t = try await database.template(id: s.id)
+    func document(_ s: ManagedTemplateSummary, errors: [Diagnostic]?) async throws -> TemplateStatusDocument {
+        guard let t = try await database.template(id: s.id) else { throw StoreError.notFound("image template \(s.id)") }
         var run: RunRecord?
         if let id = s.lastRunId { run = try await database.run(id: id) }
-        var d: [String: Any] = [
-            "templateId": s.id, "name": s.name, "resourceGroup": s.resourceGroup,
-            "sourceFile": s.sourceFile ?? NSNull(), "sourceCommit": s.sourceCommit ?? NSNull(), "contentHash": s.contentHash,
-            "provisioningState": s.provisioningState,
-        ]
-        if let code = t?.provisioningErrorCode {
-            d["provisioningError"] = ["provisioningErrorCode": code, "message": t?.provisioningErrorMessage ?? ""]
-        }
-        if let errors { d["sourceError"] = errors.map(Self.json) }
-        if let run {
-            d["runId"] = run.id
-            d["lastRunStatus"] = run.lastRunStatusJSON
-            d["runOutputs"] = run.outputs.map { o -> [String: Any] in
-                var j: [String: Any] = ["name": o.name, "provisioningState": o.provisioningState]
-                if let a = o.artifactId { j["artifactId"] = a }
-                if let u = o.artifactUri { j["artifactUri"] = u }
-                if let m = o.message { j["message"] = m }
-                return j
-            }
-            d["phases"] = run.phaseSeconds.mapValues { ($0 * 10).rounded() / 10 }
-            d["logs"] = run.logDirectory
-        }
-        return d
-    }
-
-    static func json(_ d: Diagnostic) -> [String: Any] {
-        ["file": d.file, "line": d.line, "path": d.path.description, "code": d.code.rawValue, "message": d.message]
-    }
-
-    static func encode(_ d: [String: Any]) -> Data {
-        var data = (try? JSONSerialization.data(withJSONObject: d, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        data.append(0x0A)
-        return data
+        return TemplateStatusDocument(template: t, lastRun: run, sourceErrors: errors)
     }
 
     static func message(name: String, label: String, summary s: ManagedTemplateSummary) -> String {

@@ -1,6 +1,7 @@
 import Foundation
 import KilnGitOps
 import KilnStore
+import KilnTemplates
 import Prometheus
 
 /// The controller's Prometheus metrics.
@@ -21,8 +22,8 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
                                                .seconds(30), .seconds(60), .seconds(300)]
     static let phaseBuckets: [Duration] = [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200].map { .seconds($0) }
     /// Listed so that the series exist (at zero) before the first template is in that state.
-    static let templateStates = ["Creating", "Updating", "Succeeded", "Failed", "Deleting", "Canceled"]
-    static let runStates = ["Running", "Succeeded", "PartiallySucceeded", "Failed", "Canceling", "Canceled"]
+    static let templateStates = ProvisioningState.allCases
+    static let runStates = RunState.allCases
     public static let webhookResults = ["accepted", "rejected", "unknown"]
 
     /// Every series a repository has is created here, at zero, so that `rate()` and alerts work from the start.
@@ -36,8 +37,8 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
             for op in GitOperation.allCases { _ = gitErrorCounter(repo, op) }
             for result in Self.webhookResults { _ = webhookCounter(repo, result) }
         }
-        for s in Self.templateStates { templateGauge(s).set(to: 0) }
-        for s in Self.runStates { runGauge(s).set(to: 0) }
+        for s in Self.templateStates { templateGauge(s.rawValue).set(to: 0) }
+        for s in Self.runStates { runGauge(s.rawValue).set(to: 0) }
         _ = queueGauge
     }
 
@@ -139,8 +140,6 @@ actor ScrapeState {
     /// after a later one) cannot make a run be missed; this set keeps those re-read runs from counting twice.
     var recent: [String: Date] = [:]
     static let overlap: TimeInterval = 10
-    var seenTemplateStates: Set<String> = []
-    var seenRunStates: Set<String> = []
 
     init(watermark: Date) {
         self.floor = watermark
@@ -149,12 +148,9 @@ actor ScrapeState {
 
     func refresh(_ m: ControllerMetrics) async throws(StoreError) {
         let counts = try await m.database.counts()
-        for s in seenTemplateStates.union(ControllerMetrics.templateStates) { m.templateGauge(s).set(to: Double(counts.templatesByState[s] ?? 0)) }
-        for (s, n) in counts.templatesByState { m.templateGauge(s).set(to: Double(n)) }
-        seenTemplateStates.formUnion(counts.templatesByState.keys)
-        for s in seenRunStates.union(ControllerMetrics.runStates) { m.runGauge(s).set(to: Double(counts.runsByState[s] ?? 0)) }
-        for (s, n) in counts.runsByState { m.runGauge(s).set(to: Double(n)) }
-        seenRunStates.formUnion(counts.runsByState.keys)
+        // Every state is an enum case, so the full set of series is known and each is set on every scrape.
+        for s in ControllerMetrics.templateStates { m.templateGauge(s.rawValue).set(to: Double(counts.templatesByState[s] ?? 0)) }
+        for s in ControllerMetrics.runStates { m.runGauge(s.rawValue).set(to: Double(counts.runsByState[s] ?? 0)) }
         m.queueGauge.set(to: Double(counts.queued))
 
         let ended = try await m.database.runsEnded(since: max(floor, watermark.addingTimeInterval(-Self.overlap)))
@@ -163,10 +159,10 @@ actor ScrapeState {
         for run in ended {
             guard let end = run.endTime, end >= floor, end >= horizon, recent[run.id] == nil else { continue }
             for (phase, seconds) in run.phaseSeconds where seconds >= 0 {
-                m.phaseHistogram(phase).record(.milliseconds(Int64(seconds * 1000)))
+                m.phaseHistogram(phase.rawValue).record(.milliseconds(Int64(seconds * 1000)))
             }
             if let start = run.startTime, end >= start {
-                m.runHistogram(run.runState).record(.milliseconds(Int64(end.timeIntervalSince(start) * 1000)))
+                m.runHistogram(run.runState.rawValue).record(.milliseconds(Int64(end.timeIntervalSince(start) * 1000)))
             }
             recent[run.id] = end
             watermark = max(watermark, end)

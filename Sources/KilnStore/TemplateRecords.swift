@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import KilnTemplates
 
 /// One customization artifact copied into a template's staging area at create.
 public struct StagedArtifact: Sendable, Hashable, Codable {
@@ -36,7 +37,7 @@ public struct TemplateRecord: Sendable, Hashable, Codable {
     /// The GitOps source that owns this template (a repository key), or nil for templates created by hand.
     /// The reconciler prunes only the templates its own repository manages.
     public var managedBy: String?
-    public var provisioningState: String
+    public var provisioningState: ProvisioningState
     public var provisioningErrorCode: String?
     public var provisioningErrorMessage: String?
     public var stagingDirectory: String
@@ -47,7 +48,7 @@ public struct TemplateRecord: Sendable, Hashable, Codable {
     public var updatedAt: Date
 
     public init(id: String, subscription: String, resourceGroup: String, name: String, location: String, document: String,
-                contentHash: String, sourceFile: String?, sourceCommit: String?, provisioningState: String,
+                contentHash: String, sourceFile: String?, sourceCommit: String?, provisioningState: ProvisioningState,
                 stagingDirectory: String, stagingResourceGroup: String, createdAt: Date) {
         self.idKey = id.lowercased()
         self.id = id
@@ -78,12 +79,12 @@ public struct RunOutputRecord: Sendable, Hashable, Codable {
     public var name: String
     public var artifactId: String?
     public var artifactUri: String?
-    public var provisioningState: String
+    public var provisioningState: ProvisioningState
     public var message: String?
     /// How long this target took.
     public var seconds: Double?
 
-    public init(name: String, artifactId: String?, artifactUri: String?, provisioningState: String, message: String? = nil, seconds: Double? = nil) {
+    public init(name: String, artifactId: String?, artifactUri: String?, provisioningState: ProvisioningState, message: String? = nil, seconds: Double? = nil) {
         self.name = name
         self.artifactId = artifactId
         self.artifactUri = artifactUri
@@ -115,8 +116,8 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var templateKey: String
     public var templateId: String
     /// AIB's runState / runSubState / message.
-    public var runState: String
-    public var runSubState: String?
+    public var runState: RunState
+    public var runSubState: RunSubState?
     public var message: String?
     public var queuedAt: Date
     public var startTime: Date?
@@ -128,7 +129,8 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var workDirectory: String
     /// `packerlogs/<runId>/` in the staging area.
     public var logDirectory: String
-    public var phaseSeconds: [String: Double]
+    /// Wall-clock seconds spent in each phase (Queued included).
+    public var phaseSeconds: [RunSubState: Double]
     public var sourceReference: String?
     public var sourceExactVersion: String?
     public var artifactPath: String?
@@ -140,8 +142,8 @@ public struct RunRecord: Sendable, Hashable, Codable {
         self.id = id
         self.templateKey = templateId.lowercased()
         self.templateId = templateId
-        self.runState = "Running"
-        self.runSubState = "Queued"
+        self.runState = .running
+        self.runSubState = .queued
         self.queuedAt = queuedAt
         self.cancelRequested = false
         self.timeoutMinutes = timeoutMinutes
@@ -152,8 +154,9 @@ public struct RunRecord: Sendable, Hashable, Codable {
     }
 
     /// Running or Canceling: the run has not reached a final state.
-    public var isActive: Bool { Self.activeStates.contains(runState) }
-    public static let activeStates = ["Running", "Canceling"]
+    public var isActive: Bool { runState.isActive }
+    /// Queued and not yet claimed by a process.
+    public var isWaiting: Bool { runState == .running && runSubState == .queued && owner == nil }
 }
 
 extension RunRecord: FetchableRecord, PersistableRecord {

@@ -1,5 +1,9 @@
 import Foundation
 import GRDB
+import KilnTemplates
+
+/// The SQL spelling of the active run states, for filters.
+private let activeRunStates = RunState.active.map(\.rawValue)
 
 /// Template resources and their runs. Every check-then-act (create on a free id, refuse a delete while a run
 /// is active, claim a queued run under the parallelism limit) happens inside one write transaction, so
@@ -55,9 +59,9 @@ extension KilnDatabase {
         try await write { db in
             guard var record = try TemplateRecord.fetchOne(db, key: id.lowercased()) else { throw StoreError.notFound("image template \(id)") }
             if let run = try Self.activeRun(db, templateKey: record.idKey) {
-                throw StoreError.refused("run \(run.id) of \(record.name) is \(run.runState); cancel it (kiln template cancel \(record.name)) or wait for it to finish")
+                throw StoreError.refused("run \(run.id) of \(record.name) is \(run.runState.rawValue); cancel it (kiln template cancel \(record.name)) or wait for it to finish")
             }
-            record.provisioningState = "Deleting"
+            record.provisioningState = .deleting
             record.updatedAt = Date()
             try record.update(db)
             return record
@@ -72,18 +76,18 @@ extension KilnDatabase {
     // MARK: Runs
 
     static func activeRun(_ db: Database, templateKey: String) throws -> RunRecord? {
-        try RunRecord.filter(Column("templateKey") == templateKey && RunRecord.activeStates.contains(Column("runState"))).fetchOne(db)
+        try RunRecord.filter(Column("templateKey") == templateKey && activeRunStates.contains(Column("runState"))).fetchOne(db)
     }
 
     /// Queues a run; refused while another run of the template is active or the template is not Succeeded.
     public func insertRun(_ run: RunRecord) async throws(StoreError) {
         try await write { db in
             guard let t = try TemplateRecord.fetchOne(db, key: run.templateKey) else { throw StoreError.notFound("image template \(run.templateId)") }
-            guard t.provisioningState == "Succeeded" else {
-                throw StoreError.refused("image template \(t.name) is \(t.provisioningState), not Succeeded; only a successfully created template can run")
+            guard t.provisioningState == .succeeded else {
+                throw StoreError.refused("image template \(t.name) is \(t.provisioningState.rawValue), not Succeeded; only a successfully created template can run")
             }
             if let active = try Self.activeRun(db, templateKey: run.templateKey) {
-                throw StoreError.refused("run \(active.id) of \(t.name) is still \(active.runState) (\(active.runSubState ?? "")); wait for it or cancel it")
+                throw StoreError.refused("run \(active.id) of \(t.name) is still \(active.runState.rawValue) (\(active.runSubState?.rawValue ?? "")); wait for it or cancel it")
             }
             try run.insert(db)
         }
@@ -109,7 +113,7 @@ extension KilnDatabase {
     /// Every run that has not finished, of every template.
     public func activeRuns() async throws(StoreError) -> [RunRecord] {
         try await read { db in
-            try RunRecord.filter(RunRecord.activeStates.contains(Column("runState"))).order(Column("queuedAt")).fetchAll(db)
+            try RunRecord.filter(activeRunStates.contains(Column("runState"))).order(Column("queuedAt")).fetchAll(db)
         }
     }
 
@@ -118,7 +122,7 @@ extension KilnDatabase {
         try await read { db in
             try RunRecord.fetchAll(db, sql: """
                 SELECT templateRun.* FROM templateRun JOIN imageTemplate ON imageTemplate.idKey = templateRun.templateKey
-                WHERE templateRun.runState IN ('Running', 'Canceling') AND imageTemplate.managedBy = ?
+                WHERE templateRun.runState IN (\(activeRunStates.map { "'\($0)'" }.joined(separator: ", "))) AND imageTemplate.managedBy = ?
                 ORDER BY templateRun.queuedAt
                 """, arguments: [managedBy])
         }
@@ -135,17 +139,18 @@ extension KilnDatabase {
         }
     }
 
-    /// Gives `owner` a queued, unowned run (the oldest, or `runId`) if fewer than `parallelism` runs are being
-    /// executed across all processes. Nil when there is none or no slot is free.
-    public func claimQueuedRun(owner: RunOwner, parallelism: Int, runId: String? = nil) async throws(StoreError) -> RunRecord? {
+    /// Applies `claim` (the core's claim transition) to a queued, unowned run (the oldest, or `runId`) if fewer
+    /// than `parallelism` runs are being executed across all processes. Nil when there is none or no slot is free.
+    public func claimQueuedRun(parallelism: Int, runId: String? = nil,
+                               claim: @Sendable @escaping (inout RunRecord) throws -> Void) async throws(StoreError) -> RunRecord? {
         try await write { db in
-            let executing = try RunRecord.filter(RunRecord.activeStates.contains(Column("runState")) && Column("owner") != nil).fetchCount(db)
+            let executing = try RunRecord.filter(activeRunStates.contains(Column("runState")) && Column("owner") != nil).fetchCount(db)
             guard executing < parallelism else { return nil }
-            var q = RunRecord.filter(Column("runState") == "Running" && Column("runSubState") == "Queued" && Column("owner") == nil)
+            var q = RunRecord.filter(Column("runState") == RunState.running.rawValue && Column("runSubState") == RunSubState.queued.rawValue
+                                     && Column("owner") == nil)
             if let runId { q = q.filter(Column("id") == runId) }
             guard var run = try q.order(Column("queuedAt")).fetchOne(db) else { return nil }
-            run.owner = owner
-            run.startTime = Date()
+            try claim(&run)
             try run.update(db)
             return run
         }
@@ -154,10 +159,10 @@ extension KilnDatabase {
 
 /// What the metrics endpoint reports about the store, read in one transaction.
 public struct StoreCounts: Sendable, Hashable {
-    /// Templates by `provisioningState` (Creating, Succeeded, Failed, Deleting, …).
-    public var templatesByState: [String: Int]
-    /// Runs by AIB `runState` (Running, Succeeded, PartiallySucceeded, Failed, Canceling, Canceled).
-    public var runsByState: [String: Int]
+    /// Templates by `provisioningState`.
+    public var templatesByState: [ProvisioningState: Int]
+    /// Runs by AIB `runState`.
+    public var runsByState: [RunState: Int]
     /// Runs waiting for a worker: queued and not yet claimed.
     public var queued: Int
 }
@@ -170,15 +175,16 @@ extension KilnDatabase {
 
     public func counts() async throws(StoreError) -> StoreCounts {
         try await read { db in
-            var templates: [String: Int] = [:]
+            var templates: [ProvisioningState: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT provisioningState, COUNT(*) FROM imageTemplate GROUP BY provisioningState") {
-                templates[row[0] as String? ?? "Unknown"] = row[1]
+                templates[try state(row[0], column: "imageTemplate.provisioningState")] = row[1]
             }
-            var runs: [String: Int] = [:]
+            var runs: [RunState: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT runState, COUNT(*) FROM templateRun GROUP BY runState") {
-                runs[row[0] as String? ?? "Unknown"] = row[1]
+                runs[try state(row[0], column: "templateRun.runState")] = row[1]
             }
-            let queued = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM templateRun WHERE runState = 'Running' AND runSubState = 'Queued' AND owner IS NULL") ?? 0
+            let queued = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM templateRun WHERE runState = ? AND runSubState = ? AND owner IS NULL",
+                                          arguments: [RunState.running.rawValue, RunSubState.queued.rawValue]) ?? 0
             return StoreCounts(templatesByState: templates, runsByState: runs, queued: queued)
         }
     }
@@ -199,14 +205,14 @@ public struct ManagedTemplateSummary: Sendable, Hashable {
     public var sourceFile: String?
     public var sourceCommit: String?
     public var contentHash: String
-    public var provisioningState: String
+    public var provisioningState: ProvisioningState
     /// The newest run's state and id, if any.
-    public var lastRunState: String?
-    public var lastRunSubState: String?
+    public var lastRunState: RunState?
+    public var lastRunSubState: RunSubState?
     public var lastRunId: String?
 
     public init(id: String, name: String, resourceGroup: String, sourceFile: String?, sourceCommit: String?, contentHash: String,
-                provisioningState: String, lastRunState: String?, lastRunSubState: String?, lastRunId: String?) {
+                provisioningState: ProvisioningState, lastRunState: RunState?, lastRunSubState: RunSubState?, lastRunId: String?) {
         self.id = id
         self.name = name
         self.resourceGroup = resourceGroup
@@ -225,12 +231,15 @@ extension KilnDatabase {
     public func managedTemplates(by managedBy: String) async throws(StoreError) -> [ManagedTemplateSummary] {
         try await read { db in
             // Two plain scans joined here: cheaper than a correlated subquery per template at 10,000 templates.
-            var latest: [String: (id: String, state: String, sub: String?)] = [:]
+            var latest: [String: (id: String, state: RunState, sub: RunSubState?)] = [:]
             let runs = try Row.fetchCursor(db, sql: """
                 SELECT r.templateKey, r.id, r.runState, r.runSubState, MAX(r.queuedAt) FROM templateRun r
                 JOIN imageTemplate t ON t.idKey = r.templateKey WHERE t.managedBy = ? GROUP BY r.templateKey
                 """, arguments: [managedBy])
-            while let row = try runs.next() { latest[row[0]] = (row[1], row[2], row[3]) }
+            while let row = try runs.next() {
+                let sub: String? = row[3]
+                latest[row[0]] = (row[1], try state(row[2], column: "templateRun.runState"), try sub.map { try state($0, column: "templateRun.runSubState") })
+            }
             var out: [ManagedTemplateSummary] = []
             let rows = try Row.fetchCursor(db, sql: """
                 SELECT idKey, id, name, resourceGroup, sourceFile, sourceCommit, contentHash, provisioningState
@@ -239,10 +248,19 @@ extension KilnDatabase {
             while let row = try rows.next() {
                 let run = latest[row[0]]
                 out.append(ManagedTemplateSummary(id: row[1], name: row[2], resourceGroup: row[3], sourceFile: row[4], sourceCommit: row[5],
-                                                  contentHash: row[6], provisioningState: row[7], lastRunState: run?.state,
+                                                  contentHash: row[6], provisioningState: try state(row[7], column: "imageTemplate.provisioningState"),
+                                                  lastRunState: run?.state,
                                                   lastRunSubState: run?.sub, lastRunId: run?.id))
             }
             return out
         }
     }
+}
+
+/// A state column read back as its enum: a value Kiln did not write is an error, never a silent default.
+func state<S: RawRepresentable<String>>(_ text: String?, column: String) throws(StoreError) -> S {
+    guard let text, let value = S(rawValue: text) else {
+        throw StoreError.database("\(column) holds '\(text ?? "NULL")', which is not a state Kiln writes")
+    }
+    return value
 }

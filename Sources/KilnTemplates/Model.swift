@@ -574,7 +574,7 @@ public struct AutoRun: Sendable, Hashable, Encodable {
 /// What AIB reports about a template and Kiln keeps apart from user input. Values found in an input file
 /// (a template exported from Azure) are read here and ignored for building and hashing.
 public struct ImageTemplateStatus: Sendable, Hashable, Encodable {
-    public enum ProvisioningState: String, AIBEnum {
+    public enum ProvisioningState: String, AIBEnum, Decodable {
         case creating = "Creating", updating = "Updating", succeeded = "Succeeded", failed = "Failed", deleting = "Deleting", canceled = "Canceled"
     }
     public struct ProvisioningError: Sendable, Hashable, Encodable {
@@ -585,11 +585,11 @@ public struct ImageTemplateStatus: Sendable, Hashable, Encodable {
             self.message = message
         }
     }
-    public struct LastRunStatus: Sendable, Hashable, Encodable {
-        public enum RunState: String, AIBEnum {
+    public struct LastRunStatus: Sendable, Hashable, Codable {
+        public enum RunState: String, AIBEnum, Decodable {
             case running = "Running", canceling = "Canceling", succeeded = "Succeeded", partiallySucceeded = "PartiallySucceeded", failed = "Failed", canceled = "Canceled"
         }
-        public enum RunSubState: String, AIBEnum {
+        public enum RunSubState: String, AIBEnum, Decodable, CodingKeyRepresentable {
             case queued = "Queued", building = "Building", customizing = "Customizing", optimizing = "Optimizing", validating = "Validating", distributing = "Distributing"
         }
         public var startTime: String?
@@ -612,6 +612,22 @@ public struct ImageTemplateStatus: Sendable, Hashable, Encodable {
     /// `properties.source.exactVersion`.
     public var sourceExactVersion: String?
     public init() {}
+}
+
+/// AIB's `provisioningState` of a template (and of a run output).
+public typealias ProvisioningState = ImageTemplateStatus.ProvisioningState
+/// AIB's `lastRunStatus.runState`.
+public typealias RunState = ImageTemplateStatus.LastRunStatus.RunState
+/// AIB's `lastRunStatus.runSubState`: the phase a running build is in.
+public typealias RunSubState = ImageTemplateStatus.LastRunStatus.RunSubState
+
+extension ImageTemplateStatus.LastRunStatus.RunState {
+    /// Running or Canceling: the run has not reached a final state.
+    public var isActive: Bool { self == .running || self == .canceling }
+    /// The states a run ends in.
+    public static var final: [Self] { allCases.filter { !$0.isActive } }
+    /// The states of a run that has not ended.
+    public static var active: [Self] { allCases.filter(\.isActive) }
 }
 
 // MARK: - Encoding helper

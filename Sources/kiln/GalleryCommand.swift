@@ -39,7 +39,7 @@ struct Gallery: AsyncParsableCommand {
                     "targetRegions": v.regions.sorted { $0.key < $1.key }.map { ["name": $0.key, "regionalReplicaCount": $0.value] },
                     "publishedDate": ISO8601DateFormatter().string(from: v.createdAt),
                 ] as [String: Any],
-                "provisioningState": v.metadata["state"] ?? "Succeeded",
+                "provisioningState": v.metadata["state"] ?? ProvisioningState.succeeded.rawValue,
             ] as [String: Any],
             "kiln": ["path": v.path, "sha256": v.sha256, "virtualSize": v.virtualSize, "metadata": meta] as [String: Any],
         ]

@@ -255,7 +255,7 @@ struct PlanCommand: AsyncParsableCommand {
         if let id = try? await mirror.repo.resolve(rev) { return id }
         let ref = rev.hasPrefix("refs/") ? rev : "refs/heads/\(rev)"
         guard RepoOptions.isValidBranch(String(ref.dropFirst(5))) else { throw ValidationError("--revision \(rev): not a valid revision") }
-        let src = try mirror.source
+        let src = mirror.source
         try await mirror.repo.fetch(src.url, refspecs: ["+\(ref):refs/kiln/revision"], credentials: src.credentials, knownHosts: src.knownHosts, timeout: src.timeout)
         guard let id = try await mirror.repo.resolve("refs/kiln/revision") else { throw ValidationError("--revision \(rev): not found") }
         return id
@@ -332,15 +332,17 @@ struct Reconcile: AsyncParsableCommand {
         let result: Controller.OnceResult
         do {
             let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
+            let signals = StopSignals.cancelRunsOnSignal()
+            defer { signals.forEach { $0.cancel() } }
             result = try await controller.reconcileOnce(executeRuns: !noBuild, parallelism: parallelism) { runId, event in
                 guard text, case .phase(let p) = event else { return }
-                printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId)) \(p)")
+                printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId)) \(p.rawValue)")
             }
         } catch {
             printError("kiln: \(error)")
             throw ExitCode(1)
         }
-        let failedRuns = noBuild ? [] : result.runs.filter { $0.runState != "Succeeded" }
+        let failedRuns = noBuild ? [] : result.runs.filter { $0.runState != .succeeded }
         switch global.output {
         case .json:
             var j = planJSON(result.report.plan)
@@ -349,7 +351,7 @@ struct Reconcile: AsyncParsableCommand {
                 if let r = o.runId { x["runId"] = r }
                 return x
             }
-            j["runs"] = result.runs.map(\.json)
+            j["runs"] = result.runs.map(RunDocument.init).map(jsonObject)
             j["statusCommits"] = result.statusCommits
             try printJSONObject(j)
         case .text:
@@ -566,47 +568,35 @@ struct StatusCommand: AsyncParsableCommand {
         let repo = try self.repo.resolved(global)
         let ctx = try KilnContext(global)
         let mirror = try repo.mirror(ctx.paths)
-        let docs: [(String, [String: Any])]
+        let docs: [(String, TemplateStatusDocument)]
         do {
             docs = try await readStatus(mirror: mirror)
         } catch {
             printError("kiln: \(error)")
             throw ExitCode(1)
         }
-        let selected = docs.filter { template == nil || ($0.1["name"] as? String)?.lowercased() == template!.lowercased() }
+        let selected = docs.filter { template == nil || $0.1.name?.lowercased() == template!.lowercased() }
         if let template, selected.isEmpty {
             printError("kiln: the status branch \(repo.statusBranch) has no status for \(template)")
             throw ExitCode(1)
         }
         switch global.output {
         case .json:
-            try printJSONObject(template != nil && selected.count == 1 ? selected[0].1 : ["value": selected.map(\.1)] as [String: Any])
+            if template != nil, selected.count == 1 { try printJSON(selected[0].1) } else { try printJSON(ListDocument(value: selected.map(\.1))) }
         case .text:
-            var rows: [[String]] = []
-            for (path, d) in selected {
-                let last = d["lastRunStatus"] as? [String: Any]
-                var state = d["provisioningState"] as? String ?? "?"
-                if state == "Succeeded" {
-                    if let rs = last?["runState"] as? String {
-                        state = rs + ((last?["runSubState"] as? String).map { rs == "Running" ? "/\($0)" : "" } ?? "")
-                    } else {
-                        state = "Created, not run"
-                    }
-                }
-                if d["sourceError"] != nil { state += " (source invalid)" }
-                rows.append([d["name"] as? String ?? d["file"] as? String ?? path, state, d["runId"] as? String ?? "-",
-                             d["sourceFile"] as? String ?? "-", String((d["sourceCommit"] as? String ?? "-").prefix(7))])
+            let rows = selected.map { path, d in
+                [d.name ?? d.file ?? path, d.label.text, d.runId ?? "-", d.sourceFile ?? "-", String((d.sourceCommit ?? "-").prefix(7))]
             }
             printTable(["NAME", "STATE", "RUN", "FILE", "COMMIT"], rows)
         }
     }
 
-    func readStatus(mirror: RepositoryMirror) async throws -> [(String, [String: Any])] {
+    func readStatus(mirror: RepositoryMirror) async throws -> [(String, TemplateStatusDocument)] {
         try await mirror.refresh()
         guard let tip = try await mirror.repo.resolve(mirror.source.statusRef) else { return [] }
-        var out: [(String, [String: Any])] = []
+        var out: [(String, TemplateStatusDocument)] = []
         for f in try await mirror.repo.files(at: tip).sorted(by: { $0.path < $1.path }) where f.path.hasPrefix("status/") && f.path.hasSuffix(".json") {
-            if let d = try? JSONSerialization.jsonObject(with: try await mirror.repo.blob(f.blob)) as? [String: Any] { out.append((f.path, d)) }
+            if let d = try? TemplateStatusDocument.decode(try await mirror.repo.blob(f.blob)) { out.append((f.path, d)) }
         }
         return out
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnCore
 import KilnConfig
 import Logging
 
@@ -74,9 +75,11 @@ func printError(_ s: String) {
 
 /// Encodes a value as pretty JSON on standard output.
 func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    encoder.dateEncodingStrategy = .iso8601
-    FileHandle.standardOutput.write(try encoder.encode(value))
+    FileHandle.standardOutput.write(try KilnJSON.encoder(pretty: true).encode(value))
     FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+/// A Codable document as a JSON value, for the outputs still assembled as dictionaries (plan, gallery, images).
+func jsonObject<T: Encodable>(_ value: T) -> Any {
+    (try? KilnJSON.encoder().encode(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
 }

@@ -110,7 +110,7 @@ struct Template: AsyncParsableCommand {
             if let repo = repositoryRoot(from: dir), repo != dir { roots.append(repo) }
             let origin = TemplateOrigin(file: absolute, relativeArtifacts: DirectoryArtifactSource(roots: roots))
             var failed = false
-            var created: [[String: Any]] = []
+            var created: [ImageTemplateResourceDocument] = []
             for t in loaded.templates {
                 do {
                     let r = try await core.create(t, origin: origin)
@@ -119,7 +119,7 @@ struct Template: AsyncParsableCommand {
                         lastRun = try await core.queueRun(r)
                         try spawnWorker(global: global, paths: core.paths)
                     }
-                    created.append(r.resourceJSON(lastRun: lastRun))
+                    created.append(ImageTemplateResourceDocument(r, lastRun: lastRun))
                     if r.provisioningState == .succeeded {
                         if global.output == .text {
                             print("created \(r.name) (\(r.record.id)): Succeeded, \(r.record.artifacts.count) artifact\(r.record.artifacts.count == 1 ? "" : "s") staged")
@@ -138,7 +138,7 @@ struct Template: AsyncParsableCommand {
                     failed = true
                 }
             }
-            if global.output == .json { try printJSONObject(created.count == 1 ? created[0] : ["value": created] as [String: Any]) }
+            if global.output == .json { if created.count == 1 { try printJSON(created[0]) } else { try printJSON(ListDocument(value: created)) } }
             if failed { throw ExitCode(1) }
         }
 
@@ -170,7 +170,7 @@ struct Template: AsyncParsableCommand {
             for t in all { rows.append((t, try? await core.database.latestRun(templateId: t.record.id))) }
             switch global.output {
             case .json:
-                try printJSONObject(["value": rows.map { $0.0.resourceJSON(lastRun: $0.1) }])
+                try printJSON(ListDocument(value: rows.map { ImageTemplateResourceDocument($0.0, lastRun: $0.1) }))
             case .text:
                 if rows.isEmpty {
                     printError("no image templates; create one with: kiln template create FILE")
@@ -178,7 +178,7 @@ struct Template: AsyncParsableCommand {
                 }
                 var table: [[String]] = []
                 for (t, r) in rows {
-                    table.append([t.name, t.record.resourceGroup, t.record.provisioningState, r?.runState ?? "-", r?.runSubState ?? "-",
+                    table.append([t.name, t.record.resourceGroup, t.record.provisioningState.rawValue, r?.runState.rawValue ?? "-", r?.runSubState?.rawValue ?? "-",
                                   r?.endTime.map(shortDate) ?? "-"])
                 }
                 printTable(["NAME", "RESOURCE GROUP", "STATE", "LAST RUN", "SUB-STATE", "ENDED"], table)
@@ -199,7 +199,7 @@ struct Template: AsyncParsableCommand {
             let last = try? await core.database.latestRun(templateId: t.record.id)
             switch global.output {
             case .json:
-                try printJSONObject(t.resourceJSON(lastRun: last))
+                try printJSON(ImageTemplateResourceDocument(t, lastRun: last))
             case .text:
                 print("\(t.name)  \(t.record.id)")
                 print("  provisioningState  \(t.record.provisioningState)")
@@ -239,7 +239,7 @@ struct Template: AsyncParsableCommand {
             guard wait else {
                 try spawnWorker(global: global, paths: core.paths, parallelism: parallelism)
                 switch global.output {
-                case .json: try printJSONObject(queued.json)
+                case .json: try printJSON(RunDocument(queued))
                 case .text:
                     print("queued run \(queued.id) of \(name)")
                     print("follow it with: kiln template logs \(name) --follow")
@@ -247,7 +247,7 @@ struct Template: AsyncParsableCommand {
                 return
             }
             let finished = try await waitForRun(core: core, runId: queued.id, global: global, follow: follow || global.verbose, parallelism: parallelism)
-            if finished.runState != "Succeeded" { throw ExitCode(1) }
+            if finished.runState != .succeeded { throw ExitCode(1) }
         }
     }
 
@@ -272,7 +272,7 @@ struct Template: AsyncParsableCommand {
                 run = (try? await core.run(id: run.id)) ?? run
             }
             switch global.output {
-            case .json: try printJSONObject(run.json)
+            case .json: try printJSON(RunDocument(run))
             case .text: print("run \(run.id): \(run.runState)\(run.isActive ? "" : " after \(formatDuration(ContinuousClock.now - start))")")
             }
         }
@@ -345,7 +345,7 @@ struct Template: AsyncParsableCommand {
                 }
             }
             switch global.output {
-            case .json: if runOutput != nil { try printJSONObject(outputs[0].json) } else { try printJSONObject(["value": outputs.map(\.json)]) }
+            case .json: if runOutput != nil { try printJSON(RunOutputDocument(outputs[0])) } else { try printJSON(ListDocument(value: outputs.map(RunOutputDocument.init))) }
             case .text:
                 for o in outputs {
                     print("\(o.name): \(o.provisioningState)")
@@ -368,12 +368,12 @@ struct Template: AsyncParsableCommand {
             let runs: [RunRecord]
             do { runs = try await core.runs(name) } catch { throw Template.fail(error) }
             switch global.output {
-            case .json: try printJSONObject(["value": runs.map(\.json)])
+            case .json: try printJSON(ListDocument(value: runs.map(RunDocument.init)))
             case .text:
                 var table: [[String]] = []
                 for r in runs {
                     let d = r.endTime.map { formatDuration(.seconds($0.timeIntervalSince(r.startTime ?? r.queuedAt))) } ?? "-"
-                    table.append([r.id, r.runState, r.runSubState ?? "-", shortDate(r.queuedAt), d])
+                    table.append([r.id, r.runState.rawValue, r.runSubState?.rawValue ?? "-", shortDate(r.queuedAt), d])
                 }
                 printTable(["RUN", "STATE", "SUB-STATE", "QUEUED", "DURATION"], table)
             }
@@ -412,8 +412,10 @@ struct Template: AsyncParsableCommand {
         func run() async throws {
             global.bootstrapLogging()
             let core = try await Template.core(global)
+            let signals = StopSignals.cancelRunsOnSignal()
+            defer { signals.forEach { $0.cancel() } }
             await WorkerPool(core: core, parallelism: parallelism).run(forever: forever) { runId, event in
-                if case .phase(let p) = event { print("\(Date()) run \(runId): \(p)"); fflush(nil) }
+                if case .phase(let p) = event { print("\(Date()) run \(runId): \(p.rawValue)"); fflush(nil) }
             }
         }
     }
@@ -427,11 +429,13 @@ func waitForRun(core: KilnCore, runId: String, global: GlobalOptions, follow: Bo
     let text = global.output == .text
     if text { printError("run \(runId): queued") }
     let finished: RunRecord
+    let signals = StopSignals.cancelRunsOnSignal()
+    defer { signals.forEach { $0.cancel() } }
     do {
         finished = try await WorkerPool(core: core, parallelism: parallelism).runToCompletion(runId) { event in
             guard text else { return }
             switch event {
-            case .phase(let p): printError("[\(formatDuration(ContinuousClock.now - start))] \(p)")
+            case .phase(let p): printError("[\(formatDuration(ContinuousClock.now - start))] \(p.rawValue)")
             case .log(let l):
                 if follow {
                     printError(l)
@@ -444,7 +448,7 @@ func waitForRun(core: KilnCore, runId: String, global: GlobalOptions, follow: Bo
         throw Template.fail(error)
     }
     switch global.output {
-    case .json: try printJSONObject(finished.json)
+    case .json: try printJSON(RunDocument(finished))
     case .text:
         print("run \(finished.id): \(finished.runState) in \(formatDuration(ContinuousClock.now - start))")
         printRun(finished, header: false)
@@ -453,9 +457,8 @@ func waitForRun(core: KilnCore, runId: String, global: GlobalOptions, follow: Bo
 }
 
 func printRun(_ r: RunRecord, header: Bool = true) {
-    if header { print("  last run           \(r.id): \(r.runState)\(r.runSubState.map { " (\($0))" } ?? "")") }
-    let order = ["Queued", "Building", "Customizing", "Optimizing", "Validating", "Distributing"]
-    let phases = order.compactMap { p in r.phaseSeconds[p].map { "\(p) \(formatDuration(.seconds($0)))" } }
+    if header { print("  last run           \(r.id): \(r.runState.rawValue)\(r.runSubState.map { " (\($0.rawValue))" } ?? "")") }
+    let phases = RunSubState.allCases.compactMap { p in r.phaseSeconds[p].map { "\(p.rawValue) \(formatDuration(.seconds($0)))" } }
     if !phases.isEmpty { print("  phases             \(phases.joined(separator: ", "))") }
     if let s = r.sourceReference { print("  source image       \(s)") }
     if let a = r.artifactPath { print("  image              \(a)") }

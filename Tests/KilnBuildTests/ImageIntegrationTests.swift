@@ -37,7 +37,7 @@ actor SharedImages {
 
 @Suite(.serialized) struct ImageIntegrationTests {
     static func boot(_ disk: String, _ generation: HyperVGeneration, _ command: String) async throws -> BootCheck.Outcome {
-        let paths = await SharedImages.shared.paths
+        let paths = SharedImages.shared.paths
         return try await BootCheck(paths: paths).run(disk: disk, generation: generation, command: command)
     }
 
@@ -49,7 +49,7 @@ actor SharedImages {
         #expect(image.provenance.kind == .bootstrapped && image.provenance.packages?.contains("openssh-server") == true)
         let listed = try await SharedImages.shared.service.list()
         #expect(listed.contains(image))
-        let paths = await SharedImages.shared.paths
+        let paths = SharedImages.shared.paths
         let onDisk = try DiskTool.sha256(of: paths.absolute(image.path))
         #expect(onDisk == image.sha256)
 
@@ -65,7 +65,7 @@ actor SharedImages {
     @Test func gen2BootsThroughUEFI() async throws {
         let outcome = try await SharedImages.shared.image(.v2)
         #expect(outcome.image.sku == "12-gen2" && outcome.image.hyperVGeneration == .v2)
-        let paths = await SharedImages.shared.paths
+        let paths = SharedImages.shared.paths
         let r = try await Self.boot(paths.absolute(outcome.image.path), .v2, "uname -a; test -d /sys/firmware/efi && echo uefi")
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("Linux ") && r.output.contains("uefi"), "\(r.output)")
@@ -84,7 +84,7 @@ actor SharedImages {
 
     @Test func importOfRawAndVHDRoundTrips() async throws {
         let base = try await SharedImages.shared.image(.v1).image
-        let paths = await SharedImages.shared.paths
+        let paths = SharedImages.shared.paths
         let service = await SharedImages.shared.service
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kiln-import-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -117,8 +117,8 @@ actor SharedImages {
 
     @Test func resolvesThePlatformSourceOfTheExamples() async throws {
         let image = try await SharedImages.shared.image(.v2).image
-        let paths = await SharedImages.shared.paths
-        let db = await SharedImages.shared.database
+        let paths = SharedImages.shared.paths
+        let db = SharedImages.shared.database
         let resolved = try await SourceResolver(database: db, paths: paths).resolve(
             .platformImage(PlatformImageSource(publisher: "Debian", offer: "debian-12", sku: "12-gen2", version: "latest")))
         #expect(resolved.exactVersion == image.version.description)

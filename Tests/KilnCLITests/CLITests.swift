@@ -33,8 +33,8 @@ import Testing
         // (64 KiB of progress on stderr), and a process the command leaves behind cannot hold a file open
         // against us the way it holds a pipe.
         let base = NSTemporaryDirectory() + "kiln-cli-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: base + ".out", contents: nil)
-        FileManager.default.createFile(atPath: base + ".err", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
         defer {
             try? FileManager.default.removeItem(atPath: base + ".out")
             try? FileManager.default.removeItem(atPath: base + ".err")

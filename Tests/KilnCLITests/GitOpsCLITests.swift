@@ -426,6 +426,15 @@ extension TemplateCLITests {
         // Read back through the CLI.
         let st = try await Self.k("status", "--repo", repo.remote, "gitops-e2e", "--output", "json")
         #expect(try Self.json(st)["runId"] as? String == run2)
+        // One type behind all three: the status file, `kiln status --output json` and `kiln template show`'s kiln.status.
+        let fileNow = try repo.run("git", "-C", repo.remote, "show", "kiln/status:status/rg-gitops-e2e/gitops-e2e.json")
+        let fromFile = NSDictionary(dictionary: try #require(try JSONSerialization.jsonObject(with: Data(fileNow.utf8)) as? [String: Any]))
+        let fromStatus = NSDictionary(dictionary: try Self.json(st))
+        let shown = try Self.json(try await Self.k("template", "show", "gitops-e2e", "--output", "json"))
+        let fromShow = NSDictionary(dictionary: try #require((shown["kiln"] as? [String: Any])?["status"] as? [String: Any]))
+        #expect(fromFile == fromStatus, "\(fromFile) vs \(fromStatus)")
+        #expect(fromShow == fromFile, "\(fromShow) vs \(fromFile)")
+        #expect((shown["properties"] as? [String: Any])?["provisioningState"] as? String == fromFile["provisioningState"] as? String)
         let history = try await Self.k("history", "--repo", repo.remote, "gitops-e2e")
         #expect(history.stdout.contains("gitops-e2e: Succeeded (\(c2.prefix(7)))") && history.stdout.contains("gitops-e2e: Succeeded (\(c1.prefix(7)))"), "\(history.stdout)")
 

@@ -68,7 +68,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
             """))
         let origin = TemplateOrigin(file: "repo/t.json", relativeArtifacts: DirectoryArtifactSource(roots: [s.dir + "/repo"]))
         let r = try await s.core.create(t, origin: origin)
-        #expect(r.record.provisioningState == "Succeeded")
+        #expect(r.record.provisioningState == .succeeded)
         #expect(r.record.stagingDirectory.contains("/staging/IT_kiln_t1_"))
         #expect(r.record.stagingResourceGroup.hasPrefix("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/IT_kiln_t1_"))
         // The same reference twice is staged once.
@@ -105,7 +105,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
              {"type": "Shell", "name": "x", "scriptUri": "file://\(script)", "sha256Checksum": "\(wrong)"}]
             """))
         let r = try await s.core.create(t)
-        #expect(r.record.provisioningState == "Failed")
+        #expect(r.record.provisioningState == .failed)
         #expect(r.record.provisioningErrorCode == "NoCustomizerScript")
         let m = try #require(r.record.provisioningErrorMessage)
         #expect(m.contains("$.properties.customize[1].sha256Checksum") || m.contains("$.properties.customize[1].scriptUri"), "\(m)")
@@ -185,7 +185,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         let t = try load(templateJSON(extra: #""autoRun": {"state": "Enabled"},"#))
         let r = try await s.core.create(t)
         let run = try #require(try await s.core.database.latestRun(templateId: r.record.id))
-        #expect(run.runState == "Running" && run.runSubState == "Queued")
+        #expect(run.runState == .running && run.runSubState == .queued)
         #expect(run.lastRunStatus.runSubState == .queued)
     }
 }
@@ -200,7 +200,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         defer { s.cleanup() }
         let t = try await created(s)
         let run = try await s.core.queueRun(t)
-        let claimed = try #require(try await s.core.database.claimQueuedRun(owner: .current, parallelism: 1))
+        let claimed = try #require(try await s.core.claimQueuedRun(owner: .current, parallelism: 1))
         #expect(claimed.id == run.id)
         do {
             try await s.core.delete("t1")
@@ -216,7 +216,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
             #expect(error.code == "OperationNotAllowed")
         }
         // The delete attempt left the template as it was.
-        #expect(try await s.core.template("t1").record.provisioningState == "Succeeded")
+        #expect(try await s.core.template("t1").record.provisioningState == .succeeded)
     }
 
     @Test func cancelOfAQueuedRunIsImmediate() async throws {
@@ -225,7 +225,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         let t = try await created(s)
         _ = try await s.core.queueRun(t)
         let r = try await s.core.cancel("t1")
-        #expect(r.runState == "Canceled")
+        #expect(r.runState == .canceled)
         #expect(r.endTime != nil)
         do {
             try await s.core.cancel("t1")
@@ -241,10 +241,10 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         _ = try await s.core.queueRun(try await created(s, name: "a"))
         _ = try await s.core.queueRun(try await created(s, name: "b"))
         let other = RunOwner(pid: 1, startTicks: 1, bootId: RunOwner.current.bootId)
-        #expect(try await s.core.database.claimQueuedRun(owner: other, parallelism: 1) != nil)
-        #expect(try await s.core.database.claimQueuedRun(owner: .current, parallelism: 1) == nil)
-        #expect(try await s.core.database.claimQueuedRun(owner: .current, parallelism: 2) != nil)
-        #expect(try await s.core.database.claimQueuedRun(owner: .current, parallelism: 3) == nil)
+        #expect(try await s.core.claimQueuedRun(owner: other, parallelism: 1) != nil)
+        #expect(try await s.core.claimQueuedRun(owner: .current, parallelism: 1) == nil)
+        #expect(try await s.core.claimQueuedRun(owner: .current, parallelism: 2) != nil)
+        #expect(try await s.core.claimQueuedRun(owner: .current, parallelism: 3) == nil)
     }
 
     /// A run whose owner died: its leftover "VM" (a real process whose command line names the run, found by
@@ -257,8 +257,8 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         let dead = RunOwner(pid: 999_999, startTicks: 1, bootId: RunOwner.current.bootId)
         #expect(!dead.isAlive)
         #expect(RunOwner.current.isAlive)
-        _ = try await s.core.database.claimQueuedRun(owner: dead, parallelism: 1)
-        try await s.core.database.updateRun(id: run.id) { $0.runSubState = "Customizing" }
+        _ = try await s.core.claimQueuedRun(owner: dead, parallelism: 1)
+        try await s.core.database.updateRun(id: run.id) { $0.runSubState = .customizing }
         // A stand-in for QEMU: a process whose command line carries kiln-<runId>, as the VM's -name does.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -274,7 +274,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         p.waitUntilExit()
         #expect(p.terminationReason == .uncaughtSignal)
         let after = try await s.core.run(id: run.id)
-        #expect(after.runState == "Failed")
+        #expect(after.runState == .failed)
         #expect(after.message?.contains("stopped while the run was Customizing") == true, "\(after.message ?? "")")
         #expect(after.message?.contains("QEMU process \(p.processIdentifier)") == true)
         #expect(!FileManager.default.fileExists(atPath: run.workDirectory))
@@ -286,9 +286,9 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         let s = try Scratch()
         defer { s.cleanup() }
         let run = try await s.core.queueRun(try await created(s))
-        _ = try await s.core.database.claimQueuedRun(owner: .current, parallelism: 1)
+        _ = try await s.core.claimQueuedRun(owner: .current, parallelism: 1)
         #expect(await s.core.recoverAbandonedRuns().isEmpty)
-        #expect(try await s.core.run(id: run.id).runState == "Running")
+        #expect(try await s.core.run(id: run.id).runState == .running)
     }
 
     @Test func lastRunStatusHasAIBsShape() async throws {
@@ -296,7 +296,8 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         defer { s.cleanup() }
         let t = try await created(s)
         let run = try await s.core.queueRun(t)
-        let json = try await s.core.template("t1").resourceJSON(lastRun: run)
+        let document = ImageTemplateResourceDocument(try await s.core.template("t1"), lastRun: run)
+        let json = try #require(try JSONSerialization.jsonObject(with: KilnJSON.encoder().encode(document)) as? [String: Any])
         let props = try #require(json["properties"] as? [String: Any])
         let status = try #require(props["lastRunStatus"] as? [String: Any])
         #expect(Set(status.keys) == ["runState", "runSubState", "message", "startTime"])

@@ -187,10 +187,10 @@ import Testing
             """)
         let outcomes = await s.core.distribution.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")) { _ in }
         #expect(outcomes.map(\.succeeded) == [true, false, true])
-        #expect(RunExecutor.finalState(outcomes.map(\.succeeded), validationFailed: false) == "PartiallySucceeded")
-        #expect(RunExecutor.finalState([false, false], validationFailed: false) == "Failed")
-        #expect(RunExecutor.finalState([true, true], validationFailed: false) == "Succeeded")
-        #expect(RunExecutor.finalState([true], validationFailed: true) == "Failed")
+        #expect(RunExecutor.finalState(outcomes.map(\.succeeded), validationFailed: false) == .partiallySucceeded)
+        #expect(RunExecutor.finalState([false, false], validationFailed: false) == .failed)
+        #expect(RunExecutor.finalState([true, true], validationFailed: false) == .succeeded)
+        #expect(RunExecutor.finalState([true], validationFailed: true) == .failed)
     }
 
     @Test func problemsFoundAtCreate() async throws {
@@ -200,7 +200,7 @@ import Testing
         // A missing definition fails the create with BadSharedImageDistribute and the way to make it.
         let missing = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images/nope"
         let r = try await s.core.create(try load(templateJSON(distribute: #"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(missing)", "targetRegions": [{"name": "westeurope"}]}]"#)))
-        #expect(r.record.provisioningState == "Failed")
+        #expect(r.record.provisioningState == .failed)
         #expect(r.record.provisioningErrorCode == "BadSharedImageDistribute")
         #expect(r.record.provisioningErrorMessage?.contains("kiln gallery create-definition \(missing)") == true)
         #expect(r.record.provisioningErrorMessage?.contains("$.properties.distribute[0].galleryImageId") == true)

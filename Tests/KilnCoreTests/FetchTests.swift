@@ -109,7 +109,7 @@ final class ArtifactServer: @unchecked Sendable {
         let json = templateJSON(customize: #"[{"type": "Shell", "name": "p", "scriptUri": "\#(server.base)/private/setup.sh"}]"#)
             .replacingOccurrences(of: #""identity": {"type": "None"}"#, with: #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#)
         let r = try await s.core.create(try load(json))
-        #expect(r.record.provisioningState == "Succeeded", "\(r.record.provisioningErrorMessage ?? "")")
+        #expect(r.record.provisioningState == .succeeded, "\(r.record.provisioningErrorMessage ?? "")")
         let staged = try #require(r.record.artifacts.first)
         #expect(FileManager.default.contents(atPath: staged.path) == Data("echo private\n".utf8))
         // The token is nowhere in the data directory.

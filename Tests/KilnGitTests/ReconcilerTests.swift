@@ -208,7 +208,7 @@ struct GitOpsFixture {
         let newRun = try #require(r3.report.queuedRuns.first)
 
         // A template created but never run (the process died in between) gets its run; one with a run does not.
-        try await f.core.database.updateRun(id: newRun) { $0.runState = "Failed"; $0.message = "test: the owner died" }
+        try await f.core.database.updateRun(id: newRun) { $0.runState = .failed; $0.message = "test: the owner died" }
         let r4 = try await f.controller().reconcileOnce(executeRuns: false)
         #expect(r4.report.outcomes.isEmpty, "a failed run is not retried for the same content")
     }
@@ -221,28 +221,28 @@ struct GitOpsFixture {
         }
         let a = desired("a", file: "templates/a.json", refs: ["scripts/setup.sh": "git:1"])
         let commit = try #require(ObjectID(hex: String(repeating: "a", count: 40)))
-        func recorded(_ d: DesiredTemplate, hash: String? = nil, file: String? = nil, run: String? = nil) -> ManagedTemplateSummary {
+        func recorded(_ d: DesiredTemplate, hash: String? = nil, file: String? = nil, run: RunState? = nil) -> ManagedTemplateSummary {
             ManagedTemplateSummary(id: d.id, name: d.loaded.template.name, resourceGroup: "kiln", sourceFile: file ?? d.file, sourceCommit: "c0",
-                                   contentHash: hash ?? d.contentHash, provisioningState: "Succeeded", lastRunState: run, lastRunSubState: nil,
+                                   contentHash: hash ?? d.contentHash, provisioningState: .succeeded, lastRunState: run, lastRunSubState: nil,
                                    lastRunId: run == nil ? nil : "r1")
         }
         var state = DesiredState(commit: commit, config: RepositoryConfig(), templates: [a], invalid: [], galleries: [])
         // Unchanged; a template never run is run (unless manual: the fixture's templates are manual).
-        #expect(Planner.plan(desired: state, recorded: [recorded(a, run: "Succeeded")]).items.map(\.action) == [.unchanged])
+        #expect(Planner.plan(desired: state, recorded: [recorded(a, run: .succeeded)]).items.map(\.action) == [.unchanged])
         #expect(Planner.plan(desired: state, recorded: [recorded(a)]).items.map(\.action) == [.unchanged])
         // Changed script → recreate, with the script named.
-        let p1 = Planner.plan(desired: state, recorded: [recorded(a, hash: "sha256:old", run: "Succeeded")], changedPaths: ["c0": ["scripts/setup.sh"]])
+        let p1 = Planner.plan(desired: state, recorded: [recorded(a, hash: "sha256:old", run: .succeeded)], changedPaths: ["c0": ["scripts/setup.sh"]])
         #expect(p1.items.map(\.summary) == ["recreate a [templates/a.json] (scripts/setup.sh changed)"])
         // Running → wait; with cancel → recreate that cancels first.
-        let p2 = Planner.plan(desired: state, recorded: [recorded(a, hash: "sha256:old", run: "Running")])
+        let p2 = Planner.plan(desired: state, recorded: [recorded(a, hash: "sha256:old", run: .running)])
         #expect(p2.items.map(\.action) == [.wait])
         state.config.onChangeDuringRun = .cancel
-        let p3 = Planner.plan(desired: state, recorded: [recorded(a, hash: "sha256:old", run: "Running")])
+        let p3 = Planner.plan(desired: state, recorded: [recorded(a, hash: "sha256:old", run: .running)])
         #expect(p3.items.map(\.action) == [.recreate] && p3.items[0].cancelRun == "r1")
         // Same content under a new name → move, not delete + create.
         let b = desired("b", file: "templates/b.json", refs: ["scripts/setup.sh": "git:1"], output: "a")
         state.templates = [b]
-        let p4 = Planner.plan(desired: state, recorded: [recorded(a, run: "Succeeded")])
+        let p4 = Planner.plan(desired: state, recorded: [recorded(a, run: .succeeded)])
         #expect(p4.items.map(\.action) == [.move] && p4.items[0].previous?.name == "a")
         // Gone → delete; gone because its file broke → kept.
         state.templates = []

@@ -176,7 +176,7 @@ extension SSHTransportTests {
         #expect(try await mirror.resolve("refs/heads/main")?.hex == (try git("rev-parse", "HEAD", in: dir + "/work")))
 
         // The same server, silent after authentication: cut after the timeout.
-        FileManager.default.createFile(atPath: dir + "/silent", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/silent", contents: nil)
         let silentStart = ContinuousClock.now
         await #expect {
             try await mirror.fetch(url, refspecs: ["+refs/heads/main:refs/heads/other"], credentials: creds, knownHosts: known, timeout: .seconds(2))

@@ -2,11 +2,12 @@ import Foundation
 import KilnGitOps
 import KilnServer
 import KilnStore
+import KilnTemplates
 import Testing
 
 /// The scrape-time metrics over a real SQLite store.
 @Suite struct MetricsTests {
-    static func template(_ db: KilnDatabase, _ name: String, state: String) async throws -> String {
+    static func template(_ db: KilnDatabase, _ name: String, state: ProvisioningState) async throws -> String {
         let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.VirtualMachineImages/imageTemplates/\(name)"
         try await db.insertTemplate(TemplateRecord(id: id, subscription: "s", resourceGroup: "rg", name: name, location: "westeurope",
                                                    document: "{}", contentHash: name, sourceFile: nil, sourceCommit: nil,
@@ -14,7 +15,7 @@ import Testing
         return id
     }
 
-    static func finishedRun(_ db: KilnDatabase, template: String, id: String, state: String, end: Date, phases: [String: Double]) async throws {
+    static func finishedRun(_ db: KilnDatabase, template: String, id: String, state: RunState, end: Date, phases: [RunSubState: Double]) async throws {
         var run = RunRecord(id: id, templateId: template, queuedAt: end.addingTimeInterval(-600), timeoutMinutes: 60,
                             workDirectory: "/tmp/w", logDirectory: "/tmp/l")
         run.runState = state
@@ -32,17 +33,17 @@ import Testing
     @Test func finishedRunsAreRecordedOnceAndStatesCounted() async throws {
         let db = try KilnDatabase()
         let start = Date()
-        let t = try await Self.template(db, "a", state: "Succeeded")
-        _ = try await Self.template(db, "b", state: "Failed")
-        let c = try await Self.template(db, "c", state: "Succeeded")
+        let t = try await Self.template(db, "a", state: .succeeded)
+        _ = try await Self.template(db, "b", state: .failed)
+        let c = try await Self.template(db, "c", state: .succeeded)
         // Ended before the process started: not in the histograms (it was counted by the previous process).
-        try await Self.finishedRun(db, template: t, id: "old", state: "Succeeded", end: start.addingTimeInterval(-3600), phases: ["Customizing": 1000])
+        try await Self.finishedRun(db, template: t, id: "old", state: .succeeded, end: start.addingTimeInterval(-3600), phases: [.customizing: 1000])
         let metrics = ControllerMetrics(database: db, repositories: ["images"], since: start)
 
-        try await Self.finishedRun(db, template: t, id: "r1", state: "Succeeded", end: start.addingTimeInterval(1), phases: ["Building": 42, "Customizing": 7])
-        try await Self.finishedRun(db, template: t, id: "r2", state: "Failed", end: start.addingTimeInterval(1), phases: ["Building": 3])
+        try await Self.finishedRun(db, template: t, id: "r1", state: .succeeded, end: start.addingTimeInterval(1), phases: [.building: 42, .customizing: 7])
+        try await Self.finishedRun(db, template: t, id: "r2", state: .failed, end: start.addingTimeInterval(1), phases: [.building: 3])
         var queued = RunRecord(id: "q", templateId: c, queuedAt: Date(), timeoutMinutes: 60, workDirectory: "/tmp/w", logDirectory: "/tmp/l")
-        queued.runSubState = "Queued"
+        queued.runSubState = .queued
         try await db.insertRun(queued)
 
         let first = try await metrics.scrape()
@@ -59,8 +60,8 @@ import Testing
         #expect(Self.sample(first, #"kiln_repository_last_sync_timestamp_seconds{repository="images"}"#) == 0)
 
         // Scraped again: nothing recorded twice (r1 and r2 end exactly at the watermark), a new run is.
-        try await Self.finishedRun(db, template: t, id: "r3", state: "Succeeded", end: start.addingTimeInterval(1), phases: ["Building": 100])
-        _ = try await db.updateRun(id: "q") { $0.runState = "Canceled"; $0.runSubState = nil }
+        try await Self.finishedRun(db, template: t, id: "r3", state: .succeeded, end: start.addingTimeInterval(1), phases: [.building: 100])
+        _ = try await db.updateRun(id: "q") { $0.runState = .canceled; $0.runSubState = nil }
         metrics.synced(repository: "images", at: Date(timeIntervalSince1970: 1_800_000_000))
         metrics.reconciled(repository: "images", duration: .milliseconds(30), result: .problems)
         metrics.gitFailed(repository: "images", operation: .push)
@@ -76,8 +77,8 @@ import Testing
 
         // Runs ending a millisecond apart, and scrapes overlapping: each run still counts once.
         for i in 0..<5 {
-            let t = try await Self.template(db, "m\(i)", state: "Succeeded")
-            try await Self.finishedRun(db, template: t, id: "m\(i)", state: "Succeeded", end: start.addingTimeInterval(2 + Double(i) / 1000), phases: ["Building": 1])
+            let t = try await Self.template(db, "m\(i)", state: .succeeded)
+            try await Self.finishedRun(db, template: t, id: "m\(i)", state: .succeeded, end: start.addingTimeInterval(2 + Double(i) / 1000), phases: [.building: 1])
         }
         let texts = await withTaskGroup(of: String.self) { group in
             for _ in 0..<6 { group.addTask { (try? await metrics.scrape()) ?? "" } }
