@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "kiln", targets: ["kiln"]),
         .executable(name: "kiln-bench", targets: ["KilnBench"]),
         .library(name: "KilnTemplates", targets: ["KilnTemplates"]),
+        .library(name: "KilnSystem", targets: ["KilnSystem"]),
         .library(name: "KilnStore", targets: ["KilnStore"]),
         .library(name: "KilnBuild", targets: ["KilnBuild"]),
         .library(name: "KilnGit", targets: ["KilnGit"]),
@@ -47,6 +48,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Host utilities every layer below the core shares: processes (posix_spawn), disk tools (qemu-img), paths,
+        // background processes.
+        .target(
+            name: "KilnSystem",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         // Persistence: SQLite through GRDB (WAL).
         .target(
             name: "KilnStore",
@@ -60,6 +68,7 @@ let package = Package(
         .target(
             name: "KilnBuild",
             dependencies: [
+                "KilnSystem",
                 "KilnTemplates",
                 "KilnStore",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -71,9 +80,9 @@ let package = Package(
         .target(
             name: "KilnDistribute",
             dependencies: [
+                "KilnSystem",
                 "KilnTemplates",
                 "KilnStore",
-                "KilnBuild",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -82,7 +91,7 @@ let package = Package(
         // The orchestration core: template resources, staging, runs, the worker pool, crash recovery.
         .target(
             name: "KilnCore",
-            dependencies: [
+            dependencies: ["KilnSystem", 
                 "KilnTemplates",
                 "KilnStore",
                 "KilnBuild",
@@ -111,14 +120,14 @@ let package = Package(
         // The service configuration file (kiln --config): settings for every other module, checked with lines.
         .target(
             name: "KilnConfig",
-            dependencies: ["KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
+            dependencies: ["KilnSystem", "KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // HTTP: the controller's endpoints (webhooks, /healthz, /readyz, Prometheus /metrics); the AIB REST API later.
         .target(
             name: "KilnServer",
-            dependencies: ["KilnGitOps", "KilnStore",
+            dependencies: ["KilnCore", "KilnGitOps", "KilnStore",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Prometheus", package: "swift-prometheus"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -128,7 +137,7 @@ let package = Package(
         // The CLI: parse, call, print.
         .executableTarget(
             name: "kiln",
-            dependencies: [
+            dependencies: ["KilnSystem", 
                 "KilnTemplates",
                 "KilnStore",
                 "KilnBuild",
@@ -146,7 +155,7 @@ let package = Package(
         // Benchmarks that need the libraries (scripts/bench-gitops).
         .executableTarget(
             name: "KilnBench",
-            dependencies: ["KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
+            dependencies: ["KilnSystem", "KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
@@ -157,23 +166,28 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "KilnSystemTests",
+            dependencies: ["KilnSystem"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "KilnStoreTests",
             dependencies: ["KilnStore"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KilnBuildTests",
-            dependencies: ["KilnBuild", "KilnStore", "KilnTemplates"],
+            dependencies: ["KilnSystem", "KilnBuild", "KilnStore", "KilnTemplates"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KilnCoreTests",
-            dependencies: ["KilnCore", "KilnStore", "KilnTemplates", "KilnBuild", "KilnDistribute"],
+            dependencies: ["KilnSystem", "KilnCore", "KilnStore", "KilnTemplates", "KilnBuild", "KilnDistribute"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KilnGitTests",
-            dependencies: ["KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"],
+            dependencies: ["KilnSystem", "KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -183,7 +197,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnServerTests",
-            dependencies: ["KilnServer", "KilnStore", "KilnGitOps"],
+            dependencies: ["KilnCore", "KilnSystem", "KilnServer", "KilnStore", "KilnGitOps"],
             swiftSettings: strict
         ),
         .testTarget(

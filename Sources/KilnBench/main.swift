@@ -10,6 +10,7 @@ import KilnCore
 import KilnGit
 import KilnGitOps
 import KilnStore
+import KilnSystem
 import Logging
 
 @main
@@ -47,7 +48,7 @@ struct Bench {
         print("repository: \(count) templates generated and pushed in \(fmt(ContinuousClock.now - t))")
 
         let paths = KilnPaths(dataDir: dir + "/data")
-        let core = KilnCore(paths: paths, database: try KilnDatabase(path: paths.database))
+        let core = KilnCore(paths: paths, store: try KilnDatabase(path: paths.database))
         let mirror = try RepositoryMirror.open(dataDir: paths.dataDir, source: GitSource(url: remote))
         let reconciler = Reconciler(core: core, mirror: mirror)
 
@@ -110,7 +111,7 @@ struct Bench {
         _ = try await reconciler.desired(at: h1)
         let tDesired = ContinuousClock.now - t
         t = ContinuousClock.now
-        _ = try await core.database.managedTemplates(by: mirror.source.key)
+        _ = try await core.managedTemplates(by: mirror.source.key)
         let tRecorded = ContinuousClock.now - t
         t = ContinuousClock.now
         let old = head

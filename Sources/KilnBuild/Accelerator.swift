@@ -1,4 +1,5 @@
 import Foundation
+import KilnSystem
 import Logging
 
 /// How QEMU runs guest code.
@@ -75,7 +76,7 @@ public struct AcceleratorProbe: Sendable {
                     "-no-reboot", "-name", "kiln-kvm-probe,process=kiln-kvm-probe"]
         let pid: pid_t
         do {
-            pid = try VirtualMachine.spawn(args, output: (dir as NSString).appendingPathComponent("qemu.out"))
+            pid = try VirtualMachine.spawn(args, output: (dir as NSString).appendingPathComponent("qemu.out")).pid
         } catch {
             return (.tcg, "KVM failed to start a probe VM (\(error))")
         }
@@ -95,7 +96,8 @@ public struct AcceleratorProbe: Sendable {
         // A VM stuck in KVM can take a moment to die; reap it so it leaves no zombie.
         for _ in 0..<50 {
             var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid { break }
+            // The spawn's reaper thread may have collected it already.
+            if waitpid(pid, &status, WNOHANG) == pid || Foundation.kill(pid, 0) != 0 { break }
             try? await Task.sleep(for: .milliseconds(100))
         }
         let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))

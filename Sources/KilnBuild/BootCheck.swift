@@ -1,5 +1,6 @@
 import Foundation
 import KilnStore
+import KilnSystem
 import Logging
 
 /// Boots an image in a throwaway VM with a fresh key handed over through a NoCloud seed, logs in over SSH

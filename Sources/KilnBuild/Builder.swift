@@ -1,5 +1,6 @@
 import Foundation
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Logging
 
@@ -228,7 +229,7 @@ public struct Builder: Sendable {
         let vm = VirtualMachine(VMConfiguration(name: "\(request.runId)-\(name)", disk: disk, generation: request.source.generation, cpus: cpus,
                                                 memoryMiB: memoryMiB, accelerator: request.accelerator, seed: seed, sshPort: port, runDirectory: dir))
         do {
-            try await vm.start()
+            try await vm.start(onWaitForSlot: { log.line("waiting for a free VM slot (KILN_MAX_VMS: at most that many build VMs run on this host at once)") })
             let ssh = SSHClient(port: port, user: request.user, keyPath: key.privateKeyPath)
             log.line("waiting for SSH (up to \(request.sshTimeout.components.seconds) s)")
             try await vm.waitForSSH(ssh, timeout: request.sshTimeout)
@@ -243,6 +244,7 @@ public struct Builder: Sendable {
     func handleFailure(_ e: BuildError, vm: VirtualMachine, action: ErrorHandling.Action, log: BuildLog) async {
         if action == .abort, case .customizerFailed = e {
             log.marker("errorHandling.onCustomizerError is abort: the build VM is left running")
+            await vm.release()
             return
         }
         await vm.forceKill()

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import KilnStore
+import KilnSystem
 import Logging
 
 /// Builds Kiln's Debian 12 base image from Debian's packages, in two cached stages:

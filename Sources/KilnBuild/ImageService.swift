@@ -1,5 +1,6 @@
 import Foundation
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Logging
 
@@ -7,10 +8,10 @@ import Logging
 /// each in the store, keyed publisher/offer/sku/version.
 public struct ImageService: Sendable {
     public var paths: KilnPaths
-    public var database: KilnDatabase
+    public var database: any ResourceStore
     public var logger: Logger
 
-    public init(paths: KilnPaths, database: KilnDatabase, logger: Logger = Logger(label: "kiln.images")) {
+    public init(paths: KilnPaths, database: any ResourceStore, logger: Logger = Logger(label: "kiln.images")) {
         self.paths = paths
         self.database = database
         self.logger = logger

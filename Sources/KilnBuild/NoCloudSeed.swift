@@ -1,4 +1,5 @@
 import Foundation
+import KilnSystem
 
 /// A NoCloud seed (cloud-init's convention): a small FAT volume labelled `CIDATA` holding `meta-data` and
 /// `user-data`. Kiln's images read it with their first-boot step; images with cloud-init read it too.

@@ -1,4 +1,5 @@
 import Foundation
+import KilnSystem
 
 /// A fresh SSH key pair (ed25519) for one run.
 public struct SSHKeyPair: Sendable, Hashable {

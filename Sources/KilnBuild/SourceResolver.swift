@@ -1,5 +1,6 @@
 import Foundation
 import KilnStore
+import KilnSystem
 import KilnTemplates
 
 /// A template's source, found: the disk a build VM starts from.
@@ -28,10 +29,10 @@ public struct SourceResolutionError: Error, Sendable, CustomStringConvertible {
 
 /// Resolves PlatformImage (the local catalog), ManagedImage and SharedImageVersion sources.
 public struct SourceResolver: Sendable {
-    public var database: KilnDatabase
+    public var database: any ResourceStore
     public var paths: KilnPaths
 
-    public init(database: KilnDatabase, paths: KilnPaths) {
+    public init(database: any ResourceStore, paths: KilnPaths) {
         self.database = database
         self.paths = paths
     }
@@ -69,12 +70,12 @@ public struct SourceResolver: Sendable {
 
     /// What the catalog holds nearest to a missing platform image.
     private func nearest(_ s: PlatformImageSource) async throws -> String {
-        let sameOffer = try await database.images(publisher: s.publisher, offer: s.offer)
-        let hint = "Add one with `kiln images bootstrap debian-12` or `kiln images import FILE --publisher P --offer O --sku S --version V`."
+        let sameOffer = try await database.images(publisher: s.publisher, offer: s.offer, sku: nil)
+        let hint = "Add one to the catalog: bootstrap it (Debian 12) or import a disk image with its publisher, offer, sku and version."
         if !sameOffer.isEmpty {
             return "For \(s.publisher):\(s.offer) the catalog holds: \(Self.group(sameOffer)). \(hint)"
         }
-        let samePublisher = try await database.images(publisher: s.publisher)
+        let samePublisher = try await database.images(publisher: s.publisher, offer: nil, sku: nil)
         if !samePublisher.isEmpty {
             return "For publisher \(s.publisher) the catalog holds: \(Self.group(samePublisher)). \(hint)"
         }

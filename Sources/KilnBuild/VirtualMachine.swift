@@ -1,5 +1,6 @@
 import Foundation
 import KilnStore
+import KilnSystem
 
 /// Errors of the build VM.
 public enum VMError: Error, Sendable, CustomStringConvertible {
@@ -93,6 +94,10 @@ public struct VMConfiguration: Sendable, Hashable {
 public actor VirtualMachine {
     public let configuration: VMConfiguration
     public private(set) var pid: pid_t?
+    /// The QEMU process and the guard that stops it if this process dies.
+    private var child: OwnedChild?
+    /// The host-wide VM slot this VM holds while it runs (`KILN_MAX_VMS`), if a limit is set.
+    private var slot: VMSlots.Slot?
 
     public init(_ configuration: VMConfiguration) {
         self.configuration = configuration
@@ -101,8 +106,12 @@ public actor VirtualMachine {
     /// Starts QEMU as a child process (not `-daemonize`: a daemonized QEMU keeps inherited descriptors
     /// that stop Foundation from noticing its parent's exit). The pid file lets a restarted Kiln find and
     /// stop a VM whose Kiln crashed.
-    public func start() async throws(VMError) {
+    public func start(onWaitForSlot: @Sendable () -> Void = {}) async throws(VMError) {
         let c = configuration
+        if let slots = VMSlots.fromEnvironment() {
+            guard let held = await slots.acquire(onWait: onWaitForSlot) else { throw .startFailed("canceled while waiting for a free VM slot") }
+            slot = held
+        }
         do {
             try FileManager.default.ensureDirectory(c.runDirectory)
             if c.generation == .v2 {
@@ -120,7 +129,9 @@ public actor VirtualMachine {
         }
         let p: pid_t
         do {
-            p = try Self.spawn(c.qemuArguments, output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
+            let owned = try Self.spawn(c.qemuArguments, output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
+            child = owned
+            p = owned.pid
         } catch {
             throw .startFailed("\(error)")
         }
@@ -136,16 +147,23 @@ public actor VirtualMachine {
         Foundation.kill(p, SIGKILL)
         Self.reap(p)
         pid = nil
+        slot = nil
         throw .startFailed(out.isEmpty ? "QEMU exited without a message" : out.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    /// posix_spawn with stdout and stderr to `output`, stdin from /dev/null, no other descriptors.
-    static func spawn(_ arguments: [String], output: String) throws -> pid_t {
+    /// posix_spawn with stdout and stderr to `output`, stdin from /dev/null, no other descriptors; bound to this
+    /// process, so a Kiln that is killed outright takes its VMs with it (see `BackgroundProcess.spawnOwned`).
+    static func spawn(_ arguments: [String], output: String) throws -> OwnedChild {
         guard let exe = ProcessRunner.which("qemu-system-x86_64") else {
             throw CommandError(command: "qemu-system-x86_64", status: 127, output: "", reason: "not installed (run scripts/install-deps)")
         }
         // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture.
-        return try BackgroundProcess.spawn(exe, arguments, output: output, append: false, detach: .processGroup)
+        return try BackgroundProcess.spawnOwned(exe, arguments, output: output)
+    }
+
+    /// Lets the VM outlive this process (kept for debugging after a failed customizer).
+    public func release() {
+        child?.release()
     }
 
     /// Collects an exited child so it does not linger as a zombie.
@@ -164,9 +182,12 @@ public actor VirtualMachine {
         guard let pid else { return false }
         if Self.isZombie(pid) {
             Self.reap(pid)
+            slot = nil
             return false
         }
-        return Self.isQEMU(pid: pid, name: configuration.name)
+        let running = Self.isQEMU(pid: pid, name: configuration.name)
+        if !running { slot = nil }
+        return running
     }
 
     /// Whether `pid` is still the QEMU of VM `name` (a pid can be reused after it exits).
@@ -257,74 +278,5 @@ enum QMP {
         readSome()
         sendLine("{\"execute\":\"\(command)\"}\n")
         readSome()
-    }
-}
-
-/// Starting long-lived children (QEMU, the background worker) outside Foundation's `Process`, which waits
-/// for and owns its children.
-public enum BackgroundProcess {
-    public enum Detach: Sendable { case processGroup, session }
-
-    /// posix_spawn with stdout and stderr to `output`, stdin from /dev/null, a clean signal mask, and its own
-    /// process group (or session, so it outlives the terminal).
-    public static func spawn(_ executable: String, _ arguments: [String], output: String, append: Bool, detach: Detach) throws(CommandError) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        closeInheritedDescriptors(&actions)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // POSIX_SPAWN_SETSID (0x80 in glibc) is not exported to Swift.
-        let mode: Int16 = detach == .session ? 0x80 : Int16(POSIX_SPAWN_SETPGROUP)
-        posix_spawnattr_setflags(&attr, mode | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
-        if detach == .processGroup { posix_spawnattr_setpgroup(&attr, 0) }
-        resetSignals(&attr)
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, environ)
-        guard rc == 0 else { throw CommandError(command: executable, status: rc, output: "", reason: String(cString: strerror(rc))) }
-        return pid
-    }
-
-    /// Collects `pid` when it exits, on a small thread of its own, so that a long-lived parent (the controller
-    /// starting workers) does not collect zombies. Only for children nobody else waits for.
-    public static func reapOnExit(_ pid: pid_t) {
-        let thread = Thread {
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        }
-        thread.name = "reap \(pid)"
-        thread.stackSize = 256 << 10
-        thread.start()
-    }
-
-    /// Only 0, 1 and 2 reach the child. Without this a long-lived child (a worker, QEMU) keeps whatever the
-    /// parent had open without close-on-exec at that instant: a listening socket (the port stays taken after
-    /// the controller exits) or another thread's pipe (whose reader then never sees end-of-file).
-    /// `posix_spawn_file_actions_addclosefrom_np` is glibc ≥ 2.34 and not exported to Swift, so it is looked up.
-    public static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
-        _ = addCloseFrom?(&actions, 3)
-    }
-
-    static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
-        guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
-        return unsafeBitCast(sym, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
-    }()
-
-    /// A child inherits the spawning thread's signal mask, and Dispatch's threads block signals: without
-    /// this, SIGTERM to QEMU or a worker would stay pending forever.
-    static func resetSignals(_ attr: inout posix_spawnattr_t) {
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import KilnBuild
 import KilnDistribute
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Logging
 
@@ -41,21 +42,22 @@ public struct TemplateOrigin: Sendable {
 /// over the shared SQLite database; the store's transactions keep them consistent.
 public final class KilnCore: Sendable {
     public let paths: KilnPaths
-    public let database: KilnDatabase
+    /// The store; only the core talks to it (see `Queries.swift` for what front ends read).
+    let store: any ResourceStore
     public let identities: IdentityConfig
     public let regions: RegionMap
     public let logger: Logger
 
-    public init(paths: KilnPaths, database: KilnDatabase, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
+    public init(paths: KilnPaths, store: any ResourceStore, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
                 logger: Logger = Logger(label: "kiln.core")) {
         self.paths = paths
-        self.database = database
+        self.store = store
         self.identities = identities
         self.regions = regions ?? RegionMap(defaultRoot: paths.regions)
         self.logger = logger
     }
 
-    public var distribution: Distribution { Distribution(database: database, paths: paths, regions: regions, logger: logger) }
+    public var distribution: Distribution { Distribution(database: store, paths: paths, regions: regions, logger: logger) }
 
     /// `<data>/identities.yaml`, the default place for artifact credentials.
     public static func defaultIdentitiesPath(_ paths: KilnPaths) -> String {
@@ -70,12 +72,12 @@ public final class KilnCore: Sendable {
     public func template(_ idOrName: String) async throws(CoreError) -> TemplateResource {
         do {
             if idOrName.hasPrefix("/") {
-                guard let r = try await database.template(id: idOrName) else { throw CoreError.notFound("image template \(idOrName) not found") }
+                guard let r = try await store.template(id: idOrName) else { throw CoreError.notFound("image template \(idOrName) not found") }
                 return try decode(r)
             }
-            let matches = try await database.templates(named: idOrName)
+            let matches = try await store.templates(named: idOrName)
             switch matches.count {
-            case 0: throw CoreError.notFound("no image template named \(idOrName); `kiln template list` shows them")
+            case 0: throw CoreError.notFound("no image template named \(idOrName)", remedy: .listTemplates)
             case 1: return try decode(matches[0])
             default: throw CoreError.ambiguous(name: idOrName, ids: matches.map(\.id))
             }
@@ -90,7 +92,7 @@ public final class KilnCore: Sendable {
 
     public func templates(subscription: String? = nil, resourceGroup: String? = nil) async throws(CoreError) -> [TemplateResource] {
         do {
-            return try await database.templates(subscription: subscription, resourceGroup: resourceGroup).map { r throws(CoreError) in try decode(r) }
+            return try await store.templates(subscription: subscription, resourceGroup: resourceGroup).map { r throws(CoreError) in try decode(r) }
         } catch let e as StoreError {
             throw CoreError.from(e)
         } catch {
@@ -132,7 +134,7 @@ public final class KilnCore: Sendable {
                                     stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
         record.managedBy = origin.managedBy
         do {
-            try await database.insertTemplate(record)
+            try await store.insertTemplate(record)
         } catch .conflict {
             throw .conflict("image template \(id.description) exists. \(Self.conflictMessage): delete it first, then create it again")
         } catch {
@@ -143,7 +145,7 @@ public final class KilnCore: Sendable {
         if case .success = staged, let problem = await checkDistribution(t) { staged = .failure(problem) }
         let outcome = staged
         do {
-            record = try await database.updateTemplate(id: record.id) { r in
+            record = try await store.updateTemplate(id: record.id) { r in
                 switch outcome {
                 case .success(let artifacts):
                     try r.apply(.staged)
@@ -169,7 +171,7 @@ public final class KilnCore: Sendable {
     /// definition (or one for another OS or generation, when the source is already known), a region that is
     /// not allowed, a VHD uri that is not local.
     func checkDistribution(_ t: ImageTemplate) async -> ProvisioningFailure? {
-        let source = try? await SourceResolver(database: database, paths: paths).resolve(t.properties.source)
+        let source = try? await SourceResolver(database: store, paths: paths).resolve(t.properties.source)
         let problems = await distribution.preflight(t, source: source.map { ($0.osType, $0.generation) })
         guard let first = problems.first else { return nil }
         return ProvisioningFailure(code: first.code, message: problems.map { "\($0.path): \($0.message)" }.joined(separator: "\n"))
@@ -237,13 +239,13 @@ public final class KilnCore: Sendable {
     public func delete(_ idOrName: String) async throws(CoreError) {
         let resource = try await template(idOrName)
         do {
-            try await database.beginDeleteTemplate(id: resource.record.id)
-            for run in try await database.runs(templateId: resource.record.id) {
+            try await store.beginDeleteTemplate(id: resource.record.id)
+            for run in try await store.runs(templateId: resource.record.id) {
                 Leftovers.stopVMs(in: run.workDirectory, runId: run.id)
                 try? FileManager.default.removeItem(atPath: run.workDirectory)
             }
             try? FileManager.default.removeItem(atPath: resource.record.stagingDirectory)
-            try await database.removeTemplate(id: resource.record.id)
+            try await store.removeTemplate(id: resource.record.id)
         } catch {
             throw .from(error)
         }
@@ -277,7 +279,7 @@ public final class KilnCore: Sendable {
         let hash = ContentHash.of(updated)
         let doc = Self.document(updated)
         do {
-            let r = try await database.updateTemplate(id: current.record.id) { r in
+            let r = try await store.updateTemplate(id: current.record.id) { r in
                 r.document = doc
                 r.contentHash = hash
             }

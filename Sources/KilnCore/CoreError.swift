@@ -2,51 +2,78 @@ import Foundation
 import KilnStore
 import KilnTemplates
 
-/// Why a core operation failed, with the ARM error code the REST API reports for it.
-public enum CoreError: Error, Sendable, CustomStringConvertible {
-    /// No template (or run) with that id or name.
-    case notFound(String)
-    /// PUT on an id that exists: templates are immutable.
-    case conflict(String)
-    /// Refused in the resource's current state (delete while running, run while running, …).
-    case operationNotAllowed(String)
-    /// A request that can never succeed as written (a patch that changes a fixed property, …).
-    case invalidParameter(path: String, message: String)
-    /// A name that matches templates in several resource groups.
-    case ambiguous(name: String, ids: [String])
-    case store(StoreError)
-    case io(String)
-
-    /// The ARM error code.
-    public var code: String {
-        switch self {
-        case .notFound: return "ResourceNotFound"
-        case .conflict: return "Conflict"
-        case .operationNotAllowed: return "OperationNotAllowed"
-        case .invalidParameter: return "InvalidParameter"
-        case .ambiguous: return "AmbiguousName"
-        case .store, .io: return "InternalServerError"
-        }
+/// Why a core operation failed: an ARM error code, a message that says what is wrong (no command lines: the
+/// same error reaches the CLI and the REST API), and a structured remedy each front end words its own way.
+public struct CoreError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The ARM error code the REST API reports.
+    public enum Kind: String, Sendable, Hashable {
+        /// No template (or run) with that id or name.
+        case notFound = "ResourceNotFound"
+        /// PUT on an id that exists: templates are immutable.
+        case conflict = "Conflict"
+        /// Refused in the resource's current state (delete while running, run while running, …).
+        case operationNotAllowed = "OperationNotAllowed"
+        /// A request that can never succeed as written (a patch that changes a fixed property, …).
+        case invalidParameter = "InvalidParameter"
+        /// A name that matches templates in several resource groups.
+        case ambiguous = "AmbiguousName"
+        /// The store or the file system failed.
+        case internalError = "InternalServerError"
     }
 
-    public var description: String {
-        switch self {
-        case .notFound(let m): return m
-        case .conflict(let m): return m
-        case .operationNotAllowed(let m): return m
-        case .invalidParameter(let p, let m): return "\(p): \(m)"
-        case .ambiguous(let name, let ids):
-            return "the name \(name) matches \(ids.count) templates; give the full id:\n" + ids.map { "  \($0)" }.joined(separator: "\n")
-        case .store(let e): return e.description
-        case .io(let m): return m
-        }
+    public var kind: Kind
+    public var message: String
+    /// The JSON path an `invalidParameter` is about (ARM's `target`).
+    public var target: String?
+    public var remedy: Remedy?
+
+    public init(_ kind: Kind, _ message: String, target: String? = nil, remedy: Remedy? = nil) {
+        self.kind = kind
+        self.message = message
+        self.target = target
+        self.remedy = remedy
     }
+
+    public var code: String { kind.rawValue }
+
+    public var description: String { target.map { "\($0): \(message)" } ?? message }
+
+    public static func notFound(_ m: String, remedy: Remedy? = nil) -> CoreError { CoreError(.notFound, m, remedy: remedy) }
+    public static func conflict(_ m: String, remedy: Remedy? = nil) -> CoreError { CoreError(.conflict, m, remedy: remedy) }
+    public static func operationNotAllowed(_ m: String, remedy: Remedy? = nil) -> CoreError { CoreError(.operationNotAllowed, m, remedy: remedy) }
+    public static func invalidParameter(path: String, message: String) -> CoreError { CoreError(.invalidParameter, message, target: path) }
+    public static func ambiguous(name: String, ids: [String]) -> CoreError {
+        CoreError(.ambiguous, "the name \(name) matches \(ids.count) templates", remedy: .giveFullId(candidates: ids))
+    }
+    public static func store(_ e: StoreError) -> CoreError { CoreError(.internalError, e.description) }
+    public static func io(_ m: String) -> CoreError { CoreError(.internalError, m) }
 
     static func from(_ e: StoreError) -> CoreError {
         switch e {
         case .notFound(let m): return .notFound("\(m) not found")
-        case .refused(let m): return .operationNotAllowed(m)
+        case .refused(let r):
+            switch r {
+            case .runActive(let t, _, _, _): return .operationNotAllowed(r.description, remedy: .cancelOrWait(template: t))
+            case .templateNotRunnable(let t, _): return .operationNotAllowed(r.description, remedy: .recreate(template: t))
+            }
         default: return .store(e)
         }
     }
+}
+
+/// What the user can do about an error, for the front end to word: the CLI names its commands, the REST API
+/// its operations.
+public enum Remedy: Sendable, Hashable {
+    /// List the templates to find the right name.
+    case listTemplates
+    /// Cancel the template's run in progress, or wait for it to finish.
+    case cancelOrWait(template: String)
+    /// Delete the template (and create it again).
+    case delete(template: String)
+    /// Delete the template and create it again with its problem fixed.
+    case recreate(template: String)
+    /// Name the template by its full resource id: one of these.
+    case giveFullId(candidates: [String])
+    /// Add a source image to the catalog (bootstrap or import).
+    case addCatalogImage
 }

@@ -13,8 +13,8 @@ extension KilnCore {
     public func ensureGalleryDefinition(_ d: GalleryImageDefinition) async throws(CoreError) -> (GalleryDefinitionRecord, DefinitionChange) {
         let record = GalleryDefinitionRecord(d)
         do {
-            guard let existing = try await database.galleryDefinition(id: d.id) else {
-                try await database.putGalleryDefinition(record)
+            guard let existing = try await store.galleryDefinition(id: d.id) else {
+                try await store.putGalleryDefinition(record)
                 return (record, .created)
             }
             let same = existing.osType == record.osType && existing.hyperVGeneration == record.hyperVGeneration
@@ -26,7 +26,7 @@ extension KilnCore {
             var updated = existing
             updated.description = record.description
             updated.endOfLifeDate = record.endOfLifeDate
-            try await database.putGalleryDefinition(updated)
+            try await store.putGalleryDefinition(updated)
             return (updated, .updated)
         } catch let e as CoreError {
             throw e

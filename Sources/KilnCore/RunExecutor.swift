@@ -52,7 +52,7 @@ public struct RunExecutor: Sendable {
     }
 
     public func execute() async -> RunRecord {
-        let db = core.database
+        let db = core.store
         guard var run = try? await db.run(id: runId) else {
             return RunRecord(id: runId, templateId: "", queuedAt: Date(), timeoutMinutes: 0, workDirectory: "", logDirectory: "")
         }
@@ -216,7 +216,7 @@ public struct RunExecutor: Sendable {
     /// Ends the run. A cancel that landed after the build finished turns a success into Canceled: the user
     /// asked for it, and the state machine refuses Succeeded after Canceling.
     func finish(_ run: RunRecord, state: RunState, message: String, phases: [RunSubState: Double]) async -> RunRecord {
-        let final = try? await core.database.updateRun(id: run.id) { r in
+        let final = try? await core.store.updateRun(id: run.id) { r in
             if (try? r.apply(.finish(state, message: message))) == nil {
                 try? r.apply(.finish(.canceled, message: "the run was canceled after its build finished; " + message))
             }

@@ -12,7 +12,7 @@ extension KilnCore {
                             timeoutMinutes: resource.template.properties.buildTimeoutInMinutes,
                             workDirectory: (paths.vms as NSString).appendingPathComponent(runId), logDirectory: staging.logs(run: runId))
         do {
-            try await database.insertRun(run)
+            try await store.insertRun(run)
         } catch {
             throw .from(error)
         }
@@ -30,10 +30,10 @@ extension KilnCore {
     public func cancel(_ idOrName: String) async throws(CoreError) -> RunRecord {
         let resource = try await template(idOrName)
         do {
-            guard let run = try await database.latestRun(templateId: resource.record.id), run.isActive else {
+            guard let run = try await store.latestRun(templateId: resource.record.id), run.isActive else {
                 throw CoreError.operationNotAllowed("\(resource.name) has no run in progress to cancel")
             }
-            let updated = try await database.updateRun(id: run.id) { r in
+            let updated = try await store.updateRun(id: run.id) { r in
                 // A run that ended meanwhile stays as it ended.
                 try? r.apply(.requestCancel(reason: "canceled before it started"))
             }
@@ -52,7 +52,7 @@ extension KilnCore {
     /// `parallelism` runs execute across all processes; nil when there is none or no slot is free.
     public func claimQueuedRun(owner: RunOwner = .current, parallelism: Int, runId: String? = nil) async throws(CoreError) -> RunRecord? {
         do {
-            return try await database.claimQueuedRun(parallelism: parallelism, runId: runId) { r in try r.apply(.claim(owner)) }
+            return try await store.claimQueuedRun(parallelism: parallelism, runId: runId) { r in try r.apply(.claim(owner)) }
         } catch {
             throw .from(error)
         }
@@ -60,12 +60,12 @@ extension KilnCore {
 
     public func runs(_ idOrName: String) async throws(CoreError) -> [RunRecord] {
         let resource = try await template(idOrName)
-        do { return try await database.runs(templateId: resource.record.id) } catch { throw .from(error) }
+        do { return try await store.runs(templateId: resource.record.id) } catch { throw .from(error) }
     }
 
     public func run(id: String) async throws(CoreError) -> RunRecord {
         do {
-            guard let r = try await database.run(id: id) else { throw CoreError.notFound("run \(id) not found") }
+            guard let r = try await store.run(id: id) else { throw CoreError.notFound("run \(id) not found") }
             return r
         } catch let e as CoreError {
             throw e
@@ -81,7 +81,7 @@ extension KilnCore {
     /// Idempotent and cheap; every process calls it when it opens the core.
     @discardableResult
     public func recoverAbandonedRuns() async -> [RunRecord] {
-        guard let active = try? await database.activeRuns() else { return [] }
+        guard let active = try? await store.activeRuns() else { return [] }
         var recovered: [RunRecord] = []
         for run in active {
             guard let owner = run.owner, !owner.isAlive else { continue }
@@ -89,10 +89,10 @@ extension KilnCore {
             try? FileManager.default.removeItem(atPath: run.workDirectory)
             let phase = run.runState == .canceling ? "canceling" : (run.runSubState?.rawValue ?? "running")
             var message = "the Kiln process that executed this run (\(owner)) stopped while the run was \(phase); "
-            message += stopped.isEmpty ? "no build VM was left running" : "its build VM (QEMU process \(stopped.map(String.init).joined(separator: ", "))) was stopped"
+            message += stopped.isEmpty ? "its build VM stopped with it" : "its build VM (QEMU process \(stopped.map(String.init).joined(separator: ", "))) was stopped"
             message += " and the work directory removed. Start a new run."
             let text = message
-            if let r = try? await database.updateRun(id: run.id, { r in
+            if let r = try? await store.updateRun(id: run.id, { r in
                 guard r.owner == owner else { return }
                 try? r.apply(.recover(message: text))
             }) {

@@ -37,7 +37,7 @@ public struct WorkerPool: Sendable {
 
     /// Whether a queued run waits that nobody has claimed (a slot held by another process may free up).
     func hasWaitingRuns() async -> Bool {
-        let active = (try? await core.database.activeRuns()) ?? []
+        let active = (try? await core.store.activeRuns()) ?? []
         return active.contains(where: \.isWaiting)
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import KilnBuild
+import KilnSystem
 
 /// Putting image files where they belong without wasting disk.
 public enum DiskPlacement {

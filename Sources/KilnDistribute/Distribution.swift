@@ -1,6 +1,6 @@
 import Foundation
-import KilnBuild
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Logging
 
@@ -46,12 +46,12 @@ public struct DistributionProblem: Sendable {
 
 /// Sends a captured image everywhere `distribute[]` says, targets and regions in parallel.
 public struct Distribution: Sendable {
-    public var database: KilnDatabase
+    public var database: any ResourceStore
     public var paths: KilnPaths
     public var regions: RegionMap
     public var logger: Logger
 
-    public init(database: KilnDatabase, paths: KilnPaths, regions: RegionMap, logger: Logger = Logger(label: "kiln.distribute")) {
+    public init(database: any ResourceStore, paths: KilnPaths, regions: RegionMap, logger: Logger = Logger(label: "kiln.distribute")) {
         self.database = database
         self.paths = paths
         self.regions = regions

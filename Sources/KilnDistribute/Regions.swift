@@ -1,5 +1,5 @@
 import Foundation
-import KilnBuild
+import KilnSystem
 import Yams
 
 /// Regions are named storage locations: `<data>/regions/<name>/` unless `regions.yaml` maps a name elsewhere

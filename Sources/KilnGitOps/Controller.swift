@@ -69,6 +69,10 @@ public actor Controller {
     var lastReconciled: ObjectID?
     var lastFullReconcile = ContinuousClock.now
     var hadActiveRuns = false
+    /// The last reconcile asked to run again soon (a change waits for a run to end).
+    var requeued = false
+    /// What failed to load at the last reconciled commit, for status writes between reconciles.
+    var sourceErrors = SourceErrors()
     var stopping = false
     var pendingWake = false
     var sleeper: CheckedContinuation<Void, Never>?
@@ -87,7 +91,7 @@ public actor Controller {
         self.core = core
         self.mirror = mirror
         self.reconciler = Reconciler(core: core, mirror: mirror, templatesPath: templatesPath, logger: logger)
-        self.status = StatusWriter(mirror: mirror, database: core.database, logger: logger)
+        self.status = StatusWriter(mirror: mirror, core: core, logger: logger)
         self.options = options
         self.launchWorkers = launchWorkers
         self.onReport = onReport
@@ -116,7 +120,7 @@ public actor Controller {
         while !stopping {
             await step()
             if stopping { break }
-            await sleep(hadActiveRuns ? options.statusInterval : jittered(options.interval))
+            await sleep(hadActiveRuns || requeued ? options.statusInterval : jittered(options.interval))
         }
         logger.notice("controller stopped")
     }
@@ -150,11 +154,12 @@ public actor Controller {
             let started = ContinuousClock.now
             do {
                 let commit = try await mirror.effectiveCommit(head)
-                let waiting = await reconciler.lastPlan?.items.contains { $0.action == .wait } ?? false
                 let resync = ContinuousClock.now - lastFullReconcile > options.resyncInterval
-                if commit != lastReconciled || waiting || resync {
+                if commit != lastReconciled || requeued || resync {
                     let report = try await reconciler.reconcile(commit)
                     lastReconciled = commit
+                    requeued = report.requeue
+                    sourceErrors = report.sourceErrors
                     lastFullReconcile = .now
                     reconciled = true
                     observer?.reconciled(repository: name, duration: ContinuousClock.now - started, result: report.hasProblems ? .problems : .success)
@@ -170,10 +175,10 @@ public actor Controller {
         do {
             // This repository's builds set the status cadence (a build of another repository does not make this
             // one poll every 2 s); every build counts for starting a worker.
-            let mine = try await core.database.activeRuns(managedBy: source.key)
-            let active = try await core.database.activeRuns()
+            let mine = try await core.activeRuns(managedBy: source.key)
+            let active = try await core.activeRuns()
             if reconciled || !mine.isEmpty || hadActiveRuns {
-                let errors = await reconciler.sourceErrors()
+                let errors = sourceErrors
                 do {
                     try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
                 } catch {
@@ -257,10 +262,24 @@ extension Controller {
         _ = await core.recoverAbandonedRuns()
         guard let head = try await mirror.refresh() else { throw OnceError.noBranch(GitRepository.redact(source.url), source.branch) }
         let commit = try await mirror.effectiveCommit(head)
-        let report = try await reconciler.reconcile(commit)
+        var report = try await reconciler.reconcile(commit)
+        // A change that waits for a canceled run to stop: reconciled again here once it has (bounded), since
+        // there is no next poll.
+        var attempts = 0
+        let canceled = report.outcomes.contains(where: \.requeue)
+        while canceled, report.requeue, attempts < 120 {
+            attempts += 1
+            try await Task.sleep(for: .seconds(1))
+            let again = try await reconciler.reconcile(commit)
+            report.outcomes += again.outcomes
+            report.requeue = again.requeue
+            report.plan = again.plan
+        }
         lastReconciled = commit
+        requeued = report.requeue
+        sourceErrors = report.sourceErrors
         onReport(report)
-        let errors = await reconciler.sourceErrors()
+        let errors = sourceErrors
         try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
         if executeRuns, !report.queuedRuns.isEmpty {
             let core = self.core

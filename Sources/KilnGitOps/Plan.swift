@@ -5,42 +5,120 @@ import KilnTemplates
 
 /// One line of a plan: what the reconciler will do to one template (or one broken file), and why.
 public struct PlanItem: Sendable {
-    public enum Action: String, Sendable, Hashable {
+    /// The change, with exactly the records it needs: no optional whose meaning depends on the action.
+    public indirect enum Change: Sendable {
         /// New in the repository.
-        case create
+        case create(DesiredTemplate)
         /// Content changed: delete, then create (templates are immutable).
-        case recreate
-        /// The same content under a new path or name: the old is deleted, the new created.
-        case move
+        case recreate(old: ManagedTemplateSummary, new: DesiredTemplate)
+        /// Same id, same content, another file: only the record's origin follows the file; nothing is rebuilt.
+        case rebind(ManagedTemplateSummary, to: DesiredTemplate)
+        /// The same content under a new id (a rename): the old is deleted, the new created.
+        case move(from: ManagedTemplateSummary, to: DesiredTemplate)
         /// Gone from the repository: deleted, with its staging area.
-        case delete
+        case delete(ManagedTemplateSummary)
         /// Created but never run (a run was due and never started): queue it.
-        case run
-        case unchanged
-        /// The file does not load; a template it used to describe is kept as it was.
-        case invalid
-        /// A change waits for a run in progress to end (`onChangeDuringRun: wait`).
-        case wait
+        case run(ManagedTemplateSummary, DesiredTemplate)
+        case unchanged(ManagedTemplateSummary, DesiredTemplate)
+        /// The file does not load; the template it used to describe (if any) is kept as it was.
+        case invalid(file: String, diagnostics: [Diagnostic], kept: ManagedTemplateSummary?)
+        /// The change waits for a run in progress to end (`onChangeDuringRun: wait`): the reconcile is requeued.
+        case wait(run: String, pending: Change)
+        /// The run in progress is canceled first (`onChangeDuringRun: cancel`); the change follows once it stopped.
+        case cancelFirst(run: String, then: Change)
     }
 
-    public var action: Action
-    /// The template name (for an invalid file that never loaded, the file).
-    public var name: String
-    /// The resource id this item is about (the new one for a move).
-    public var id: String?
-    public var file: String?
+    /// The verb a plan prints for a change.
+    public enum Action: String, Sendable, Hashable {
+        case create, recreate, move, delete, run, unchanged, invalid, wait
+    }
+
+    public var change: Change
     /// Why, as a person reads it: "scripts/setup.sh changed".
     public var reason: String?
-    public var desired: DesiredTemplate?
-    public var recorded: ManagedTemplateSummary?
-    /// For a move: the template it replaces. For a wait or a cancel: the change that waits.
-    public var previous: ManagedTemplateSummary?
-    /// The run in progress a change has to cancel first (`onChangeDuringRun: cancel`).
-    public var cancelRun: String?
-    /// For `invalid`: what is wrong.
-    public var diagnostics: [Diagnostic] = []
-    /// For `wait`: the action that waits.
-    public var pending: Action?
+
+    public init(_ change: Change, reason: String? = nil) {
+        self.change = change
+        self.reason = reason
+    }
+
+    public var action: Action {
+        switch change {
+        case .create: return .create
+        case .recreate: return .recreate
+        case .rebind, .move: return .move
+        case .delete: return .delete
+        case .run: return .run
+        case .unchanged: return .unchanged
+        case .invalid: return .invalid
+        case .wait: return .wait
+        case .cancelFirst(_, let then): return PlanItem(then).action
+        }
+    }
+
+    /// The desired template, when the repository defines one.
+    public var desired: DesiredTemplate? {
+        switch change {
+        case .create(let d), .recreate(_, let d), .rebind(_, let d), .move(_, let d), .run(_, let d), .unchanged(_, let d): return d
+        case .delete, .invalid: return nil
+        case .wait(_, let c), .cancelFirst(_, let c): return PlanItem(c).desired
+        }
+    }
+
+    /// The recorded template with this item's id (the one replaced, deleted or kept).
+    public var recorded: ManagedTemplateSummary? {
+        switch change {
+        case .create, .move: return nil
+        case .recreate(let r, _), .rebind(let r, _), .delete(let r), .run(let r, _), .unchanged(let r, _): return r
+        case .invalid(_, _, let kept): return kept
+        case .wait(_, let c), .cancelFirst(_, let c): return PlanItem(c).recorded
+        }
+    }
+
+    /// For a move or rebind: the template it replaces.
+    public var previous: ManagedTemplateSummary? {
+        switch change {
+        case .move(let r, _), .rebind(let r, _): return r
+        case .wait(_, let c), .cancelFirst(_, let c): return PlanItem(c).previous
+        default: return nil
+        }
+    }
+
+    /// The template whose run is in the way (the old one for a move).
+    var affected: ManagedTemplateSummary? { previous ?? recorded }
+
+    /// The template name (for an invalid file that never loaded, the file).
+    public var name: String {
+        if let d = desired { return d.name }
+        if let r = recorded { return r.name }
+        if case .invalid(let file, _, _) = change { return file }
+        return "?"
+    }
+
+    /// The resource id this item is about (the new one for a move).
+    public var id: String? { desired?.id ?? recorded?.id }
+
+    public var file: String? {
+        if case .invalid(let file, _, _) = change { return file }
+        return desired?.file ?? recorded?.sourceFile
+    }
+
+    /// The run in progress a change cancels first.
+    public var cancelRun: String? {
+        if case .cancelFirst(let run, _) = change { return run }
+        return nil
+    }
+
+    /// For a wait: the action that waits.
+    public var pending: Action? {
+        if case .wait(_, let c) = change { return PlanItem(c).action }
+        return nil
+    }
+
+    public var diagnostics: [Diagnostic] {
+        if case .invalid(_, let d, _) = change { return d }
+        return []
+    }
 
     /// Whether applying this item changes anything.
     public var isChange: Bool { ![.unchanged, .invalid, .wait].contains(action) }
@@ -93,81 +171,61 @@ public enum Planner {
 
         for d in desired.templates {
             let key = d.key
-            var item = PlanItem(action: .unchanged, name: d.name, id: d.id, file: d.file, desired: d)
+            var item = PlanItem(.create(d))
             if let r = recordedByKey.removeValue(forKey: key) {
-                item.recorded = r
+                item = PlanItem(.unchanged(r, d))
                 if r.contentHash != d.contentHash {
-                    item.action = .recreate
-                    item.reason = why(d, r, changedPaths[r.sourceCommit ?? ""])
+                    item = PlanItem(.recreate(old: r, new: d), reason: why(d, r, changedPaths[r.sourceCommit ?? ""]))
                 } else if r.sourceFile != d.file {
                     // Same id, same content, another file: the resource does not change; only where it comes from.
-                    item.action = .move
-                    item.previous = r
-                    item.reason = "\(r.sourceFile ?? "?") renamed to \(d.file); same content, not rebuilt"
+                    item = PlanItem(.rebind(r, to: d), reason: "\(r.sourceFile ?? "?") renamed to \(d.file); same content, not rebuilt")
                 } else if r.provisioningState == .failed, r.sourceCommit != desired.commit.hex {
-                    item.action = .recreate
-                    item.reason = "its create failed; retried at the new commit"
+                    item = PlanItem(.recreate(old: r, new: d), reason: "its create failed; retried at the new commit")
                 } else if r.provisioningState == .succeeded, r.lastRunId == nil, RunPolicy(d.loaded.template) != .manual {
-                    item.action = .run
-                    item.reason = "created but never run"
+                    item = PlanItem(.run(r, d), reason: "created but never run")
                 }
             } else if var candidates = leaving[d.contentHash], !candidates.isEmpty {
                 let r = candidates.removeFirst()
                 leaving[d.contentHash] = candidates
                 movedAway.insert(r.id.lowercased())
                 recordedByKey.removeValue(forKey: r.id.lowercased())
-                item.action = .move
-                item.previous = r
-                item.reason = r.sourceFile == d.file ? "renamed from \(r.name)" : "\(r.sourceFile ?? r.name) → \(d.file), same content"
-            } else {
-                item.action = .create
+                item = PlanItem(.move(from: r, to: d), reason: r.sourceFile == d.file ? "renamed from \(r.name)" : "\(r.sourceFile ?? r.name) → \(d.file), same content")
             }
             items.append(guardRun(item, onChange))
         }
 
         for r in recordedByKey.values.sorted(by: { $0.id < $1.id }) where !movedAway.contains(r.id.lowercased()) {
             if let f = r.sourceFile, let bad = invalidFiles[f] {
-                var item = PlanItem(action: .invalid, name: r.name, id: r.id, file: f, recorded: r)
-                item.reason = "\(f) does not load; the last good template is kept"
-                item.diagnostics = bad.diagnostics
-                items.append(item)
+                items.append(PlanItem(.invalid(file: f, diagnostics: bad.diagnostics, kept: r), reason: "\(f) does not load; the last good template is kept"))
                 continue
             }
-            var item = PlanItem(action: .delete, name: r.name, id: r.id, file: r.sourceFile, recorded: r)
-            item.reason = r.sourceFile.map { "\($0) no longer defines it" } ?? "no longer in the repository"
+            let item = PlanItem(.delete(r), reason: r.sourceFile.map { "\($0) no longer defines it" } ?? "no longer in the repository")
             items.append(guardRun(item, onChange))
         }
 
         let described = Set(recorded.compactMap(\.sourceFile))
         for bad in desired.invalid where !described.contains(bad.file) {
-            var item = PlanItem(action: .invalid, name: bad.file, file: bad.file)
-            item.diagnostics = bad.diagnostics
-            item.reason = bad.diagnostics.first.map { "\($0.path): \($0.message)" }
-            items.append(item)
+            items.append(PlanItem(.invalid(file: bad.file, diagnostics: bad.diagnostics, kept: nil),
+                                  reason: bad.diagnostics.first.map { "\($0.path): \($0.message)" }))
         }
         return Plan(commit: desired.commit, items: items, galleries: desired.galleries)
     }
 
-    /// A change that would delete a template under a running build waits for it, or cancels it.
+    /// A change that would delete a template under a running build waits for it, or cancels it first.
     static func guardRun(_ item: PlanItem, _ onChange: RepositoryConfig.OnChangeDuringRun) -> PlanItem {
         // Called for every template on every plan: the common case (nothing replaced) returns before any work.
-        switch item.action {
-        case .recreate, .delete: break
-        case .move where item.previous?.id.lowercased() != item.id?.lowercased(): break
+        let affected: ManagedTemplateSummary
+        switch item.change {
+        case .recreate(let r, _), .delete(let r), .move(let r, _): affected = r
         default: return item
         }
-        let affected = item.action == .move ? item.previous : item.recorded
-        guard let r = affected, let state = r.lastRunState, state.isActive, let run = r.lastRunId else { return item }
-        var out = item
-        if onChange == .cancel {
-            out.cancelRun = run
-            out.reason = (out.reason.map { $0 + "; " } ?? "") + "cancels run \(run) first"
-        } else {
-            out.pending = item.action
-            out.action = .wait
-            out.reason = (out.reason.map { $0 + "; " } ?? "") + "waits for run \(run) to finish"
+        guard let state = affected.lastRunState, state.isActive, let run = affected.lastRunId else { return item }
+        let because = item.reason.map { $0 + "; " } ?? ""
+        // A run already canceling can only be waited for.
+        if onChange == .cancel, state == .running {
+            return PlanItem(.cancelFirst(run: run, then: item.change), reason: because + "cancels run \(run) first")
         }
-        return out
+        return PlanItem(.wait(run: run, pending: item.change), reason: because + "waits for run \(run) to finish")
     }
 
     /// Which inputs changed, in words: the template file, or the scripts it references.

@@ -13,15 +13,40 @@ public struct ReconcileReport: Sendable {
         public var result: String
         public var ok: Bool
         public var runId: String?
+        /// The change could not be applied yet (a canceled run is still stopping).
+        public var requeue = false
     }
     public var plan: Plan
     public var outcomes: [Outcome] = []
     public var galleryResults: [String] = []
 
+    /// A change waits for a run to end (or for a canceled run to stop): reconcile this commit again soon
+    /// instead of waiting here (level-triggered, like controller-runtime's requeue).
+    public var requeue = false
+
     public var failed: [Outcome] { outcomes.filter { !$0.ok } }
     public var queuedRuns: [String] { outcomes.compactMap(\.runId) }
     /// Whether any template is invalid or could not be applied: `kiln reconcile --once` exits non-zero.
     public var hasProblems: Bool { !failed.isEmpty || !plan.invalid.isEmpty }
+
+    /// For the status writer: recorded templates whose file currently fails to load (by lower-cased id), and
+    /// invalid files that describe none.
+    public var sourceErrors: SourceErrors { SourceErrors(plan) }
+}
+
+/// What fails to load at a commit, as the status writer reports it.
+public struct SourceErrors: Sendable {
+    public var byTemplate: [String: [Diagnostic]] = [:]
+    public var files: [InvalidTemplateFile] = []
+
+    public init() {}
+
+    init(_ plan: Plan) {
+        for item in plan.items {
+            guard case .invalid(let file, let diagnostics, let kept) = item.change else { continue }
+            if let kept { byTemplate[kept.id.lowercased()] = diagnostics } else { files.append(InvalidTemplateFile(file: file, diagnostics: diagnostics)) }
+        }
+    }
 }
 
 /// Desired state (a commit of the watched repository) against recorded state (the store): plan, then apply.
@@ -33,7 +58,6 @@ public actor Reconciler {
     public var templatesPath: String?
     let cache = DesiredStateCache()
     let logger: Logger
-    public private(set) var lastPlan: Plan?
 
     public init(core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, logger: Logger = Logger(label: "kiln.gitops")) {
         self.core = core
@@ -54,10 +78,9 @@ public actor Reconciler {
 
     /// The plan for `commit` against the store.
     public func plan(at commit: ObjectID) async throws -> Plan {
-        lastPlan = nil  // the previous plan's templates need not outlive this read
         let missesBefore = cache.misses
         let desired = try await desired(at: commit)
-        let recorded = try await core.database.managedTemplates(by: source.key)
+        let recorded = try await core.managedTemplates(by: source.key)
         // Why things changed: one diff per distinct recorded commit (usually one).
         var changed: [String: Set<String>] = [:]
         let recordedKeys = Set(recorded.map { $0.id.lowercased() })
@@ -76,7 +99,6 @@ public actor Reconciler {
             }
         }
         let plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed)
-        lastPlan = plan
         // After reparsing many files, give the freed memory back (glibc keeps it otherwise): a controller
         // watching a large repository should not sit at its peak.
         if cache.misses - missesBefore > 500 { MemoryTrim.trim() }
@@ -101,55 +123,62 @@ public actor Reconciler {
                 report.galleryResults.append("gallery image definition \(g.id): \(error)")
             }
         }
-        let commit = plan.commit
         for item in Self.buildOrder(plan.items.filter(\.isChange)) {
-            var outcome = ReconcileReport.Outcome(item: item, result: "", ok: true)
+            var outcome: ReconcileReport.Outcome
             do {
-                if let run = item.cancelRun {
-                    _ = try await core.cancel(item.action == .move ? item.previous!.id : item.recorded!.id)
-                    try await waitUntilInactive(run)
-                }
-                switch item.action {
-                case .delete:
-                    try await core.delete(item.recorded!.id)
-                    outcome.result = "deleted"
-                case .recreate:
-                    try await core.delete(item.recorded!.id)
-                    outcome = try await create(item, commit: commit, verb: "recreated")
-                case .move:
-                    let old = item.previous!
-                    if old.id.lowercased() == item.id?.lowercased() {
-                        let file = item.file, hex = commit.hex
-                        try await core.database.updateTemplate(id: old.id) { r in
-                            r.sourceFile = file
-                            r.sourceCommit = hex
-                        }
-                        outcome.result = "moved (\(old.sourceFile ?? "?") → \(item.file ?? "?")), not rebuilt"
-                    } else {
-                        try await core.delete(old.id)
-                        outcome = try await create(item, commit: commit, verb: "moved from \(old.name)")
-                    }
-                case .create:
-                    outcome = try await create(item, commit: commit, verb: "created")
-                case .run:
-                    let run = try await core.queueRun(item.id!)
-                    outcome.result = "run \(run.id) queued"
-                    outcome.runId = run.id
-                case .unchanged, .invalid, .wait:
-                    continue
-                }
+                outcome = try await apply(item, item.change, commit: plan.commit)
             } catch {
-                outcome.ok = false
-                outcome.result = "\(error)"
+                outcome = ReconcileReport.Outcome(item: item, result: "\(error)", ok: false)
                 var meta: Logger.Metadata = ["template": "\(item.id ?? item.name)", "action": "\(item.action.rawValue)", "error": "\(error)"]
                 if let file = item.file { meta["file"] = "\(file)" }
-                if let run = outcome.runId ?? item.previous?.lastRunId { meta["run"] = "\(run)" }
+                if let run = item.affected?.lastRunId { meta["run"] = "\(run)" }
                 logger.error("reconcile failed for a template", metadata: meta)
             }
             outcome.item = item
+            if outcome.requeue { report.requeue = true }
             report.outcomes.append(outcome)
         }
+        if plan.items.contains(where: { $0.action == .wait }) { report.requeue = true }
         return report
+    }
+
+    /// Applies one change. A cancel-first cancels the run and applies the change at once only when the run
+    /// ended right away (it was still queued); otherwise the outcome asks for a requeue and the next reconcile,
+    /// seeing the run ended, applies it.
+    func apply(_ item: PlanItem, _ change: PlanItem.Change, commit: ObjectID) async throws -> ReconcileReport.Outcome {
+        var outcome = ReconcileReport.Outcome(item: item, result: "", ok: true)
+        switch change {
+        case .cancelFirst(let run, let then):
+            guard let affected = item.affected else { return outcome }
+            let canceled = try await core.cancel(affected.id)
+            if canceled.isActive {
+                outcome.result = "canceling run \(run) first; the change follows once it has stopped"
+                outcome.requeue = true
+                return outcome
+            }
+            return try await apply(item, then, commit: commit)
+        case .delete(let r):
+            try await core.delete(r.id)
+            outcome.result = "deleted"
+        case .recreate(let old, let new):
+            try await core.delete(old.id)
+            outcome = try await create(item, new, commit: commit, verb: "recreated")
+        case .rebind(let old, let new):
+            try await core.rebind(templateId: old.id, file: new.file, commit: commit.hex)
+            outcome.result = "moved (\(old.sourceFile ?? "?") → \(new.file)), not rebuilt"
+        case .move(let old, let new):
+            try await core.delete(old.id)
+            outcome = try await create(item, new, commit: commit, verb: "moved from \(old.name)")
+        case .create(let d):
+            outcome = try await create(item, d, commit: commit, verb: "created")
+        case .run(let r, _):
+            let run = try await core.queueRun(r.id)
+            outcome.result = "run \(run.id) queued"
+            outcome.runId = run.id
+        case .unchanged, .invalid, .wait:
+            break
+        }
+        return outcome
     }
 
     /// Items in the order their runs should queue: a template whose source is a gallery image another template
@@ -182,8 +211,7 @@ public actor Reconciler {
         return out
     }
 
-    func create(_ item: PlanItem, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {
-        let d = item.desired!
+    func create(_ item: PlanItem, _ d: DesiredTemplate, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {
         var loaded = d.loaded
         loaded.contentHash = d.contentHash
         let origin = TemplateOrigin(file: d.file, commit: commit.hex,
@@ -194,7 +222,8 @@ public actor Reconciler {
             resource = try await core.create(loaded, origin: origin)
         } catch {
             if Self.isConflict(error) {
-                throw CoreError.conflict("\(d.id) exists and was not created from this repository (\(source.key)); delete it (kiln template delete) to let the controller manage it")
+                throw CoreError.conflict("\(d.id) exists and was not created from this repository (\(source.key)); the controller manages it once it is deleted",
+                                         remedy: .delete(template: d.name))
             }
             throw error
         }
@@ -210,7 +239,7 @@ public actor Reconciler {
             outcome.result += ", run \(run.id) queued"
             outcome.runId = run.id
         case .autoRunByCore:
-            if let run = try await core.database.latestRun(templateId: resource.record.id) {
+            if let run = try await core.latestRun(templateId: resource.record.id) {
                 outcome.result += ", run \(run.id) queued (autoRun)"
                 outcome.runId = run.id
             }
@@ -221,32 +250,9 @@ public actor Reconciler {
     }
 
     static func isConflict(_ e: CoreError) -> Bool {
-        if case .conflict = e { return true }
-        return false
+        e.kind == .conflict
     }
 
-    func waitUntilInactive(_ runId: String) async throws {
-        for _ in 0..<600 {
-            let r = try await core.run(id: runId)
-            if !r.isActive { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw CoreError.operationNotAllowed("run \(runId) did not stop within 2 minutes of being canceled")
-    }
-
-    /// For the status writer: recorded templates whose file currently fails to load, and invalid files
-    /// that describe none.
-    public func sourceErrors() -> (byTemplate: [String: [Diagnostic]], files: [InvalidTemplateFile]) {
-        guard let plan = lastPlan else { return ([:], []) }
-        var byTemplate: [String: [Diagnostic]] = [:]
-        var files: [InvalidTemplateFile] = []
-        for item in plan.items where item.action == .invalid {
-            if let r = item.recorded { byTemplate[r.id.lowercased()] = item.diagnostics } else {
-                files.append(InvalidTemplateFile(file: item.file ?? item.name, diagnostics: item.diagnostics))
-            }
-        }
-        return (byTemplate, files)
-    }
 }
 
 /// Returns freed heap memory to the system.

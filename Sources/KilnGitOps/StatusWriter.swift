@@ -50,7 +50,7 @@ struct StatusKey: Hashable, Sendable {
 /// is nothing to merge) and pushed again, with jittered backoff.
 public actor StatusWriter {
     public let mirror: RepositoryMirror
-    public let database: KilnDatabase
+    public let core: KilnCore
     let logger: Logger
     public var maxAttempts = 12
     /// Statuses the remote branch has, by path (read once, then kept up to date by our own writes).
@@ -64,9 +64,9 @@ public actor StatusWriter {
     public private(set) var commitsWritten = 0
     public private(set) var pushRetries = 0
 
-    public init(mirror: RepositoryMirror, database: KilnDatabase, logger: Logger = Logger(label: "kiln.gitops.status"), maxAttempts: Int = 12) {
+    public init(mirror: RepositoryMirror, core: KilnCore, logger: Logger = Logger(label: "kiln.gitops.status"), maxAttempts: Int = 12) {
         self.mirror = mirror
-        self.database = database
+        self.core = core
         self.logger = logger
         self.maxAttempts = maxAttempts
     }
@@ -97,7 +97,7 @@ public actor StatusWriter {
     /// file currently fails to load (by lower-cased id), and invalid files that describe none.
     @discardableResult
     public func sync(sourceErrors: [String: [Diagnostic]] = [:], invalidFiles: [InvalidTemplateFile] = []) async throws -> Int {
-        let summaries = try await database.managedTemplates(by: source.key)
+        let summaries = try await core.managedTemplates(by: source.key)
         try await loadKnown()
         var writes: [Write] = []
         var live = Set<String>()
@@ -257,9 +257,9 @@ public actor StatusWriter {
     // MARK: Documents
 
     func document(_ s: ManagedTemplateSummary, errors: [Diagnostic]?) async throws -> TemplateStatusDocument {
-        guard let t = try await database.template(id: s.id) else { throw StoreError.notFound("image template \(s.id)") }
+        guard let t = try await core.templateRecord(id: s.id) else { throw CoreError.notFound("image template \(s.id) not found") }
         var run: RunRecord?
-        if let id = s.lastRunId { run = try await database.run(id: id) }
+        if let id = s.lastRunId { run = try await core.runRecord(id: id) }
         return TemplateStatusDocument(template: t, lastRun: run, sourceErrors: errors)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 import KilnGitOps
 import KilnStore
 import KilnTemplates
@@ -14,7 +15,7 @@ import Prometheus
 /// this process was up, which is what Prometheus expects of a histogram that starts from zero at a restart.
 public final class ControllerMetrics: ControllerObserver, Sendable {
     public let registry = PrometheusCollectorRegistry()
-    let database: KilnDatabase
+    let core: KilnCore
     let scrapeState: ScrapeState
 
     static let reconcileBuckets: [Duration] = [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -27,8 +28,8 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
     public static let webhookResults = ["accepted", "rejected", "unknown"]
 
     /// Every series a repository has is created here, at zero, so that `rate()` and alerts work from the start.
-    public init(database: KilnDatabase, repositories: [String], since: Date = Date()) {
-        self.database = database
+    public init(core: KilnCore, repositories: [String], since: Date = Date()) {
+        self.core = core
         self.scrapeState = ScrapeState(watermark: since)
         for repo in repositories {
             for result in ReconcileResult.allCases { _ = reconcileCounter(repo, result) }
@@ -121,7 +122,7 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
     // MARK: Scrape
 
     /// The exposition text: the store's figures read now, then everything rendered.
-    public func scrape() async throws(StoreError) -> String {
+    public func scrape() async throws(CoreError) -> String {
         try await scrapeState.refresh(self)
         return registry.emitToString()
     }
@@ -146,14 +147,14 @@ actor ScrapeState {
         self.watermark = watermark
     }
 
-    func refresh(_ m: ControllerMetrics) async throws(StoreError) {
-        let counts = try await m.database.counts()
+    func refresh(_ m: ControllerMetrics) async throws(CoreError) {
+        let counts = try await m.core.counts()
         // Every state is an enum case, so the full set of series is known and each is set on every scrape.
         for s in ControllerMetrics.templateStates { m.templateGauge(s.rawValue).set(to: Double(counts.templatesByState[s] ?? 0)) }
         for s in ControllerMetrics.runStates { m.runGauge(s.rawValue).set(to: Double(counts.runsByState[s] ?? 0)) }
         m.queueGauge.set(to: Double(counts.queued))
 
-        let ended = try await m.database.runsEnded(since: max(floor, watermark.addingTimeInterval(-Self.overlap)))
+        let ended = try await m.core.runsEnded(since: max(floor, watermark.addingTimeInterval(-Self.overlap)))
         // From here on nothing awaits: the state read is the state written.
         let horizon = watermark.addingTimeInterval(-Self.overlap)
         for run in ended {

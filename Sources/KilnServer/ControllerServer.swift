@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import KilnCore
 import KilnGitOps
 import KilnStore
 import Logging
@@ -114,7 +115,7 @@ public enum ControllerServer {
             let candidates = repositories.filter { $0.authenticator != nil }
             guard !candidates.isEmpty else {
                 metrics.webhookCounter("-", "unknown").increment()
-                return json(.notFound, ["error": "no repository has a webhook secret"])
+                return json(.notFound, .error("no repository has a webhook secret"))
             }
             var woken: [String] = []
             var reason = "no signature"
@@ -129,36 +130,36 @@ public enum ControllerServer {
             guard !woken.isEmpty else {
                 metrics.webhookCounter("-", "rejected").increment()
                 logger.warning("webhook rejected", metadata: ["reason": "\(reason)"])
-                return json(.unauthorized, ["error": reason])
+                return json(.unauthorized, .error(reason))
             }
             for name in woken {
                 metrics.webhookCounter(name, "accepted").increment()
                 logger.info("webhook accepted; reconciling now", metadata: ["repo": "\(name)", "event": "\(event(headers))"])
                 await repositories.first { $0.name == name }!.wake()
             }
-            return json(.accepted, ["reconcile": "triggered", "repositories": woken.joined(separator: ",")])
+            return json(.accepted, .triggered(woken))
         }
         router.post("/hooks/git/:repository") { request, context -> Response in
             let (headers, body) = try await read(request)
             let name = context.parameters.get("repository") ?? ""
             guard let repo = repositories.first(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) else {
                 metrics.webhookCounter("-", "unknown").increment()
-                return json(.notFound, ["error": "no watched repository is named \(name.prefix(100))"])
+                return json(.notFound, .error("no watched repository is named \(name.prefix(100))"))
             }
             guard let auth = repo.authenticator else {
                 metrics.webhookCounter(repo.name, "rejected").increment()
-                return json(.notFound, ["error": "repository \(repo.name) has no webhook secret configured"])
+                return json(.notFound, .error("repository \(repo.name) has no webhook secret configured"))
             }
             switch auth.verify(headers: headers, body: body) {
             case .accepted(let sender):
                 metrics.webhookCounter(repo.name, "accepted").increment()
                 logger.info("webhook accepted; reconciling now", metadata: ["repo": "\(repo.name)", "sender": "\(sender)", "event": "\(event(headers))"])
                 await repo.wake()
-                return json(.accepted, ["reconcile": "triggered", "repositories": repo.name])
+                return json(.accepted, .triggered([repo.name]))
             case .rejected(let why):
                 metrics.webhookCounter(repo.name, "rejected").increment()
                 logger.warning("webhook rejected", metadata: ["repo": "\(repo.name)", "reason": "\(why)"])
-                return json(.unauthorized, ["error": why])
+                return json(.unauthorized, .error(why))
             }
         }
     }
@@ -193,8 +194,8 @@ public enum ControllerServer {
         headers["x-github-event"] ?? headers["x-gitlab-event"] ?? "-"
     }
 
-    static func json(_ status: HTTPResponse.Status, _ fields: [String: String]) -> Response {
-        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
+    static func json(_ status: HTTPResponse.Status, _ reply: WebhookReply) -> Response {
+        let data = (try? KilnJSON.encoder().encode(reply)) ?? Data("{}".utf8)
         return Response(status: status, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
     }
@@ -213,25 +214,53 @@ public struct Readiness: Sendable {
     public var ready: Bool { storeError == nil && repositories.allSatisfy { $0.lastSync != nil } }
 
     public var json: String {
-        let f = ISO8601DateFormatter()
-        let obj: [String: Any] = [
-            "ready": ready,
-            "store": storeError ?? "ok",
-            "repositories": repositories.map { r -> [String: Any] in
-                var j: [String: Any] = ["name": r.name, "synced": r.lastSync != nil]
-                if let s = r.lastSync { j["lastSync"] = f.string(from: s) }
-                if let e = r.lastError { j["lastError"] = e }
-                return j
-            },
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
+        let data = (try? KilnJSON.encoder().encode(ReadinessDocument(self))) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// Readiness of a controller group over a database: the store must answer a trivial read.
-    public static func check(_ group: ControllerGroup, database: KilnDatabase) async -> Readiness {
+    /// Readiness of a controller group over the core's store: the store must answer a trivial read.
+    public static func check(_ group: ControllerGroup, core: KilnCore) async -> Readiness {
         var storeError: String?
-        do { try await database.ping() } catch { storeError = "\(error)" }
+        do { try await core.ping() } catch { storeError = "\(error)" }
         return Readiness(storeError: storeError, repositories: await group.health())
+    }
+}
+
+/// `/readyz`'s body.
+struct ReadinessDocument: Encodable {
+    struct Repository: Encodable {
+        var name: String
+        var synced: Bool
+        var lastSync: String?
+        var lastError: String?
+    }
+    var ready: Bool
+    var store: String
+    var repositories: [Repository]
+
+    init(_ r: Readiness) {
+        let f = ISO8601DateFormatter()
+        ready = r.ready
+        store = r.storeError ?? "ok"
+        repositories = r.repositories.map { Repository(name: $0.name, synced: $0.lastSync != nil, lastSync: $0.lastSync.map(f.string), lastError: $0.lastError) }
+    }
+}
+
+/// What a webhook request is answered with.
+enum WebhookReply: Encodable {
+    case error(String)
+    /// A reconcile was triggered for these repositories.
+    case triggered([String])
+
+    enum CodingKeys: String, CodingKey { case error, reconcile, repositories }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .error(let m): try c.encode(m, forKey: .error)
+        case .triggered(let names):
+            try c.encode("triggered", forKey: .reconcile)
+            try c.encode(names.joined(separator: ","), forKey: .repositories)
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import KilnTemplates
 
 /// Errors of the persistence layer.
 public enum StoreError: Error, Sendable, CustomStringConvertible {
@@ -10,7 +11,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// A row that was expected is not there.
     case notFound(String)
     /// The operation is not allowed in the row's current state.
-    case refused(String)
+    case refused(Refusal)
     /// Any other SQLite failure.
     case database(String)
 
@@ -19,8 +20,25 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .open(let path, let e): return "cannot open the database \(path): \(e)"
         case .conflict(let what): return "\(what) exists already"
         case .notFound(let what): return "\(what) not found"
-        case .refused(let why): return why
+        case .refused(let why): return why.description
         case .database(let e): return "database error: \(e)"
+        }
+    }
+}
+
+/// Why the store refused a change: the state that forbids it, for the core to word and to suggest a remedy.
+public enum Refusal: Sendable, Hashable, CustomStringConvertible {
+    /// A template with a run in progress cannot be deleted (or run again).
+    case runActive(template: String, runId: String, state: RunState, subState: RunSubState?)
+    /// Only a template whose create succeeded can run.
+    case templateNotRunnable(template: String, state: ProvisioningState)
+
+    public var description: String {
+        switch self {
+        case .runActive(let t, let id, let state, let sub):
+            return "run \(id) of \(t) is still \(state.rawValue)\(sub.map { " (\($0.rawValue))" } ?? "")"
+        case .templateNotRunnable(let t, let state):
+            return "image template \(t) is \(state.rawValue), not Succeeded; only a successfully created template can run"
         }
     }
 }

@@ -59,7 +59,7 @@ extension KilnDatabase {
         try await write { db in
             guard var record = try TemplateRecord.fetchOne(db, key: id.lowercased()) else { throw StoreError.notFound("image template \(id)") }
             if let run = try Self.activeRun(db, templateKey: record.idKey) {
-                throw StoreError.refused("run \(run.id) of \(record.name) is \(run.runState.rawValue); cancel it (kiln template cancel \(record.name)) or wait for it to finish")
+                throw StoreError.refused(.runActive(template: record.name, runId: run.id, state: run.runState, subState: run.runSubState))
             }
             record.provisioningState = .deleting
             record.updatedAt = Date()
@@ -84,10 +84,10 @@ extension KilnDatabase {
         try await write { db in
             guard let t = try TemplateRecord.fetchOne(db, key: run.templateKey) else { throw StoreError.notFound("image template \(run.templateId)") }
             guard t.provisioningState == .succeeded else {
-                throw StoreError.refused("image template \(t.name) is \(t.provisioningState.rawValue), not Succeeded; only a successfully created template can run")
+                throw StoreError.refused(.templateNotRunnable(template: t.name, state: t.provisioningState))
             }
             if let active = try Self.activeRun(db, templateKey: run.templateKey) {
-                throw StoreError.refused("run \(active.id) of \(t.name) is still \(active.runState.rawValue) (\(active.runSubState?.rawValue ?? "")); wait for it or cancel it")
+                throw StoreError.refused(.runActive(template: t.name, runId: active.id, state: active.runState, subState: active.runSubState))
             }
             try run.insert(db)
         }

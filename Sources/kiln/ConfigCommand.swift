@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnBuild
 import KilnConfig
+import KilnSystem
 
 /// `kiln config check`: the configuration file as Kiln reads it.
 struct Config: AsyncParsableCommand {

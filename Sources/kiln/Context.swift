@@ -2,13 +2,16 @@ import ArgumentParser
 import Foundation
 import KilnBuild
 import KilnConfig
+import KilnCore
 import KilnStore
+import KilnSystem
 import KilnTemplates
 
-/// What a command needs to touch Kiln's state: paths and the open database.
+/// What a command needs to touch Kiln's state: paths and the open store, reached through the core.
 struct KilnContext {
     let paths: KilnPaths
-    let database: KilnDatabase
+    /// The store behind the core (SQLite in the data directory); commands go through `core`.
+    let store: any ResourceStore
 
     let configuration: KilnConfiguration?
 
@@ -16,12 +19,16 @@ struct KilnContext {
         configuration = try global.loadConfiguration()
         paths = global.resolvePaths(configuration)
         do {
-            database = try KilnDatabase(path: paths.database)
+            store = try KilnDatabase(path: paths.database)
         } catch {
             printError("kiln: \(error)")
             throw ExitCode(1)
         }
     }
+
+    /// The core over this context's store, with default identities and regions (commands that build read the
+    /// configured ones: `Template.core`).
+    var core: KilnCore { KilnCore(paths: paths, store: store) }
 }
 
 /// `1m32s`, `14.8s`.

@@ -94,7 +94,7 @@ struct Gallery: AsyncParsableCommand {
                                                description: description, endOfLifeDate: endOfLife)]
             }
             var out: [[String: Any]] = []
-            let core = KilnCore(paths: ctx.paths, database: ctx.database)
+            let core = ctx.core
             for d in defs {
                 let record: GalleryDefinitionRecord
                 let change: KilnCore.DefinitionChange
@@ -120,11 +120,11 @@ struct Gallery: AsyncParsableCommand {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            let defs = try await ctx.database.galleryDefinitions()
+            let defs = try await ctx.core.galleryDefinitions()
             var rows: [[String]] = []
             var json: [[String: Any]] = []
             for d in defs {
-                let versions = try await ctx.database.galleryVersions(definitionId: d.id)
+                let versions = try await ctx.core.galleryVersions(definitionId: d.id)
                 let latest = versions.first { !$0.excludeFromLatest }
                 rows.append([d.id, d.osType.rawValue, d.hyperVGeneration.rawValue, String(versions.count), latest?.version.description ?? "-"])
                 json.append(Gallery.definitionJSON(d))
@@ -147,11 +147,11 @@ struct Gallery: AsyncParsableCommand {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            guard let d = try await ctx.database.galleryDefinition(id: id) else {
+            guard let d = try await ctx.core.galleryDefinition(id: id) else {
                 printError("kiln: ResourceNotFound: no gallery image definition \(id)")
                 throw ExitCode(1)
             }
-            let versions = try await ctx.database.galleryVersions(definitionId: d.id)
+            let versions = try await ctx.core.galleryVersions(definitionId: d.id)
             switch global.output {
             case .json: try printJSONObject(Gallery.definitionJSON(d, versions: versions))
             case .text:
@@ -171,11 +171,11 @@ struct Gallery: AsyncParsableCommand {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            guard try await ctx.database.galleryDefinition(id: id) != nil else {
+            guard try await ctx.core.galleryDefinition(id: id) != nil else {
                 printError("kiln: ResourceNotFound: no gallery image definition \(id)")
                 throw ExitCode(1)
             }
-            let versions = try await ctx.database.galleryVersions(definitionId: id)
+            let versions = try await ctx.core.galleryVersions(definitionId: id)
             switch global.output {
             case .json: try printJSONObject(["value": versions.map(Gallery.versionJSON)])
             case .text: printVersions(versions)
@@ -198,7 +198,7 @@ struct Gallery: AsyncParsableCommand {
             }
             let defId = parts.dropLast(2).joined(separator: "/")
             do {
-                let removed = try await ctx.database.removeGalleryVersion(definitionId: defId, version: v)
+                let removed = try await ctx.core.removeGalleryVersion(definitionId: defId, version: v)
                 if let r = removed.metadata["regions"], let regions = try? JSONSerialization.jsonObject(with: Data(r.utf8)) as? [String: [String: String]] {
                     for info in regions.values {
                         if let p = info["path"] { try? FileManager.default.removeItem(atPath: (p as NSString).deletingLastPathComponent) }

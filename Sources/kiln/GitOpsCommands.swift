@@ -7,6 +7,7 @@ import KilnGitOps
 import KilnServer
 import Logging
 import KilnStore
+import KilnSystem
 import KilnTemplates
 
 /// The repository options every GitOps command takes.
@@ -244,7 +245,7 @@ struct PlanCommand: AsyncParsableCommand {
         let reconciler = Reconciler(core: core, mirror: mirror, templatesPath: repo.path)
         let plan = try await reconciler.plan(at: commit)
         switch global.output {
-        case .json: try printJSONObject(planJSON(plan))
+        case .json: try printJSON(PlanDocument(plan))
         case .text: printPlan(plan, verbose: global.verbose)
         }
         if !plan.invalid.isEmpty { throw ExitCode(1) }
@@ -272,26 +273,6 @@ func printPlan(_ plan: Plan, verbose: Bool) {
         print("  \(marks[item.action]!) \(item.summary)")
         for d in item.diagnostics { print("      \(d.description)") }
     }
-}
-
-func planJSON(_ plan: Plan) -> [String: Any] {
-    [
-        "commit": plan.commit.hex,
-        "hasChanges": plan.hasChanges,
-        "items": plan.items.map { item -> [String: Any] in
-            var j: [String: Any] = ["action": item.action.rawValue, "name": item.name]
-            if let id = item.id { j["id"] = id }
-            if let f = item.file { j["file"] = f }
-            if let r = item.reason { j["reason"] = r }
-            if let p = item.previous { j["previous"] = p.id }
-            if let p = item.pending { j["pending"] = p.rawValue }
-            if let d = item.desired { j["contentHash"] = d.contentHash }
-            if !item.diagnostics.isEmpty {
-                j["errors"] = item.diagnostics.map { ["file": $0.file, "line": $0.line, "path": $0.path.description, "code": $0.code.rawValue, "message": $0.message] as [String: Any] }
-            }
-            return j
-        },
-    ]
 }
 
 // MARK: - kiln reconcile
@@ -345,15 +326,7 @@ struct Reconcile: AsyncParsableCommand {
         let failedRuns = noBuild ? [] : result.runs.filter { $0.runState != .succeeded }
         switch global.output {
         case .json:
-            var j = planJSON(result.report.plan)
-            j["outcomes"] = result.report.outcomes.map { o -> [String: Any] in
-                var x: [String: Any] = ["action": o.item.action.rawValue, "name": o.item.name, "result": o.result, "ok": o.ok]
-                if let r = o.runId { x["runId"] = r }
-                return x
-            }
-            j["runs"] = result.runs.map(RunDocument.init).map(jsonObject)
-            j["statusCommits"] = result.statusCommits
-            try printJSONObject(j)
+            try printJSON(ReconcileDocument(result))
         case .text:
             for r in result.runs {
                 print("\(names.name(r.id)): run \(r.id) \(r.runState)")
@@ -463,7 +436,7 @@ struct ControllerCommand: AsyncParsableCommand {
         let parallelism = self.parallelism ?? config?.parallelism ?? 1
         let launch: @Sendable () -> Void = { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) }
         let names = repos.map { $0.configuredName ?? GitRepository.redact($0.url) }
-        let metrics = ControllerMetrics(database: core.database, repositories: names)
+        let metrics = ControllerMetrics(core: core, repositories: names)
         var controllers: [Controller] = []
         var unavailable: [RepositoryHealth] = []
         var hooks: [ControllerServer.Repository] = []
@@ -515,11 +488,10 @@ struct ControllerCommand: AsyncParsableCommand {
         if let listen {
             var logger = Logger(label: "kiln.server")
             logger.logLevel = global.verbose ? .info : .warning
-            let database = core.database
             var listeners: [(address: String, routes: ControllerServer.Routes)] = [(listen, metricsListen == nil ? .all : .webhooks)]
             if let metricsListen { listeners.append((metricsListen, .observability)) }
             let apps = try ControllerServer.applications(
-                listeners, repositories: hooks, metrics: metrics, readiness: { await Readiness.check(group, database: database) }, logger: logger,
+                listeners, repositories: hooks, metrics: metrics, readiness: { await Readiness.check(group, core: core) }, logger: logger,
                 onRunning: { address, routes, port in
                     let host = address.split(separator: ":").dropLast().joined(separator: ":")
                     let label = routes == .observability ? "metrics on " : ""
@@ -637,8 +609,7 @@ struct HistoryCommand: AsyncParsableCommand {
             entries = Array(entries.sorted { $0.date > $1.date }.prefix(limit))
             switch global.output {
             case .json:
-                try printJSONObject(["value": entries.map { ["commit": $0.id.hex, "date": ISO8601DateFormatter().string(from: $0.date),
-                                                             "subject": $0.subject, "trailers": $0.trailers] as [String: Any] }])
+                try printJSON(ListDocument(value: entries.map(HistoryEntry.init)))
             case .text:
                 let f = ISO8601DateFormatter()
                 for e in entries { print("\(e.id.short)  \(f.string(from: e.date))  \(e.subject)") }
@@ -647,5 +618,20 @@ struct HistoryCommand: AsyncParsableCommand {
             printError("kiln: \(e)")
             throw ExitCode(1)
         }
+    }
+}
+
+/// One status transition of a template, as `kiln history --output json` prints it.
+struct HistoryEntry: Encodable, Sendable {
+    var commit: String
+    var date: String
+    var subject: String
+    var trailers: [String: String]
+
+    init(_ c: CommitInfo) {
+        commit = c.id.hex
+        date = ISO8601DateFormatter().string(from: c.date)
+        subject = c.subject
+        trailers = c.trailers
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnBuild
 import KilnStore
+import KilnSystem
 import KilnTemplates
 
 struct Images: AsyncParsableCommand {
@@ -35,7 +36,7 @@ extension Images {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            let service = ImageService(paths: ctx.paths, database: ctx.database)
+            let service = ctx.core.images
             let start = ContinuousClock.now
             let quiet = global.output == .json
             do {
@@ -75,7 +76,7 @@ extension Images {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            let service = ImageService(paths: ctx.paths, database: ctx.database)
+            let service = ctx.core.images
             let start = ContinuousClock.now
             do {
                 let image = try await service.importImage(file: file, publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!,
@@ -98,7 +99,7 @@ extension Images {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            let images = try await ImageService(paths: ctx.paths, database: ctx.database).list()
+            let images = try await ctx.core.images.list()
             switch global.output {
             case .json: try printJSON(images)
             case .text:
@@ -122,7 +123,7 @@ extension Images {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
             do {
-                let image = try await ImageService(paths: ctx.paths, database: ctx.database).find(urn: urn)
+                let image = try await ctx.core.images.find(urn: urn)
                 switch global.output {
                 case .json: try printJSON(image)
                 case .text:
@@ -151,7 +152,7 @@ extension Images {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
             do {
-                let image = try await ImageService(paths: ctx.paths, database: ctx.database).delete(urn: urn)
+                let image = try await ctx.core.images.delete(urn: urn)
                 switch global.output {
                 case .json: try printJSON(image)
                 case .text: print("deleted \(image.urn)")
@@ -186,7 +187,7 @@ extension Images {
             do {
                 let (path, gen, label): (String, HyperVGeneration, String)
                 if let urn {
-                    let image = try await ImageService(paths: ctx.paths, database: ctx.database).find(urn: urn)
+                    let image = try await ctx.core.images.find(urn: urn)
                     (path, gen, label) = (ctx.paths.absolute(image.path), image.hyperVGeneration, image.urn)
                 } else {
                     let d = URL(fileURLWithPath: disk!).standardizedFileURL.path
@@ -253,7 +254,7 @@ extension Images {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            let all = try await ctx.database.managedImages()
+            let all = try await ctx.core.managedImages()
             switch global.output {
             case .json: try printJSONObject(["value": all.map { Images.managedJSON($0, paths: ctx.paths) }])
             case .text:
@@ -271,7 +272,7 @@ extension Images {
         func run() async throws {
             global.bootstrapLogging()
             let ctx = try KilnContext(global)
-            guard let m = try await ctx.database.managedImage(id: id) else {
+            guard let m = try await ctx.core.managedImage(id: id) else {
                 printError("kiln: ResourceNotFound: no managed image \(id)")
                 throw ExitCode(1)
             }

@@ -4,6 +4,7 @@ import KilnBuild
 import KilnCore
 import KilnDistribute
 import KilnStore
+import KilnSystem
 import KilnTemplates
 
 struct Template: AsyncParsableCommand {
@@ -35,7 +36,7 @@ struct Template: AsyncParsableCommand {
             if !config.identities.identities.isEmpty { identities = config.identities }
             if !config.regions.isEmpty || config.allowOnlyRegions != nil { regions = config.regionMap(defaultRoot: ctx.paths.regions) }
         }
-        let core = KilnCore(paths: ctx.paths, database: ctx.database, identities: identities, regions: regions)
+        let core = KilnCore(paths: ctx.paths, store: ctx.store, identities: identities, regions: regions)
         for r in await core.recoverAbandonedRuns() {
             printError("kiln: run \(r.id) of \(r.templateId) was left unfinished by a process that is gone; marked \(r.runState)")
         }
@@ -44,7 +45,7 @@ struct Template: AsyncParsableCommand {
 
     /// Prints a core error and exits 1.
     static func fail(_ e: CoreError) -> ExitCode {
-        printError("kiln: \(e.code): \(e)")
+        printError("kiln: \(render(e))")
         return ExitCode(1)
     }
 
@@ -114,7 +115,7 @@ struct Template: AsyncParsableCommand {
             for t in loaded.templates {
                 do {
                     let r = try await core.create(t, origin: origin)
-                    var lastRun = try? await core.database.latestRun(templateId: r.record.id)
+                    var lastRun = try? await core.latestRun(templateId: r.record.id)
                     if run, r.provisioningState == .succeeded, lastRun == nil {
                         lastRun = try await core.queueRun(r)
                         try spawnWorker(global: global, paths: core.paths)
@@ -134,7 +135,7 @@ struct Template: AsyncParsableCommand {
                         }
                     }
                 } catch let error as CoreError {
-                    printError("kiln: \(t.template.name): \(error.code): \(error)")
+                    printError("kiln: \(t.template.name): \(render(error))")
                     failed = true
                 }
             }
@@ -167,7 +168,7 @@ struct Template: AsyncParsableCommand {
             let all: [TemplateResource]
             do { all = try await core.templates(resourceGroup: resourceGroup) } catch { throw Template.fail(error) }
             var rows: [(TemplateResource, RunRecord?)] = []
-            for t in all { rows.append((t, try? await core.database.latestRun(templateId: t.record.id))) }
+            for t in all { rows.append((t, try? await core.latestRun(templateId: t.record.id))) }
             switch global.output {
             case .json:
                 try printJSON(ListDocument(value: rows.map { ImageTemplateResourceDocument($0.0, lastRun: $0.1) }))
@@ -196,7 +197,7 @@ struct Template: AsyncParsableCommand {
             let core = try await Template.core(global)
             let t: TemplateResource
             do { t = try await core.template(name) } catch { throw Template.fail(error) }
-            let last = try? await core.database.latestRun(templateId: t.record.id)
+            let last = try? await core.latestRun(templateId: t.record.id)
             switch global.output {
             case .json:
                 try printJSON(ImageTemplateResourceDocument(t, lastRun: last))

@@ -3,6 +3,7 @@ import Testing
 import KilnStore
 import KilnTemplates
 @testable import KilnBuild
+import KilnSystem
 
 /// Real builds on the bootstrapped Debian image: customizers over SSH, deprovisioning, capture, in-VM
 /// validation, then the captured image booted again to show the changes.

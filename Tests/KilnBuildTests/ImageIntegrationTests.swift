@@ -3,6 +3,7 @@ import Testing
 import KilnStore
 import KilnTemplates
 @testable import KilnBuild
+import KilnSystem
 
 /// One bootstrapped Debian 12 per generation for the whole test process, built through the same service
 /// `kiln images bootstrap` uses. The bootstrap cache lives in `KILN_CACHE_DIR` (CI points it at a

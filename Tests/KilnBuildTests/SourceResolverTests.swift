@@ -3,6 +3,7 @@ import Testing
 import KilnStore
 import KilnTemplates
 @testable import KilnBuild
+import KilnSystem
 
 /// Resolution of all three source types against a real (in-memory) SQLite catalog.
 @Suite struct SourceResolverTests {

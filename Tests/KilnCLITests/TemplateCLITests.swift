@@ -311,6 +311,28 @@ import Testing
         #expect(Self.qemuProcesses(run: r["runId"] as? String ?? "-").isEmpty)
     }
 
+    @Test func sigtermOfTheOwnerCancelsItsRunAndStopsTheVM() async throws {
+        #expect(await Self.catalog.value)
+        #expect(try await Self.k("template", "create", try Self.sleepy("termy", "")).status == 0)
+        let log = NSTemporaryDirectory() + "kiln-termy-\(UUID().uuidString.prefix(6)).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let owner = try Background([CLITests.binary, "template", "run", "termy", "--wait", "--data-dir", Self.data], log: log)
+        let running = try await Self.waitFor("termy", subState: "Customizing")
+        let runId = try #require(running["runId"] as? String)
+        #expect(running["ownerPid"] as? Int == Int(owner.pid))
+        #expect(!Self.qemuProcesses(run: runId).isEmpty)
+
+        let status = await owner.stop(SIGTERM, timeout: .seconds(60))
+        #expect(status == 1, "a canceled run ends the command with status 1: \(owner.output)")
+        #expect(Self.qemuProcesses(run: runId).isEmpty, "the build VM outlived the process that owned it")
+        #expect(owner.output.contains("SIGTERM: canceling run \(runId)"), "\(owner.output)")
+        let run = try await Self.lastRun("termy")
+        #expect(run["runState"] as? String == "Canceled")
+        #expect((run["message"] as? String)?.contains("received SIGTERM; the run was canceled and its build VM stopped") == true, "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: "\(Self.data)/vms/\(runId)"))
+        _ = try await Self.k("template", "delete", "termy")
+    }
+
     @Test func killDashNineThenRestartFailsTheRunAndLeavesNoVM() async throws {
         #expect(await Self.catalog.value)
         #expect(try await Self.k("template", "create", try Self.sleepy("crashy", "")).status == 0)
@@ -320,15 +342,18 @@ import Testing
         let owner = try #require(running["ownerPid"] as? Int)
         #expect(!Self.qemuProcesses(run: runId).isEmpty)
         kill(Int32(owner), SIGKILL)
-        try await Task.sleep(for: .milliseconds(500))
 
-        // The next kiln process recovers: the run is Failed with an explanation and the VM is gone.
+        // The VM dies with its owner, before any other kiln command runs.
+        let gone = await eventually(.seconds(10)) { Self.qemuProcesses(run: runId).isEmpty }
+        #expect(gone != nil, "the build VM outlived the process that owned it")
+
+        // The next kiln process recovers: the run is Failed with an explanation.
         let list = try await Self.k("template", "list")
         #expect(list.stderr.contains("left unfinished by a process that is gone"), "\(list.stderr)")
         let run = try await Self.lastRun("crashy")
         #expect(run["runState"] as? String == "Failed")
         let message = run["message"] as? String ?? ""
-        #expect(message.contains("(process \(owner)) stopped while the run was Customizing") && message.contains("was stopped"), "\(message)")
+        #expect(message.contains("(process \(owner)) stopped while the run was Customizing") && message.contains("its build VM stopped with it"), "\(message)")
         #expect(Self.qemuProcesses(run: runId).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: "\(Self.data)/vms/\(runId)"))
     }

@@ -2,6 +2,7 @@ import Foundation
 import KilnBuild
 @testable import KilnCore
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Testing
 
@@ -14,7 +15,7 @@ struct Scratch {
         dir = NSTemporaryDirectory() + "kiln-core-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let paths = KilnPaths(dataDir: dir + "/data")
-        core = KilnCore(paths: paths, database: try KilnDatabase(path: paths.database), identities: identities)
+        core = KilnCore(paths: paths, store: try KilnDatabase(path: paths.database), identities: identities)
     }
 
     /// Writes a file under the scratch directory; returns its path.
@@ -118,7 +119,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
             #expect(error.code == "OperationNotAllowed")
         }
         #expect(!FileManager.default.fileExists(atPath: s.core.paths.vms))
-        #expect(try await s.core.database.runs(templateId: r.record.id).isEmpty)
+        #expect(try await s.core.store.runs(templateId: r.record.id).isEmpty)
     }
 
     @Test func validatorArtifactsFailWithNoValidatorScript() async throws {
@@ -184,7 +185,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         defer { s.cleanup() }
         let t = try load(templateJSON(extra: #""autoRun": {"state": "Enabled"},"#))
         let r = try await s.core.create(t)
-        let run = try #require(try await s.core.database.latestRun(templateId: r.record.id))
+        let run = try #require(try await s.core.store.latestRun(templateId: r.record.id))
         #expect(run.runState == .running && run.runSubState == .queued)
         #expect(run.lastRunStatus.runSubState == .queued)
     }
@@ -207,7 +208,9 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
             Issue.record("deleted while running")
         } catch {
             #expect(error.code == "OperationNotAllowed")
-            #expect(error.description.contains("cancel it"))
+            #expect(error.description.contains("is still Running"))
+            #expect(error.remedy == .cancelOrWait(template: "t1"), "the remedy is data; no command line in the message")
+            #expect(!error.description.contains("kiln "))
         }
         do {
             _ = try await s.core.queueRun("t1")
@@ -258,7 +261,7 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         #expect(!dead.isAlive)
         #expect(RunOwner.current.isAlive)
         _ = try await s.core.claimQueuedRun(owner: dead, parallelism: 1)
-        try await s.core.database.updateRun(id: run.id) { $0.runSubState = .customizing }
+        try await s.core.store.updateRun(id: run.id) { $0.runSubState = .customizing }
         // A stand-in for QEMU: a process whose command line carries kiln-<runId>, as the VM's -name does.
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")

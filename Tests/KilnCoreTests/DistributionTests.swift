@@ -3,6 +3,7 @@ import KilnBuild
 @testable import KilnCore
 @testable import KilnDistribute
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Testing
 
@@ -54,7 +55,7 @@ import Testing
 
     func definition(_ s: Scratch, id: String, generation: HyperVGeneration = .v2) async throws {
         let rid = try #require(ResourceID.parse(id))
-        try await s.core.database.putGalleryDefinition(GalleryDefinitionRecord(GalleryImageDefinition(
+        try await s.core.store.putGalleryDefinition(GalleryDefinitionRecord(GalleryImageDefinition(
             id: id, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: .linux, osState: .generalized,
             hyperVGeneration: generation, publisher: "P", offer: "O", sku: rid.name, description: nil, endOfLifeDate: nil)))
     }
@@ -96,11 +97,11 @@ import Testing
         #expect(DiskPlacement.inode(ne + "/replica-2.qcow2") == DiskPlacement.inode(ne + "/disk.qcow2"))
         #expect(DiskPlacement.inode(ne + "/replica-3.qcow2") == DiskPlacement.inode(ne + "/disk.qcow2"))
         // Regions on one filesystem share the (read-only) image; a region on another disk would get a copy.
-        let placement = try #require(try await s.core.database.galleryVersions(definitionId: defV2).first?.metadata["regions"])
+        let placement = try #require(try await s.core.store.galleryVersions(definitionId: defV2).first?.metadata["regions"])
         #expect(placement.contains("\"placement\":\"hardlink\""), "\(placement)")
         let attrs = try FileManager.default.attributesOfItem(atPath: ne + "/disk.qcow2")
         #expect((attrs[.posixPermissions] as? Int).map { $0 & 0o222 } == 0, "placed images are read-only")
-        let version = try #require(try await s.core.database.galleryVersions(definitionId: defV2).first)
+        let version = try #require(try await s.core.store.galleryVersions(definitionId: defV2).first)
         #expect(version.regions == ["westeurope": 1, "northeurope": 3, "eastus": 1])
         #expect(version.metadata["tags"]?.contains("stable") == true)
         #expect(version.metadata["runId"] == "r1")
@@ -120,13 +121,13 @@ import Testing
         #expect(try await DiskTool.sameContent(vhdPath, "vpc", image.path, "qcow2") == true)
 
         // The managed image is a usable source.
-        let mi = try await SourceResolver(database: s.core.database, paths: s.core.paths).resolve(.managedImage(ManagedImageSource(imageId: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden")))
+        let mi = try await SourceResolver(database: s.core.store, paths: s.core.paths).resolve(.managedImage(ManagedImageSource(imageId: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden")))
         #expect(mi.disk.hasPrefix("\(regions)/westeurope/images/g/golden/"))
 
         // Again: Latest within major 1 gives 1.0.1; the managed image is replaced and remembers the first.
         let again = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r2", stagingDirectory: s.dir + "/staging")) { _ in }
         #expect(again[0].artifactId == "\(defV2)/versions/1.0.1")
-        let replaced = try #require(try await s.core.database.managedImage(id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden"))
+        let replaced = try #require(try await s.core.store.managedImage(id: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden"))
         #expect(replaced.metadata["runId"] == "r2")
         #expect(replaced.metadata["history"]?.contains("\"runId\":\"r1\"") == true)
     }
@@ -140,7 +141,7 @@ import Testing
         let image = try await smallImage(s)
         try await definition(s, id: defV2)
         let regions = RegionMap(defaultRoot: s.core.paths.regions, overrides: ["far1": shm + "/far1", "far2": shm + "/far2"])
-        let dist = Distribution(database: s.core.database, paths: s.core.paths, regions: regions)
+        let dist = Distribution(database: s.core.store, paths: s.core.paths, regions: regions)
         let t = try template(#"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "far1"}, {"name": "far2"}]}]"#)
         let out = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")) { _ in }
         #expect(out[0].succeeded, "\(out[0].error ?? "")")
@@ -166,13 +167,13 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: "\(s.core.paths.regions)/westeurope/galleries/gal/images/linux-v2/versions/2.0.0/disk.qcow2"))
         #expect(!FileManager.default.fileExists(atPath: "\(s.core.paths.regions)/eastus/galleries/gal/images/linux-v2/versions/2.0.0"))
         // `latest` skips a version excluded from it.
-        let latest = try await SourceResolver(database: s.core.database, paths: s.core.paths)
+        let latest = try await SourceResolver(database: s.core.store, paths: s.core.paths)
             .resolve(.sharedImageVersion(SharedImageVersionSource(imageVersionId: "\(defV2)/versions/latest")))
         #expect(latest.exactVersion == "1.0.0")
         // An explicit version that exists is an error, and nothing is overwritten.
         let dup = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "c", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#), provenance: prov) { _ in }
         #expect(dup[0].error?.contains("exists already") == true)
-        #expect(try await s.core.database.galleryVersions(definitionId: defV2).count == 2)
+        #expect(try await s.core.store.galleryVersions(definitionId: defV2).count == 2)
     }
 
     @Test func oneFailingTargetOfThreeLeavesTheOthers() async throws {
@@ -205,7 +206,7 @@ import Testing
         #expect(r.record.provisioningErrorMessage?.contains("kiln gallery create-definition \(missing)") == true)
         #expect(r.record.provisioningErrorMessage?.contains("$.properties.distribute[0].galleryImageId") == true)
         // A definition for another generation, when the source is known; an https VHD; a disallowed region.
-        let dist = Distribution(database: s.core.database, paths: s.core.paths, regions: RegionMap(defaultRoot: s.core.paths.regions, allowOnly: ["westeurope"]))
+        let dist = Distribution(database: s.core.store, paths: s.core.paths, regions: RegionMap(defaultRoot: s.core.paths.regions, allowOnly: ["westeurope"]))
         let t = try template("""
             [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "mars"}]},
              {"type": "VHD", "runOutputName": "vhd", "uri": "https://storage.example.com/c/x.vhd"}]

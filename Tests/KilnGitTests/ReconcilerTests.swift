@@ -1,9 +1,10 @@
 import Foundation
 @testable import KilnGitOps
 import KilnBuild
-import KilnCore
+@testable import KilnCore
 import KilnGit
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Testing
 
@@ -21,7 +22,7 @@ struct GitOpsFixture {
         _ = try git("init", "-q", "--bare", "-b", "main", remote, in: dir)
         _ = try git("clone", "-q", remote, work, in: dir)
         let paths = KilnPaths(dataDir: dir + "/data")
-        core = KilnCore(paths: paths, database: try KilnDatabase(path: paths.database))
+        core = KilnCore(paths: paths, store: try KilnDatabase(path: paths.database))
     }
 
     func write(_ path: String, _ text: String) throws {
@@ -204,11 +205,11 @@ struct GitOpsFixture {
         try f.push("cancel on change")
         let r3 = try await f.controller().reconcileOnce(executeRuns: false)
         #expect(r3.report.outcomes.map(\.item.action) == [.recreate], "\(r3.report.outcomes.map(\.result))")
-        #expect(try await f.core.database.run(id: runId) == nil)  // gone with the old template
+        #expect(try await f.core.store.run(id: runId) == nil)  // gone with the old template
         let newRun = try #require(r3.report.queuedRuns.first)
 
         // A template created but never run (the process died in between) gets its run; one with a run does not.
-        try await f.core.database.updateRun(id: newRun) { $0.runState = .failed; $0.message = "test: the owner died" }
+        try await f.core.store.updateRun(id: newRun) { $0.runState = .failed; $0.message = "test: the owner died" }
         let r4 = try await f.controller().reconcileOnce(executeRuns: false)
         #expect(r4.report.outcomes.isEmpty, "a failed run is not retried for the same content")
     }

@@ -4,6 +4,7 @@ import KilnCore
 import KilnGit
 import KilnGitOps
 import KilnStore
+import KilnSystem
 import Testing
 
 /// The ssh:// transport against a real OpenSSH server on 127.0.0.1 (openssh-server, installed by
@@ -102,7 +103,7 @@ import Testing
         _ = try git("commit", "-q", "-m", "a template", in: dir + "/work")
         _ = try git("push", "-q", "origin", "HEAD:main", in: dir + "/work")
         let paths = KilnPaths(dataDir: dir + "/data")
-        let core = KilnCore(paths: paths, database: try KilnDatabase(path: paths.database))
+        let core = KilnCore(paths: paths, store: try KilnDatabase(path: paths.database))
         let source = GitSource(url: url, credentials: creds, knownHosts: known)
         let controller = Controller(core: core, mirror: try RepositoryMirror.open(dataDir: paths.dataDir, source: source), launchWorkers: {})
         let once = try await controller.reconcileOnce(executeRuns: false)

@@ -36,7 +36,7 @@ import Testing
             try await mirror.refresh()
             // Three writers pushing as fast as they can: on a loaded CI machine a writer lost the default 12
             // rounds in a row once. The property under test is no loss and no duplicate, not the bound.
-            writers.append(StatusWriter(mirror: mirror, database: f.core.database, maxAttempts: 40))
+            writers.append(StatusWriter(mirror: mirror, core: f.core, maxAttempts: 40))
         }
         try other.run()
         // Start writing once the other writer is pushing, so they really overlap.

@@ -1,7 +1,9 @@
 import Foundation
+import KilnCore
 import KilnGitOps
 import KilnServer
 import KilnStore
+import KilnSystem
 import KilnTemplates
 import Testing
 
@@ -38,7 +40,7 @@ import Testing
         let c = try await Self.template(db, "c", state: .succeeded)
         // Ended before the process started: not in the histograms (it was counted by the previous process).
         try await Self.finishedRun(db, template: t, id: "old", state: .succeeded, end: start.addingTimeInterval(-3600), phases: [.customizing: 1000])
-        let metrics = ControllerMetrics(database: db, repositories: ["images"], since: start)
+        let metrics = ControllerMetrics(core: KilnCore(paths: KilnPaths(dataDir: NSTemporaryDirectory()), store: db), repositories: ["images"], since: start)
 
         try await Self.finishedRun(db, template: t, id: "r1", state: .succeeded, end: start.addingTimeInterval(1), phases: [.building: 42, .customizing: 7])
         try await Self.finishedRun(db, template: t, id: "r2", state: .failed, end: start.addingTimeInterval(1), phases: [.building: 3])

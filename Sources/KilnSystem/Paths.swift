@@ -53,7 +53,7 @@ public struct KilnPaths: Sendable, Hashable {
 
 extension FileManager {
     /// Creates a directory and its parents; no error when it exists.
-    func ensureDirectory(_ path: String) throws {
+    public func ensureDirectory(_ path: String) throws {
         try createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 }

@@ -7,6 +7,13 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     public var output: String
     public var reason: String?
 
+    public init(command: String, status: Int32, output: String, reason: String? = nil) {
+        self.command = command
+        self.status = status
+        self.output = output
+        self.reason = reason
+    }
+
     public var description: String {
         let tail = output.split(separator: "\n").suffix(8).joined(separator: "\n")
         let why = reason.map { ": \($0)" } ?? " exited with status \(status)"
