@@ -15,6 +15,15 @@ import Logging
 
 @main
 struct Bench {
+    /// The generated repository and the controller's pieces over it.
+    struct Setup {
+        var count: Int
+        var work: String
+        var core: KilnCore
+        var mirror: RepositoryMirror
+        var reconciler: Reconciler
+    }
+
     static func main() async throws {
         var count = 10_000
         var dir = NSTemporaryDirectory() + "kiln-bench-gitops"
@@ -33,6 +42,16 @@ struct Bench {
             h.logLevel = .error
             return h
         }
+        let setup = try generate(count, in: dir)
+        let head = try await initialApply(setup)
+        try await unchangedPolls(setup, head: head)
+        try await oneChange(setup, from: head)
+        try await allChange(setup)
+        print("peak RSS goal ≤ 150 MB")
+    }
+
+    /// A repository of `count` templates sharing one script, pushed to a bare remote, and a controller over it.
+    static func generate(_ count: Int, in dir: String) throws -> Setup {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let remote = dir + "/remote.git", work = dir + "/work"
@@ -42,37 +61,41 @@ struct Bench {
         try "subscription: 11111111-2222-3333-4444-555555555555\nresourceGroup: bench\nlocation: westeurope\n"
             .write(toFile: work + "/kiln.yaml", atomically: true, encoding: .utf8)
         try "#!/bin/sh\necho setup\n".write(toFile: work + "/scripts/setup.sh", atomically: true, encoding: .utf8)
-        var t = ContinuousClock.now
+        let t = ContinuousClock.now
         for i in 0..<count { try template(i, marker: 0).write(toFile: work + "/templates/\(name(i)).json", atomically: false, encoding: .utf8) }
         try commitAndPush(work, "\(count) templates")
         print("repository: \(count) templates generated and pushed in \(fmt(ContinuousClock.now - t))")
-
         let paths = KilnPaths(dataDir: dir + "/data")
         let core = KilnCore(paths: paths, store: try KilnDatabase(path: paths.database))
         let mirror = try RepositoryMirror.open(dataDir: paths.dataDir, source: GitSource(url: remote))
-        let reconciler = Reconciler(core: core, mirror: mirror)
+        return Setup(count: count, work: work, core: core, mirror: mirror, reconciler: Reconciler(core: core, mirror: mirror))
+    }
 
-        t = ContinuousClock.now
-        guard let head = try await mirror.refresh() else { fatalError("no branch") }
+    /// The first fetch, plan and apply (every template created). The plan and report are not kept, as in the
+    /// controller.
+    static func initialApply(_ s: Setup) async throws -> ObjectID {
+        var t = ContinuousClock.now
+        guard let head = try await s.mirror.refresh() else { fatalError("no branch") }
         let fetched = ContinuousClock.now - t
-        do {  // the first plan and its report are not kept, as in the controller
-            t = ContinuousClock.now
-            let initialPlan = try await reconciler.plan(at: head)
-            let planned = ContinuousClock.now - t
-            t = ContinuousClock.now
-            let report = await reconciler.apply(initialPlan)
-            let applied = ContinuousClock.now - t
-            precondition(report.failed.isEmpty, "\(report.failed.prefix(3).map(\.result))")
-            print("initial: fetch \(fmt(fetched)), plan \(fmt(planned)) (\(initialPlan.changes.count) creates), apply \(fmt(applied))  \(memory())")
-        }
+        t = ContinuousClock.now
+        let initialPlan = try await s.reconciler.plan(at: head)
+        let planned = ContinuousClock.now - t
+        t = ContinuousClock.now
+        let report = await s.reconciler.apply(initialPlan)
+        let applied = ContinuousClock.now - t
+        precondition(report.failed.isEmpty, "\(report.failed.prefix(3).map(\.result))")
+        print("initial: fetch \(fmt(fetched)), plan \(fmt(planned)) (\(initialPlan.changes.count) creates), apply \(fmt(applied))  \(memory())")
+        return head
+    }
 
-        // The unchanged poll: what the controller does every interval when nothing moved.
+    /// The unchanged poll: what the controller does every interval when nothing moved.
+    static func unchangedPolls(_ s: Setup, head: ObjectID) async throws {
         var polls: [Duration] = []
         var last: ObjectID? = head
         for _ in 0..<25 {
-            t = ContinuousClock.now
-            let h = try await mirror.refresh()
-            let c = try await mirror.effectiveCommit(h!)
+            let t = ContinuousClock.now
+            let h = try await s.mirror.refresh()
+            let c = try await s.mirror.effectiveCommit(h!)
             let changed = c != last
             polls.append(ContinuousClock.now - t)
             precondition(!changed)
@@ -80,63 +103,72 @@ struct Bench {
         }
         polls.sort()
         print("unchanged poll (ls-remote + compare, file:// remote): median \(fmt(polls[polls.count / 2])), max \(fmt(polls.last!))  goal ≤ 10 ms")
+    }
 
-        // One template changes.
-        try template(count / 2, marker: 1).write(toFile: work + "/templates/\(name(count / 2)).json", atomically: false, encoding: .utf8)
-        try commitAndPush(work, "one change")
-        t = ContinuousClock.now
-        let h1 = try await mirror.refresh()!
+    /// One template changes: fetch and plan, and where the plan's time goes.
+    static func oneChange(_ s: Setup, from head: ObjectID) async throws {
+        try template(s.count / 2, marker: 1).write(toFile: s.work + "/templates/\(name(s.count / 2)).json", atomically: false, encoding: .utf8)
+        try commitAndPush(s.work, "one change")
+        var t = ContinuousClock.now
+        let h1 = try await s.mirror.refresh()!
         let fetch1 = ContinuousClock.now - t
-        if ProcessInfo.processInfo.environment["KILN_BENCH_COLD"] != nil {
-            var c = ContinuousClock.now
-            _ = try await mirror.repo.files(at: h1)
-            let cf = ContinuousClock.now - c
-            c = ContinuousClock.now
-            _ = try await reconciler.desired(at: h1)
-            let cd = ContinuousClock.now - c
-            c = ContinuousClock.now
-            _ = try await reconciler.desired(at: h1)
-            let wd = ContinuousClock.now - c
-            print("  cold: files \(fmt(cf)), desired \(fmt(cd)); warm desired \(fmt(wd))")
-        }
+        if ProcessInfo.processInfo.environment["KILN_BENCH_COLD"] != nil { try await coldDesired(s, at: h1) }
         t = ContinuousClock.now
-        let plan1 = try await reconciler.plan(at: h1)
+        let plan1 = try await s.reconciler.plan(at: h1)
         let plan1Time = ContinuousClock.now - t
         precondition(plan1.changes.count == 1, "\(plan1.changes.count) changes")
-        // Where a plan's time goes (the same commit again: the cache is warm, as it is for the next poll).
-        t = ContinuousClock.now
-        let files = try await mirror.repo.files(at: h1)
-        let tFiles = ContinuousClock.now - t
-        t = ContinuousClock.now
-        _ = try await reconciler.desired(at: h1)
-        let tDesired = ContinuousClock.now - t
-        t = ContinuousClock.now
-        _ = try await core.managedTemplates(by: mirror.source.key)
-        let tRecorded = ContinuousClock.now - t
-        t = ContinuousClock.now
-        let old = head
-        _ = try await mirror.repo.changes(from: old, to: h1)
-        let tDiff = ContinuousClock.now - t
-        print("  diff of the two commits \(fmt(tDiff))")
-        print("  plan breakdown: tree listing \(fmt(tFiles)) (\(files.count) files), desired state (incl. listing) \(fmt(tDesired)), recorded state \(fmt(tRecorded))")
+        try await planBreakdown(s, from: head, to: h1)
         if let loops = ProcessInfo.processInfo.environment["KILN_BENCH_PLAN_LOOPS"].flatMap(Int.init) {
             print("PLAN-LOOP-START")
             fflush(nil)
-            for _ in 0..<loops { _ = try await reconciler.plan(at: h1) }
+            for _ in 0..<loops { _ = try await s.reconciler.plan(at: h1) }
         }
         print("one template changed: fetch \(fmt(fetch1)), plan \(fmt(plan1Time)) → \(plan1.changes[0].summary)  goal ≤ 200 ms  \(memory())")
+    }
 
-        // Every template changes (a script they all reference).
-        try "#!/bin/sh\necho setup v2\n".write(toFile: work + "/scripts/setup.sh", atomically: true, encoding: .utf8)
-        try commitAndPush(work, "all change")
+    /// KILN_BENCH_COLD: the desired state read cold (tree listing, then every file), then warm.
+    static func coldDesired(_ s: Setup, at h1: ObjectID) async throws {
+        var c = ContinuousClock.now
+        _ = try await s.mirror.repo.files(at: h1)
+        let cf = ContinuousClock.now - c
+        c = ContinuousClock.now
+        _ = try await s.reconciler.desired(at: h1)
+        let cd = ContinuousClock.now - c
+        c = ContinuousClock.now
+        _ = try await s.reconciler.desired(at: h1)
+        let wd = ContinuousClock.now - c
+        print("  cold: files \(fmt(cf)), desired \(fmt(cd)); warm desired \(fmt(wd))")
+    }
+
+    /// Where a plan's time goes (the same commit again: the cache is warm, as it is for the next poll).
+    static func planBreakdown(_ s: Setup, from old: ObjectID, to h1: ObjectID) async throws {
+        var t = ContinuousClock.now
+        let files = try await s.mirror.repo.files(at: h1)
+        let tFiles = ContinuousClock.now - t
         t = ContinuousClock.now
-        let h2 = try await mirror.refresh()!
+        _ = try await s.reconciler.desired(at: h1)
+        let tDesired = ContinuousClock.now - t
+        t = ContinuousClock.now
+        _ = try await s.core.managedTemplates(by: s.mirror.source.key)
+        let tRecorded = ContinuousClock.now - t
+        t = ContinuousClock.now
+        _ = try await s.mirror.repo.changes(from: old, to: h1)
+        let tDiff = ContinuousClock.now - t
+        print("  diff of the two commits \(fmt(tDiff))")
+        print("  plan breakdown: tree listing \(fmt(tFiles)) (\(files.count) files), desired state (incl. listing) \(fmt(tDesired)), recorded state \(fmt(tRecorded))")
+    }
+
+    /// Every template changes (a script they all reference).
+    static func allChange(_ s: Setup) async throws {
+        try "#!/bin/sh\necho setup v2\n".write(toFile: s.work + "/scripts/setup.sh", atomically: true, encoding: .utf8)
+        try commitAndPush(s.work, "all change")
+        var t = ContinuousClock.now
+        let h2 = try await s.mirror.refresh()!
         let fetch2 = ContinuousClock.now - t
         t = ContinuousClock.now
-        let plan2 = try await reconciler.plan(at: h2)
+        let plan2 = try await s.reconciler.plan(at: h2)
         let plan2Time = ContinuousClock.now - t
-        print("all \(count) changed (shared script): fetch \(fmt(fetch2)), plan \(fmt(plan2Time)) → \(plan2.changes.count) recreates  \(memory())")
-        print("peak RSS goal ≤ 150 MB")
+        print("all \(s.count) changed (shared script): fetch \(fmt(fetch2)), plan \(fmt(plan2Time)) → \(plan2.changes.count) recreates  \(memory())")
     }
 
     static func require0<T>(_ v: T?) throws -> T { guard let v else { throw NSError(domain: "bench", code: 1) }; return v }

@@ -209,19 +209,7 @@ struct ConfigReader {
                 problem(node, "$.parallelism", "expected a whole number from 1 to 64", line: line)
             }
         }
-        if let (node, _) = top["logging"] {
-            let m = members(node, "$.logging", allowed: ["format", "level"])
-            if let f = string(m, "format", "$.logging") {
-                if let v = KilnConfiguration.LogFormat(rawValue: f.lowercased()) { c.logFormat = v } else {
-                    problem(m["format"]?.0, "$.logging.format", "'\(f)' is not one of \(KilnConfiguration.LogFormat.allCases.map(\.rawValue).joined(separator: ", "))", line: m["format"]?.1)
-                }
-            }
-            if let l = string(m, "level", "$.logging") {
-                if let v = KilnConfiguration.LogLevel(rawValue: l.lowercased()) { c.logLevel = v } else {
-                    problem(m["level"]?.0, "$.logging.level", "'\(l)' is not one of \(KilnConfiguration.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))", line: m["level"]?.1)
-                }
-            }
-        }
+        if let (node, _) = top["logging"] { logging(node, into: &c) }
         if let a = string(top, "author", "$") {
             if let lt = a.firstIndex(of: "<"), a.hasSuffix(">"), a[a.index(after: lt)...].contains("@") {
                 c.author = GitSignature(name: a[..<lt].trimmingCharacters(in: .whitespaces), email: String(a[a.index(after: lt)..<a.index(before: a.endIndex)]))
@@ -229,61 +217,89 @@ struct ConfigReader {
                 problem(top["author"]?.0, "$.author", "write it as 'Name <email>'", line: top["author"]?.1)
             }
         }
-        if let (node, _) = top["regions"] {
-            if let members = node.members {
-                for m in members {
-                    let p = "$.regions.\(m.key)"
-                    guard let dir = m.value.stringValue, dir.hasPrefix("/") else { problem(m.value, p, "expected an absolute directory"); continue }
-                    guard (try? RegionMap(defaultRoot: "/", overrides: [:]).directory(for: m.key)) != nil else { problem(m.value, p, "'\(m.key)' is not a region name", line: m.keyPosition.line); continue }
-                    c.regions[m.key] = dir
-                }
-            } else {
-                problem(node, "$.regions", "expected a mapping of region name to directory")
-            }
-        }
+        if let (node, _) = top["regions"] { c.regions = regions(node) }
         if let (node, line) = top["allowOnlyRegions"] {
             if let names = node.elements?.compactMap(\.stringValue), names.count == node.elements?.count { c.allowOnlyRegions = names } else {
                 problem(node, "$.allowOnlyRegions", "expected a list of region names", line: line)
             }
         }
         if let (node, _) = top["identities"] { c.identities = identities(node) }
-        if let (node, _) = top["repositories"] {
-            if let items = node.elements {
-                var names = Set<String>()
-                var watched: [String: Int] = [:]
-                for (i, item) in items.enumerated() {
-                    guard let r = repository(item, "$.repositories[\(i)]") else { continue }
-                    if !names.insert(r.name.lowercased()).inserted { problem(item, "$.repositories[\(i)].name", "'\(r.name)' is used twice; names must be unique") }
-                    // The branch owns the templates it creates (pruning included): two entries on one branch would
-                    // delete each other's templates.
-                    if let first = watched["\(r.url)#\(r.branch)"] {
-                        problem(item, "$.repositories[\(i)].branch", "repositories[\(first)] already watches branch \(r.branch) of this URL; one entry per branch")
-                    } else {
-                        watched["\(r.url)#\(r.branch)"] = i
-                    }
-                    c.repositories.append(r)
-                }
-            } else {
-                problem(node, "$.repositories", "expected a list")
-            }
-        }
-        if let (node, _) = top["server"] {
-            let m = members(node, "$.server", allowed: ["listen", "metricsListen"])
-            if let l = string(m, "listen", "$.server") {
-                if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.listen = l } else {
-                    problem(m["listen"]?.0, "$.server.listen", "write it as HOST:PORT, like 0.0.0.0:8080", line: m["listen"]?.1)
-                }
-            }
-            if let l = string(m, "metricsListen", "$.server") {
-                if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.metricsListen = l } else {
-                    problem(m["metricsListen"]?.0, "$.server.metricsListen", "write it as HOST:PORT, like 127.0.0.1:9090", line: m["metricsListen"]?.1)
-                }
-                if m["listen"] == nil {
-                    problem(m["metricsListen"]?.0, "$.server.metricsListen", "needs server.listen (the webhook port) too", line: m["metricsListen"]?.1)
-                }
-            }
-        }
+        if let (node, _) = top["repositories"] { c.repositories = repositories(node) }
+        if let (node, _) = top["server"] { server(node, into: &c) }
         return c
+    }
+
+    /// `logging: { format, level }`; a value that is not one of the known names leaves the default.
+    mutating func logging(_ node: SourceNode, into c: inout KilnConfiguration) {
+        let m = members(node, "$.logging", allowed: ["format", "level"])
+        if let f = string(m, "format", "$.logging") {
+            if let v = KilnConfiguration.LogFormat(rawValue: f.lowercased()) { c.logFormat = v } else {
+                problem(m["format"]?.0, "$.logging.format", "'\(f)' is not one of \(KilnConfiguration.LogFormat.allCases.map(\.rawValue).joined(separator: ", "))", line: m["format"]?.1)
+            }
+        }
+        if let l = string(m, "level", "$.logging") {
+            if let v = KilnConfiguration.LogLevel(rawValue: l.lowercased()) { c.logLevel = v } else {
+                problem(m["level"]?.0, "$.logging.level", "'\(l)' is not one of \(KilnConfiguration.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))", line: m["level"]?.1)
+            }
+        }
+    }
+
+    /// `regions: { name: /dir }`: the entries that name a region and an absolute directory.
+    mutating func regions(_ node: SourceNode) -> [String: String] {
+        guard let members = node.members else {
+            problem(node, "$.regions", "expected a mapping of region name to directory")
+            return [:]
+        }
+        var out: [String: String] = [:]
+        for m in members {
+            let p = "$.regions.\(m.key)"
+            guard let dir = m.value.stringValue, dir.hasPrefix("/") else { problem(m.value, p, "expected an absolute directory"); continue }
+            guard (try? RegionMap(defaultRoot: "/", overrides: [:]).directory(for: m.key)) != nil else { problem(m.value, p, "'\(m.key)' is not a region name", line: m.keyPosition.line); continue }
+            out[m.key] = dir
+        }
+        return out
+    }
+
+    /// `repositories: [...]`: every entry that reads, with duplicate names and two entries on one branch reported.
+    mutating func repositories(_ node: SourceNode) -> [KilnConfiguration.Repository] {
+        guard let items = node.elements else {
+            problem(node, "$.repositories", "expected a list")
+            return []
+        }
+        var out: [KilnConfiguration.Repository] = []
+        var names = Set<String>()
+        var watched: [String: Int] = [:]
+        for (i, item) in items.enumerated() {
+            guard let r = repository(item, "$.repositories[\(i)]") else { continue }
+            if !names.insert(r.name.lowercased()).inserted { problem(item, "$.repositories[\(i)].name", "'\(r.name)' is used twice; names must be unique") }
+            // The branch owns the templates it creates (pruning included): two entries on one branch would
+            // delete each other's templates.
+            if let first = watched["\(r.url)#\(r.branch)"] {
+                problem(item, "$.repositories[\(i)].branch", "repositories[\(first)] already watches branch \(r.branch) of this URL; one entry per branch")
+            } else {
+                watched["\(r.url)#\(r.branch)"] = i
+            }
+            out.append(r)
+        }
+        return out
+    }
+
+    /// `server: { listen, metricsListen }`, each HOST:PORT; metricsListen only alongside listen.
+    mutating func server(_ node: SourceNode, into c: inout KilnConfiguration) {
+        let m = members(node, "$.server", allowed: ["listen", "metricsListen"])
+        if let l = string(m, "listen", "$.server") {
+            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.listen = l } else {
+                problem(m["listen"]?.0, "$.server.listen", "write it as HOST:PORT, like 0.0.0.0:8080", line: m["listen"]?.1)
+            }
+        }
+        if let l = string(m, "metricsListen", "$.server") {
+            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.metricsListen = l } else {
+                problem(m["metricsListen"]?.0, "$.server.metricsListen", "write it as HOST:PORT, like 127.0.0.1:9090", line: m["metricsListen"]?.1)
+            }
+            if m["listen"] == nil {
+                problem(m["metricsListen"]?.0, "$.server.metricsListen", "needs server.listen (the webhook port) too", line: m["metricsListen"]?.1)
+            }
+        }
     }
 
     mutating func identities(_ node: SourceNode) -> IdentityConfig {

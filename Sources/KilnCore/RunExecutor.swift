@@ -51,65 +51,104 @@ public struct RunExecutor: Sendable {
         }
     }
 
+    /// What one execution shares between its steps: the run as claimed, its log, and the phase clock.
+    final class Execution: Sendable {
+        let run: RunRecord
+        let log: BuildLog
+        let clock = PhaseClock()
+        let meta: Logger.Metadata
+        /// Time spent queued, counted from the queue to the claim.
+        let queued: [RunSubState: Double]
+
+        init(_ run: RunRecord, onEvent: @escaping @Sendable (RunEvent) -> Void) {
+            self.run = run
+            log = BuildLog(path: (run.logDirectory as NSString).appendingPathComponent("customization.log"), echo: { onEvent(.log($0)) })
+            meta = ["template": "\(run.templateId)", "run": "\(run.id)"]
+            queued = [.queued: (run.startTime ?? Date()).timeIntervalSince(run.queuedAt)]
+        }
+
+        /// The seconds per phase so far, with the current phase closed.
+        func phases() -> [RunSubState: Double] { queued.merging(clock.enter(nil)) { _, n in n } }
+    }
+
+    /// What the build needs, once the template and its source are known.
+    struct Prepared: Sendable {
+        var resource: TemplateResource
+        var source: ResolvedSource
+        var staging: StagingArea
+        var request: BuildRequest
+        var minutes: Int
+    }
+
     public func execute() async -> RunRecord {
-        let db = core.store
-        guard var run = try? await db.run(id: runId) else {
+        guard let run = try? await core.store.run(id: runId) else {
             return RunRecord(id: runId, templateId: "", queuedAt: Date(), timeoutMinutes: 0, workDirectory: "", logDirectory: "")
         }
-        let meta: Logger.Metadata = ["template": "\(run.templateId)", "run": "\(runId)"]
-        let log = BuildLog(path: (run.logDirectory as NSString).appendingPathComponent("customization.log"), echo: { onEvent(.log($0)) })
-        let clock = PhaseClock()
-        var phaseSeconds: [RunSubState: Double] = [.queued: (run.startTime ?? Date()).timeIntervalSince(run.queuedAt)]
-        let setPhase: @Sendable (RunSubState) async -> Void = { phase in
-            guard clock.current != phase else { return }
-            let secs = clock.enter(phase)
-            onEvent(.phase(phase))
-            core.logger.info("run phase", metadata: meta.merging(["phase": "\(phase.rawValue)"]) { _, n in n })
-            _ = try? await db.updateRun(id: runId) { r in
-                guard (try? r.apply(.enter(phase))) != nil else { return }
-                r.phaseSeconds = r.phaseSeconds.merging(secs) { _, new in new }
-            }
+        let x = Execution(run, onEvent: onEvent)
+        core.logger.info("run started", metadata: x.meta)
+        let prepared: Prepared
+        switch await prepare(x) {
+        case .success(let p): prepared = p
+        case .failure(let ended): return ended.run
         }
-        core.logger.info("run started", metadata: meta)
+        let (result, reason) = await build(prepared, x)
+        return await conclude(result, reason, prepared, x)
+    }
 
+    /// Enters a phase: reported, logged, recorded with the seconds of the phases before it.
+    func enter(_ phase: RunSubState, _ x: Execution) async {
+        guard x.clock.current != phase else { return }
+        let secs = x.clock.enter(phase)
+        onEvent(.phase(phase))
+        core.logger.info("run phase", metadata: x.meta.merging(["phase": "\(phase.rawValue)"]) { _, n in n })
+        _ = try? await core.store.updateRun(id: runId) { r in
+            guard (try? r.apply(.enter(phase))) != nil else { return }
+            r.phaseSeconds = r.phaseSeconds.merging(secs) { _, new in new }
+        }
+    }
+
+    /// A run that ended before its build started.
+    struct Ended: Error { var run: RunRecord }
+
+    /// Reads the template, resolves its source, probes the accelerator and assembles the build request.
+    func prepare(_ x: Execution) async -> Result<Prepared, Ended> {
         let resource: TemplateResource
         do {
-            resource = try await core.template(run.templateId)
+            resource = try await core.template(x.run.templateId)
         } catch {
-            return await finish(run, state: .failed, message: "the template cannot be read: \(error)", phases: phaseSeconds)
+            return .failure(Ended(run: await finish(x.run, state: .failed, message: "the template cannot be read: \(error)", phases: x.queued)))
         }
         let t = resource.template
-        await setPhase(.building)
-        log.marker("Run \(runId) of \(resource.record.id)")
-
-        // Source.
+        await enter(.building, x)
+        x.log.marker("Run \(runId) of \(resource.record.id)")
         let source: ResolvedSource
         do {
-            source = try await SourceResolver(database: db, paths: core.paths).resolve(t.properties.source)
+            source = try await SourceResolver(database: core.store, paths: core.paths).resolve(t.properties.source)
         } catch {
-            log.line("source: \(error.description)")
-            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
-            return await finish(run, state: .failed, message: "\(error.code): \(error.message)", phases: phaseSeconds)
+            x.log.line("source: \(error.description)")
+            return .failure(Ended(run: await finish(x.run, state: .failed, message: "\(error.code): \(error.message)", phases: x.phases())))
         }
-        run = (try? await db.updateRun(id: runId) { r in
+        _ = try? await core.store.updateRun(id: runId) { r in
             r.sourceReference = source.reference
             r.sourceExactVersion = source.exactVersion
-        }) ?? run
-        log.line("source: \(source.reference)\(source.exactVersion.map { " (exactVersion \($0))" } ?? "")")
+        }
+        x.log.line("source: \(source.reference)\(source.exactVersion.map { " (exactVersion \($0))" } ?? "")")
         let (accelerator, notice) = await AcceleratorProbe(cacheDir: core.paths.cacheDir).detect()
-        if let notice { log.line(notice) }
-
+        if let notice { x.log.line(notice) }
         let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
         var artifacts: [String: String] = [:]
         for a in resource.record.artifacts { artifacts[a.reference] = a.path }
-        let captured = staging.capturedDisk(run: runId)
-        let request = BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: run.workDirectory,
-                                   logDirectory: run.logDirectory, capturedDisk: captured, accelerator: accelerator)
-        let builder = Builder(request: request, logger: core.logger, onPhase: { await setPhase($0) }, onLogLine: { onEvent(.log($0)) })
+        let request = BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: x.run.workDirectory,
+                                   logDirectory: x.run.logDirectory, capturedDisk: staging.capturedDisk(run: runId), accelerator: accelerator)
+        let minutes = x.run.timeoutMinutes > 0 ? x.run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
+        return .success(Prepared(resource: resource, source: source, staging: staging, request: request, minutes: minutes))
+    }
 
-        // The build, raced against the deadline and a cancel request.
-        let minutes = run.timeoutMinutes > 0 ? run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
-        let deadline = ContinuousClock.now + .seconds(minutes * 60)
+    /// The build, raced against the deadline, a cancel request (from any process, through the store) and this
+    /// process stopping. Returns the build's result and why it was stopped, if it was.
+    func build(_ p: Prepared, _ x: Execution) async -> (Result<BuildResult, any Error>, StopReason?) {
+        let builder = Builder(request: p.request, logger: core.logger, onPhase: { await enter($0, x) }, onLogLine: { onEvent(.log($0)) })
+        let deadline = ContinuousClock.now + .seconds(p.minutes * 60)
         let stop = Mutex<StopReason?>(nil)
         let build = Task { () throws(BuildError) -> BuildResult in try await builder.run() }
         ExecutingRuns.shared.register(runId) { why in
@@ -117,6 +156,7 @@ public struct RunExecutor: Sendable {
             build.cancel()
         }
         defer { ExecutingRuns.shared.unregister(runId) }
+        let store = core.store, runId = self.runId, pollInterval = self.pollInterval
         let watcher = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: pollInterval)
@@ -125,7 +165,7 @@ public struct RunExecutor: Sendable {
                     build.cancel()
                     return
                 }
-                if let r = try? await db.run(id: runId), r.cancelRequested {
+                if let r = try? await store.run(id: runId), r.cancelRequested {
                     stop.withLock { $0 = $0 ?? .canceled }
                     build.cancel()
                     return
@@ -134,67 +174,73 @@ public struct RunExecutor: Sendable {
         }
         let result = await build.result
         watcher.cancel()
-        let reason = stop.withLock { $0 }
+        return (result.mapError { $0 }, stop.withLock { $0 })
+    }
 
+    /// Ends the run from how its build ended: canceled, timed out, failed, or built and then distributed.
+    func conclude(_ result: Result<BuildResult, any Error>, _ reason: StopReason?, _ p: Prepared, _ x: Execution) async -> RunRecord {
+        let run = x.run
         switch (result, reason) {
         case (_, .ownerStopping(let why)?):
             cleanUp(run)
-            log.marker("Canceled: \(why)")
-            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
-            _ = try? await db.updateRun(id: runId) { r in try? r.apply(.requestCancel(reason: why)) }
-            return await finish(run, state: .canceled, message: "\(why); the run was canceled and its build VM stopped", phases: phaseSeconds)
+            x.log.marker("Canceled: \(why)")
+            _ = try? await core.store.updateRun(id: runId) { r in try? r.apply(.requestCancel(reason: why)) }
+            return await finish(run, state: .canceled, message: "\(why); the run was canceled and its build VM stopped", phases: x.phases())
         case (_, .canceled?):
             cleanUp(run)
-            log.marker(RunState.canceled.rawValue)
-            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
-            return await finish(run, state: .canceled, message: "the run was canceled; the build VM was stopped", phases: phaseSeconds)
+            x.log.marker(RunState.canceled.rawValue)
+            return await finish(run, state: .canceled, message: "the run was canceled; the build VM was stopped", phases: x.phases())
         case (_, .timeout?):
             cleanUp(run)
-            let phase = (try? await db.run(id: runId))?.runSubState ?? .building
-            let tail = log.tail(8)
-            log.marker("Timed out after \(minutes) minutes")
-            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
+            let phase = (try? await core.store.run(id: runId))?.runSubState ?? .building
+            let tail = x.log.tail(8)
+            let minutes = p.minutes
+            x.log.marker("Timed out after \(minutes) minutes")
             var message = "the build timed out after \(minutes) minute\(minutes == 1 ? "" : "s") (buildTimeoutInMinutes: \(minutes)) while \(phase.rawValue.lowercased()); the build VM was stopped. Raise buildTimeoutInMinutes (at most 960) if the build needs longer."
             if !tail.isEmpty { message += "\nlast lines of customization.log:\n" + tail.joined(separator: "\n") }
-            return await finish(run, state: .failed, message: message, phases: phaseSeconds)
+            return await finish(run, state: .failed, message: message, phases: x.phases())
         case (.failure(let error), nil):
             let e = (error as? BuildError) ?? .io("\(error)")
             var kept = false
             if case .customizerFailed(_, _, _, _, _, let k) = e, k != nil { kept = true }
             if case .validationFailed(_, let k) = e, k != nil { kept = true }
             if !kept { cleanUp(run) }
-            log.marker("Failed: \(e.description.split(separator: "\n").first ?? "")")
-            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
-            return await finish(run, state: .failed, message: e.description, phases: phaseSeconds)
+            x.log.marker("Failed: \(e.description.split(separator: "\n").first ?? "")")
+            return await finish(run, state: .failed, message: e.description, phases: x.phases())
         case (.success(let built), nil):
-            await setPhase(.distributing)
-            log.marker("Distributing to \(t.properties.distribute.count) target\(t.properties.distribute.count == 1 ? "" : "s")")
-            let image = CapturedImage(path: built.capturedDisk, sha256: built.sha256, virtualSize: built.virtualSize, osType: source.osType,
-                                      generation: source.generation, sourceVersion: source.exactVersion, sourceReference: source.reference)
-            let provenance = Distribution.Provenance(templateId: resource.record.id, runId: runId, stagingDirectory: staging.directory)
-            let outcomes = await core.distribution.distribute(image, template: t, provenance: provenance) { log.line("  \($0)") }
-            let outputs = outcomes.map {
-                RunOutputRecord(name: $0.runOutputName, artifactId: $0.artifactId, artifactUri: $0.artifactUri,
-                                provisioningState: $0.succeeded ? .succeeded : .failed, message: $0.error, seconds: $0.seconds)
-            }
-            phaseSeconds.merge(clock.enter(nil)) { _, n in n }
-            var notes = built.notes
-            let failed = outcomes.filter { !$0.succeeded }
-            let state = Self.finalState(outcomes.map(\.succeeded), validationFailed: built.validationFailure != nil)
-            for f in failed { notes.append("distribution \(f.runOutputName) (\(f.kind.rawValue)) failed: \(f.error ?? "")") }
-            if let v = built.validationFailure {
-                notes.insert("validation failed: \(v) (continueDistributeOnFailure: the image was distributed anyway)", at: 0)
-            }
-            let size = built.virtualSize
-            _ = try? await db.updateRun(id: runId) { r in
-                r.artifactPath = built.capturedDisk
-                r.artifactSha256 = built.sha256
-                r.artifactSize = size
-                r.outputs = outputs
-            }
-            log.marker(state.rawValue)
-            return await finish(run, state: state, message: notes.joined(separator: "\n"), phases: phaseSeconds)
+            return await distribute(built, p, x)
         }
+    }
+
+    /// Distributing: every target, then the run's outputs and final state.
+    func distribute(_ built: BuildResult, _ p: Prepared, _ x: Execution) async -> RunRecord {
+        let t = p.resource.template
+        await enter(.distributing, x)
+        x.log.marker("Distributing to \(t.properties.distribute.count) target\(t.properties.distribute.count == 1 ? "" : "s")")
+        let image = CapturedImage(path: built.capturedDisk, sha256: built.sha256, virtualSize: built.virtualSize, osType: p.source.osType,
+                                  generation: p.source.generation, sourceVersion: p.source.exactVersion, sourceReference: p.source.reference)
+        let provenance = Distribution.Provenance(templateId: p.resource.record.id, runId: runId, stagingDirectory: p.staging.directory)
+        let outcomes = await core.distribution.distribute(image, template: t, provenance: provenance) { x.log.line("  \($0)") }
+        let outputs = outcomes.map {
+            RunOutputRecord(name: $0.runOutputName, artifactId: $0.artifactId, artifactUri: $0.artifactUri,
+                            provisioningState: $0.succeeded ? .succeeded : .failed, message: $0.error, seconds: $0.seconds)
+        }
+        let phases = x.phases()
+        var notes = built.notes
+        let state = Self.finalState(outcomes.map(\.succeeded), validationFailed: built.validationFailure != nil)
+        for f in outcomes where !f.succeeded { notes.append("distribution \(f.runOutputName) (\(f.kind.rawValue)) failed: \(f.error ?? "")") }
+        if let v = built.validationFailure {
+            notes.insert("validation failed: \(v) (continueDistributeOnFailure: the image was distributed anyway)", at: 0)
+        }
+        let size = built.virtualSize
+        _ = try? await core.store.updateRun(id: runId) { r in
+            r.artifactPath = built.capturedDisk
+            r.artifactSha256 = built.sha256
+            r.artifactSize = size
+            r.outputs = outputs
+        }
+        x.log.marker(state.rawValue)
+        return await finish(x.run, state: state, message: notes.joined(separator: "\n"), phases: phases)
     }
 
     /// A built run's state from its distribution targets: all succeeded → Succeeded, some → PartiallySucceeded,

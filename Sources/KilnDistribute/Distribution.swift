@@ -224,8 +224,49 @@ public struct Distribution: Sendable {
         return m.imageId
     }
 
+    /// Where a SharedImage target goes: the definition, its gallery and name, the regions and their directories.
+    struct GalleryTarget: Sendable {
+        var definition: GalleryDefinitionRecord
+        var gallery: String
+        var definitionName: String
+        var explicitVersion: ImageVersion?
+        var regionNames: [String]
+        var regionDirs: [String]
+        var primaryRegion: String
+
+        func versionDirectory(_ i: Int, _ version: ImageVersion) -> String {
+            Distribution.versionDirectory(regionDirs[i], gallery: gallery, definition: definitionName, version: version)
+        }
+    }
+
     func sharedImage(_ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
                      progress: @escaping @Sendable (String) -> Void) async throws -> String {
+        let target = try await galleryTarget(s, image: image)
+        let def = target.definition
+        var (version, record) = try await reserveVersion(target, s, image: image, template: template, provenance: provenance)
+        // Reserved with excludeFromLatest, so `latest` never resolves to a version whose files are not there yet.
+        progress("\(s.runOutputName): gallery version \(target.definitionName) \(version) to \(target.regionNames.joined(separator: ", "))")
+        do {
+            let placed = try await placeReplicas(target, version: version, s, image: image, progress: progress)
+            record.metadata["regions"] = String(decoding: try JSONEncoder.sortedKeys.encode(placed), as: UTF8.self)
+            record.metadata["state"] = ProvisioningState.succeeded.rawValue
+            record.excludeFromLatest = s.excludeFromLatest
+            try await database.replaceGalleryVersion(record)
+            for (i, name) in target.regionNames.enumerated() where placed[name]?["path"] != nil {
+                let dir = target.versionDirectory(i, version)
+                try JSONEncoder.sortedKeys.encode(record.metadata).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("metadata.json")))
+            }
+        } catch {
+            // Nothing half-made stays behind: the reservation and any copies go.
+            for i in target.regionNames.indices { try? FileManager.default.removeItem(atPath: target.versionDirectory(i, version)) }
+            _ = try? await database.removeGalleryVersion(definitionId: def.id, version: version)
+            throw error
+        }
+        return "\(def.id)/versions/\(version)"
+    }
+
+    /// The definition the target names (it must exist and match the image), and the regions' directories.
+    func galleryTarget(_ s: SharedImageDistributor, image: CapturedImage) async throws -> GalleryTarget {
         let (defId, explicit) = Self.splitGalleryId(s.galleryImageId)
         guard let def = try await database.galleryDefinition(id: defId) else {
             throw DistributionError(code: .badSharedImageDistribute, description: Self.missingDefinition(defId))
@@ -236,7 +277,6 @@ public struct Distribution: Sendable {
         guard let defRid = ResourceID.parse(def.id), defRid.segments.count >= 2 else {
             throw DistributionError(code: .badSharedImageDistribute, description: "\(def.id) is not a gallery image id")
         }
-        let gallery = defRid.segments[0].name, defName = defRid.segments[1].name
         var explicitVersion: ImageVersion?
         if let explicit {
             guard let v = ImageVersion(explicit) else { throw DistributionError(code: .badSharedImageDistribute, description: "\(explicit) is not a version (x.y.z)") }
@@ -247,101 +287,86 @@ public struct Distribution: Sendable {
         guard let primaryRegion = regionNames.first else {
             throw DistributionError(code: .badSharedImageDistribute, description: "no target regions")
         }
+        return GalleryTarget(definition: def, gallery: defRid.segments[0].name, definitionName: defRid.segments[1].name, explicitVersion: explicitVersion,
+                             regionNames: regionNames, regionDirs: regionDirs, primaryRegion: primaryRegion)
+    }
 
-        // Reserve the version first (a concurrent run choosing Latest gets the next one), then place the files.
-        var version: ImageVersion?
-        var record: GalleryVersionRecord?
+    /// Reserves the version first (a concurrent run choosing Latest gets the next one); the files come after.
+    func reserveVersion(_ target: GalleryTarget, _ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate,
+                        provenance: Provenance) async throws -> (ImageVersion, GalleryVersionRecord) {
+        let def = target.definition
         for _ in 0..<5 {
             let existing = try await database.galleryVersions(definitionId: def.id).map(\.version)
             let v: ImageVersion
             do {
-                v = try GalleryVersioning.choose(explicit: explicitVersion, versioning: s.versioning, existing: existing, sourceVersion: image.sourceVersion)
+                v = try GalleryVersioning.choose(explicit: target.explicitVersion, versioning: s.versioning, existing: existing, sourceVersion: image.sourceVersion)
             } catch {
                 throw DistributionError(code: .badSharedImageDistribute, description: "\(def.id): \(error.description)")
             }
-            let versionDir = Self.versionDirectory(regionDirs[0], gallery: gallery, definition: defName, version: v)
             var meta = metadata(image, template: template, provenance: provenance, tags: s.artifactTags)
             meta["replicationMode"] = s.replicationMode.rawValue
             meta["state"] = ProvisioningState.creating.rawValue
             var counts: [String: Int] = [:]
             for r in s.targetRegions { counts[RegionMap.normalize(r.name)] = r.replicaCount }
-            let rec = GalleryVersionRecord(definitionId: def.id, version: v, excludeFromLatest: true, path: paths.relative((versionDir as NSString).appendingPathComponent("disk.qcow2")),
+            let disk = (target.versionDirectory(0, v) as NSString).appendingPathComponent("disk.qcow2")
+            let rec = GalleryVersionRecord(definitionId: def.id, version: v, excludeFromLatest: true, path: paths.relative(disk),
                                            sha256: image.sha256, virtualSize: image.virtualSize, regions: counts, metadata: meta)
-            if try await reserve(rec) {
-                version = v
-                record = rec
-                break
-            }
-            if explicitVersion != nil {
+            if try await reserve(rec) { return (v, rec) }
+            if target.explicitVersion != nil {
                 throw DistributionError(code: .badSharedImageDistribute, description: "gallery image version \(def.id)/versions/\(v) exists already; versions are never overwritten")
             }
         }
-        guard let version, var record else {
-            throw DistributionError(code: .badSharedImageDistribute, description: "could not reserve a new version of \(def.id) (concurrent distributions)")
-        }
-        // Reserved with excludeFromLatest, so `latest` never resolves to a version whose files are not there yet.
-        let versionId = "\(def.id)/versions/\(version)"
-        progress("\(s.runOutputName): gallery version \(defName) \(version) to \(regionNames.joined(separator: ", "))")
-        do {
-            var placed: [String: [String: String]] = [:]
-            // Regions on one filesystem share one placement: the first region of each filesystem places the
-            // image (a link or one copy), the others link to it. Filesystems proceed in parallel.
-            var groups: [UInt64: [Int]] = [:]
-            for i in regionDirs.indices { groups[Self.device(of: regionDirs[i]), default: []].append(i) }
-            try await withThrowingTaskGroup(of: [(String, [String: String])].self) { outer in
-              for indices in groups.values {
+        throw DistributionError(code: .badSharedImageDistribute, description: "could not reserve a new version of \(def.id) (concurrent distributions)")
+    }
+
+    /// Places the image and its replicas in every region. Regions on one filesystem share one placement: the
+    /// first region of each filesystem places the image (a link or one copy), the others link to it.
+    /// Filesystems proceed in parallel. Returns, per region, what was placed where.
+    func placeReplicas(_ target: GalleryTarget, version: ImageVersion, _ s: SharedImageDistributor, image: CapturedImage,
+                       progress: @escaping @Sendable (String) -> Void) async throws -> [String: [String: String]] {
+        var groups: [UInt64: [Int]] = [:]
+        for i in target.regionDirs.indices { groups[Self.device(of: target.regionDirs[i]), default: []].append(i) }
+        var placed: [String: [String: String]] = [:]
+        try await withThrowingTaskGroup(of: [(String, [String: String])].self) { outer in
+            for indices in groups.values {
                 outer.addTask {
-                  var results: [(String, [String: String])] = []
-                  var firstDisk: String?
-                  for i in indices {
-                    let region = s.targetRegions[i]
-                    let name = regionNames[i]
-                    let dir = Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version)
-                    let shallow = s.replicationMode == .shallow && i > 0
-                    let source = firstDisk ?? image.path
-                    let r: (String, [String: String]) = try await { () async throws -> (String, [String: String]) in
-                        var info: [String: String] = ["replicaCount": String(region.replicaCount), "storageAccountType": region.storageAccountType.rawValue]
-                        if shallow {
-                            // Shallow replication: one copy, in the first region; the others reference it.
-                            info["reference"] = name == primaryRegion ? "" : primaryRegion
-                            return (name, info)
-                        }
-                        let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
-                        info["placement"] = try await DiskPlacement.place(source, at: disk)
-                        var how: [String] = []
-                        for n in stride(from: 2, through: max(1, region.replicaCount), by: 1) {
-                            how.append(try await DiskPlacement.replica(of: disk, at: (dir as NSString).appendingPathComponent("replica-\(n).qcow2")))
-                        }
-                        info["path"] = disk
-                        if !how.isEmpty { info["replicas"] = how.joined(separator: ",") }
-                        progress("\(s.runOutputName): \(name) has its copy (\(region.replicaCount) replica\(region.replicaCount == 1 ? "" : "s"))")
-                        return (name, info)
-                    }()
-                    if let p = r.1["path"], firstDisk == nil { firstDisk = p }
-                    results.append(r)
-                  }
-                  return results
+                    var results: [(String, [String: String])] = []
+                    var firstDisk: String?
+                    for i in indices {
+                        let r = try await Self.placeRegion(i, target: target, version: version, s, source: firstDisk ?? image.path, progress: progress)
+                        if let p = r.1["path"], firstDisk == nil { firstDisk = p }
+                        results.append(r)
+                    }
+                    return results
                 }
-              }
-              for try await batch in outer { for (name, info) in batch { placed[name] = info } }
             }
-            record.metadata["regions"] = String(decoding: try JSONEncoder.sortedKeys.encode(placed), as: UTF8.self)
-            record.metadata["state"] = ProvisioningState.succeeded.rawValue
-            record.excludeFromLatest = s.excludeFromLatest
-            try await database.replaceGalleryVersion(record)
-            for (i, name) in regionNames.enumerated() where placed[name]?["path"] != nil {
-                let dir = Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version)
-                try JSONEncoder.sortedKeys.encode(record.metadata).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("metadata.json")))
-            }
-        } catch {
-            // Nothing half-made stays behind: the reservation and any copies go.
-            for (i, _) in regionNames.enumerated() {
-                try? FileManager.default.removeItem(atPath: Self.versionDirectory(regionDirs[i], gallery: gallery, definition: defName, version: version))
-            }
-            _ = try? await database.removeGalleryVersion(definitionId: def.id, version: version)
-            throw error
+            for try await batch in outer { for (name, info) in batch { placed[name] = info } }
         }
-        return versionId
+        return placed
+    }
+
+    /// One region's copy (or, with shallow replication, a reference to the primary region's).
+    static func placeRegion(_ i: Int, target: GalleryTarget, version: ImageVersion, _ s: SharedImageDistributor, source: String,
+                            progress: @Sendable (String) -> Void) async throws -> (String, [String: String]) {
+        let region = s.targetRegions[i]
+        let name = target.regionNames[i]
+        var info: [String: String] = ["replicaCount": String(region.replicaCount), "storageAccountType": region.storageAccountType.rawValue]
+        if s.replicationMode == .shallow && i > 0 {
+            // Shallow replication: one copy, in the first region; the others reference it.
+            info["reference"] = name == target.primaryRegion ? "" : target.primaryRegion
+            return (name, info)
+        }
+        let dir = target.versionDirectory(i, version)
+        let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
+        info["placement"] = try await DiskPlacement.place(source, at: disk)
+        var how: [String] = []
+        for n in stride(from: 2, through: max(1, region.replicaCount), by: 1) {
+            how.append(try await DiskPlacement.replica(of: disk, at: (dir as NSString).appendingPathComponent("replica-\(n).qcow2")))
+        }
+        info["path"] = disk
+        if !how.isEmpty { info["replicas"] = how.joined(separator: ",") }
+        progress("\(s.runOutputName): \(name) has its copy (\(region.replicaCount) replica\(region.replicaCount == 1 ? "" : "s"))")
+        return (name, info)
     }
 
     /// The filesystem a directory is on (its nearest existing ancestor's device).

@@ -65,6 +65,12 @@ public final class DesiredStateCache: @unchecked Sendable {
     public internal(set) var misses = 0
     public init() {}
     public var count: Int { entries.count }
+
+    /// Drops the entries of files that are gone.
+    func prune(keeping seen: Set<String>) {
+        guard entries.count > seen.count else { return }
+        for path in entries.keys where !seen.contains(path) { entries[path] = nil }
+    }
 }
 
 /// Reads the desired state from a commit's tree, without a work tree.
@@ -76,21 +82,8 @@ public enum DesiredStateReader {
     public static func read(_ repo: GitRepository, at commit: ObjectID, cache: DesiredStateCache? = nil,
                             excluding: [String] = [], templatesPath: String? = nil) async throws(GitError) -> DesiredState {
         let files = try await repo.files(at: commit)
-        var byPath: [String: TreeFile] = [:]
-        byPath.reserveCapacity(files.count)
-        for f in files where byPath[f.path] == nil { byPath[f.path] = f }
-        var config = RepositoryConfig()
-        var configDiagnostics: [Diagnostic] = []
-        var configKey = ""
-        for name in ["kiln.yaml", "kiln.yml"] {
-            if let f = byPath[name] {
-                let loaded = TemplateLoader.load(text: String(decoding: try await repo.blob(f.blob), as: UTF8.self), path: name)
-                if let c = loaded.repositoryConfig { config = c }
-                configDiagnostics = loaded.errors
-                configKey = f.blob.hex
-                break
-            }
-        }
+        let byPath = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        var (config, configDiagnostics, configKey) = try await repositoryConfig(repo, byPath)
         if let templatesPath { config.templatesPath = templatesPath }
         let options = config.applied(to: LoadOptions())
 
@@ -98,8 +91,7 @@ public enum DesiredStateReader {
         let galleriesRoot = config.galleriesPath.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var state = DesiredState(commit: commit, config: config, templates: [], invalid: [], galleries: [])
         if !configDiagnostics.isEmpty { state.invalid.append(InvalidTemplateFile(file: "kiln.yaml", diagnostics: configDiagnostics)) }
-        var seen = Set<String>()
-        seen.reserveCapacity(cache?.entries.count ?? 0)
+        var seen = Set<String>(minimumCapacity: cache?.entries.count ?? 0)
         let scope = "\(configKey)\u{0}\(templatesRoot)\u{0}"
 
         func candidate(_ f: TreeFile) -> (isGallery: Bool, sibling: String, parametersFile: TreeFile?, key: String)? {
@@ -163,10 +155,19 @@ public enum DesiredStateReader {
             state.galleries += entry.galleries
             state.templates += entry.templates
         }
-        if let cache, cache.entries.count > seen.count {
-            for path in cache.entries.keys where !seen.contains(path) { cache.entries[path] = nil }
-        }
+        cache?.prune(keeping: seen)
         return state
+    }
+
+    /// `kiln.yaml` (or `kiln.yml`): the settings, their problems, and the blob they were read from (part of
+    /// every cache key, since the settings change how templates load).
+    static func repositoryConfig(_ repo: GitRepository, _ byPath: [String: TreeFile]) async throws(GitError) -> (RepositoryConfig, [Diagnostic], String) {
+        for name in ["kiln.yaml", "kiln.yml"] {
+            guard let f = byPath[name] else { continue }
+            let loaded = TemplateLoader.load(text: String(decoding: try await repo.blob(f.blob), as: UTF8.self), path: name)
+            return (loaded.repositoryConfig ?? RepositoryConfig(), loaded.errors, f.blob.hex)
+        }
+        return (RepositoryConfig(), [], "")
     }
 
     /// What a loaded file contributes, with the repository paths that result depends on.

@@ -8,6 +8,9 @@ struct DeploymentLoader {
 
     private static let imageTemplatesType = "microsoft.virtualmachineimages/imagetemplates"
 
+    /// A value from the parameters file: the name as written, the value node, and where the name is.
+    private typealias FileParameter = (name: String, node: SourceNode, keyPosition: SourcePosition)
+
     func load(_ root: SourceNode, parameters paramsFile: (path: String, text: String)?, into file: inout LoadedFile) {
         var sink = DiagnosticSink(file: path)
         guard let members = root.members else {
@@ -18,7 +21,33 @@ struct DeploymentLoader {
         let ctx = DecodeContext(sink: sink, apiVersion: .latest)
         ctx.strict = false
         var eval = ARMEvaluator(scope: options.scope)
+        checkTopLevelMembers(members, ctx: ctx)
 
+        // Parameters file.
+        var fileValues: [String: FileParameter] = [:]
+        var paramsCtx: DecodeContext?
+        if let paramsFile {
+            file.parametersFile = paramsFile.path
+            let pctx = DecodeContext(sink: DiagnosticSink(file: paramsFile.path), apiVersion: .latest)
+            paramsCtx = pctx
+            fileValues = readParametersFile(paramsFile, ctx: pctx)
+        }
+        resolveParameters(root, fileValues: fileValues, paramsCtx: paramsCtx, eval: &eval, ctx: ctx)
+        collectVariables(root, eval: &eval, ctx: ctx)
+        let resources = collectResources(root, ctx: ctx)
+
+        // A problem with parameters or variables fails the whole deployment, as in ARM.
+        let deploymentInvalid = ctx.sink.hasErrors || (paramsCtx?.sink.hasErrors ?? false)
+        var names: [String: JSONPath] = [:]
+        for (node, rpath) in resources {
+            loadResource(node, path: rpath, names: &names, eval: &eval, ctx: ctx, into: &file)
+        }
+        if deploymentInvalid { file.templates.removeAll() }
+        file.diagnostics = ctx.sink.items + (paramsCtx?.sink.items ?? [])
+    }
+
+    /// Warns about top-level properties Kiln ignores (user-defined functions, unknown keys).
+    private func checkTopLevelMembers(_ members: [SourceNode.Member], ctx: DecodeContext) {
         for m in members {
             switch m.key.lowercased() {
             case "$schema", "contentversion", "apiprofile", "parameters", "variables", "resources", "outputs", "metadata", "languageversion", "definitions":
@@ -29,18 +58,12 @@ struct DeploymentLoader {
                 ctx.warning(.invalidTemplate, "unknown deployment template property '\(m.key)' is ignored", JSONPath.root / m.key, m.keyPosition)
             }
         }
+    }
 
-        // Parameters file.
-        var fileValues: [String: (name: String, node: SourceNode, keyPosition: SourcePosition)] = [:]
-        var paramsCtx: DecodeContext?
-        if let paramsFile {
-            file.parametersFile = paramsFile.path
-            let pctx = DecodeContext(sink: DiagnosticSink(file: paramsFile.path), apiVersion: .latest)
-            paramsCtx = pctx
-            fileValues = readParametersFile(paramsFile, ctx: pctx)
-        }
-
-        // Declared parameters, resolved in declaration order (defaults may refer to earlier ones).
+    /// Resolves the declared parameters in declaration order (defaults may refer to earlier ones) into `eval`,
+    /// then reports values from the parameters file or the command line for parameters that are not declared.
+    private func resolveParameters(_ root: SourceNode, fileValues: [String: FileParameter], paramsCtx: DecodeContext?,
+                                   eval: inout ARMEvaluator, ctx: DecodeContext) {
         let declared = root.member(caseInsensitive: "parameters")
         var declaredNames: Set<String> = []
         if let declared {
@@ -66,100 +89,107 @@ struct DeploymentLoader {
         for name in options.parameters.keys where !declaredNames.contains(name.lowercased()) {
             ctx.error(.invalidTemplate, "parameter '\(name)' given on the command line is not declared in the template", JSONPath.root / "parameters", declared?.position ?? root.position)
         }
+    }
 
-        // Variables.
-        if let vars = root.member(caseInsensitive: "variables") {
-            if let vm = vars.members {
-                for v in vm {
-                    if v.key.lowercased() == "copy" {
-                        ctx.error(.invalidTemplate, "variable copy loops are not supported", JSONPath.root / "variables" / v.key, v.keyPosition)
-                        continue
-                    }
-                    eval.variableDefinitions[v.key] = v.value
-                }
-            } else {
-                ctx.error(.invalidTemplate, "variables must be an object, found \(vars.kindName)", JSONPath.root / "variables", vars.position)
-            }
+    /// Hands the variable definitions (unevaluated) to `eval`; variable copy loops are reported.
+    private func collectVariables(_ root: SourceNode, eval: inout ARMEvaluator, ctx: DecodeContext) {
+        guard let vars = root.member(caseInsensitive: "variables") else { return }
+        guard let vm = vars.members else {
+            ctx.error(.invalidTemplate, "variables must be an object, found \(vars.kindName)", JSONPath.root / "variables", vars.position)
+            return
         }
-
-        // Resources.
-        var resources: [(node: SourceNode, path: JSONPath)] = []
-        if let r = root.member(caseInsensitive: "resources") {
-            if let elements = r.elements {
-                resources = elements.enumerated().map { ($0.element, JSONPath.root / "resources" / $0.offset) }
-            } else if let named = r.members {
-                // languageVersion 2.0: resources keyed by symbolic name.
-                resources = named.map { ($0.value, JSONPath.root / "resources" / $0.key) }
-            } else {
-                ctx.error(.invalidTemplate, "resources must be an array, found \(r.kindName)", JSONPath.root / "resources", r.position)
+        for v in vm {
+            if v.key.lowercased() == "copy" {
+                ctx.error(.invalidTemplate, "variable copy loops are not supported", JSONPath.root / "variables" / v.key, v.keyPosition)
+                continue
             }
-        } else {
+            eval.variableDefinitions[v.key] = v.value
+        }
+    }
+
+    /// The entries of `resources` with their paths: an array, or (languageVersion 2.0) an object keyed by symbolic name.
+    private func collectResources(_ root: SourceNode, ctx: DecodeContext) -> [(node: SourceNode, path: JSONPath)] {
+        guard let r = root.member(caseInsensitive: "resources") else {
             ctx.error(.invalidTemplate, "a deployment template needs 'resources'", JSONPath.root / "resources", root.position)
+            return []
         }
-
-        // A problem with parameters or variables fails the whole deployment, as in ARM.
-        let deploymentInvalid = ctx.sink.hasErrors || (paramsCtx?.sink.hasErrors ?? false)
-        var names: [String: JSONPath] = [:]
-        for (node, rpath) in resources {
-            let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
-            guard var rmembers = node.members else {
-                ctx.error(.invalidTemplate, "a resource must be an object, found \(node.kindName)", rpath, node.position)
-                continue
-            }
-            let typeText = node.member(caseInsensitive: "type")?.stringValue ?? ""
-            let nameNode = node.member(caseInsensitive: "name")
-            if typeText.lowercased() != Self.imageTemplatesType {
-                var name = nameNode?.stringValue
-                if let n = name, ARMExpression.isExpression(n) {
-                    name = (try? eval.evaluateStrict(nameNode!))?.stringValue ?? n
-                }
-                let reason = typeText.lowercased() == "microsoft.resources/deployments"
-                    ? "nested deployments are not expanded by Kiln"
-                    : "Kiln handles only Microsoft.VirtualMachineImages/imageTemplates"
-                file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText.isEmpty ? "(no type)" : typeText, name: name, reason: reason))
-                ctx.warning(.invalidTemplate, "skipped resource of type '\(typeText.isEmpty ? "(no type)" : typeText)'\(name.map { " '\($0)'" } ?? ""): \(reason)", rpath, node.position)
-                continue
-            }
-            if let cond = node.member(caseInsensitive: "condition") {
-                let v = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx)
-                if case .bool(false) = v.value {
-                    file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText, name: nameNode?.stringValue, reason: "condition is false"))
-                    continue
-                }
-            }
-            if let copy = node.member(caseInsensitive: "copy") {
-                ctx.error(.invalidTemplate, "resource copy loops are not supported for imageTemplates; declare each template as its own resource", rpath / "copy", copy.position)
-                continue
-            }
-            // dependsOn and child resources have no meaning for a single template.
-            rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
-            if let child = node.member(caseInsensitive: "resources"), !(child.elements?.isEmpty ?? true) {
-                ctx.warning(.invalidTemplate, "child resources of an image template are ignored", rpath / "resources", child.position)
-            }
-            let evaluated = eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
-
-            var vsink = DiagnosticSink(file: path)
-            let version = TemplateLoader.apiVersion(of: evaluated, path: rpath, sink: &vsink)
-            ctx.sink.append(contentsOf: vsink.items)
-            let rctx = DecodeContext(sink: ctx.sink, apiVersion: version)
-            rctx.suppressed = ctx.suppressed
-            let (template, status) = TemplateDecoder(ctx: rctx).decodeResource(evaluated, path: rpath, fallbackName: nil)
-            ctx.sink = rctx.sink
-            ctx.suppressed = rctx.suppressed
-            guard let template, ctx.sink.items.filter({ $0.severity == .error }).count == errorsBefore else { continue }
-            if let first = names[template.name.lowercased()] {
-                ctx.error(.invalidTemplate, "the template '\(template.name)' is declared twice (also at \(first))", rpath / "name", nameNode?.position ?? node.position)
-                continue
-            }
-            names[template.name.lowercased()] = rpath
-            file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line))
+        if let elements = r.elements {
+            return elements.enumerated().map { ($0.element, JSONPath.root / "resources" / $0.offset) }
+        } else if let named = r.members {
+            // languageVersion 2.0: resources keyed by symbolic name.
+            return named.map { ($0.value, JSONPath.root / "resources" / $0.key) }
         }
-        if deploymentInvalid { file.templates.removeAll() }
-        file.diagnostics = ctx.sink.items + (paramsCtx?.sink.items ?? [])
+        ctx.error(.invalidTemplate, "resources must be an array, found \(r.kindName)", JSONPath.root / "resources", r.position)
+        return []
+    }
+
+    /// Expands and decodes one resource. A template is added to `file` only when it decoded without new
+    /// errors and its name is not taken; resources Kiln does not handle are recorded as skipped.
+    private func loadResource(_ node: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
+                              ctx: DecodeContext, into file: inout LoadedFile) {
+        let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
+        let nameNode = node.member(caseInsensitive: "name")
+        guard let evaluated = expandResource(node, path: rpath, nameNode: nameNode, eval: &eval, ctx: ctx, into: &file) else { return }
+
+        var vsink = DiagnosticSink(file: path)
+        let version = TemplateLoader.apiVersion(of: evaluated, path: rpath, sink: &vsink)
+        ctx.sink.append(contentsOf: vsink.items)
+        let rctx = DecodeContext(sink: ctx.sink, apiVersion: version)
+        rctx.suppressed = ctx.suppressed
+        let (template, status) = TemplateDecoder(ctx: rctx).decodeResource(evaluated, path: rpath, fallbackName: nil)
+        ctx.sink = rctx.sink
+        ctx.suppressed = rctx.suppressed
+        guard let template, ctx.sink.items.filter({ $0.severity == .error }).count == errorsBefore else { return }
+        if let first = names[template.name.lowercased()] {
+            ctx.error(.invalidTemplate, "the template '\(template.name)' is declared twice (also at \(first))", rpath / "name", nameNode?.position ?? node.position)
+            return
+        }
+        names[template.name.lowercased()] = rpath
+        file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line))
+    }
+
+    /// The imageTemplates resource with its expressions evaluated and deployment-only properties removed, or nil
+    /// when it is skipped (another type, a false condition) or cannot be expanded (not an object, a copy loop).
+    private func expandResource(_ node: SourceNode, path rpath: JSONPath, nameNode: SourceNode?, eval: inout ARMEvaluator,
+                                ctx: DecodeContext, into file: inout LoadedFile) -> SourceNode? {
+        guard var rmembers = node.members else {
+            ctx.error(.invalidTemplate, "a resource must be an object, found \(node.kindName)", rpath, node.position)
+            return nil
+        }
+        let typeText = node.member(caseInsensitive: "type")?.stringValue ?? ""
+        if typeText.lowercased() != Self.imageTemplatesType {
+            var name = nameNode?.stringValue
+            if let n = name, ARMExpression.isExpression(n) {
+                name = (try? eval.evaluateStrict(nameNode!))?.stringValue ?? n
+            }
+            let reason = typeText.lowercased() == "microsoft.resources/deployments"
+                ? "nested deployments are not expanded by Kiln"
+                : "Kiln handles only Microsoft.VirtualMachineImages/imageTemplates"
+            file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText.isEmpty ? "(no type)" : typeText, name: name, reason: reason))
+            ctx.warning(.invalidTemplate, "skipped resource of type '\(typeText.isEmpty ? "(no type)" : typeText)'\(name.map { " '\($0)'" } ?? ""): \(reason)", rpath, node.position)
+            return nil
+        }
+        if let cond = node.member(caseInsensitive: "condition") {
+            let v = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx)
+            if case .bool(false) = v.value {
+                file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText, name: nameNode?.stringValue, reason: "condition is false"))
+                return nil
+            }
+        }
+        if let copy = node.member(caseInsensitive: "copy") {
+            ctx.error(.invalidTemplate, "resource copy loops are not supported for imageTemplates; declare each template as its own resource", rpath / "copy", copy.position)
+            return nil
+        }
+        // dependsOn and child resources have no meaning for a single template.
+        rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
+        if let child = node.member(caseInsensitive: "resources"), !(child.elements?.isEmpty ?? true) {
+            ctx.warning(.invalidTemplate, "child resources of an image template are ignored", rpath / "resources", child.position)
+        }
+        return eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
     }
 
     /// `{"parameters": {"name": {"value": ...}}}`, names lower-cased.
-    private func readParametersFile(_ pf: (path: String, text: String), ctx: DecodeContext) -> [String: (name: String, node: SourceNode, keyPosition: SourcePosition)] {
+    private func readParametersFile(_ pf: (path: String, text: String), ctx: DecodeContext) -> [String: FileParameter] {
         let root: SourceNode
         do {
             root = try TemplateLoader.parse(pf.text, format: TemplateLoader.format(forPath: pf.path) ?? .json)
@@ -175,7 +205,7 @@ struct DeploymentLoader {
             ctx.error(.invalidTemplate, "parameters must be an object, found \(params.kindName)", JSONPath.root / "parameters", params.position)
             return [:]
         }
-        var out: [String: (name: String, node: SourceNode, keyPosition: SourcePosition)] = [:]
+        var out: [String: FileParameter] = [:]
         for m in members {
             let p = JSONPath.root / "parameters" / m.key
             if m.value.member(caseInsensitive: "reference") != nil {

@@ -1,4 +1,4 @@
-// The imageTemplates model of AIB api-version 2025-10-01, as user input with AIB's defaults applied.
+// The AIB imageTemplates model (api-version 2025-10-01): a template as user input with AIB's defaults applied, and its read-only status.
 //
 // Read-only properties (provisioningState, lastRunStatus, exactVersion, ...) live in `ImageTemplateStatus`,
 // never in these types: a template is what a person wrote, the status is what Kiln observed. Everything
@@ -6,9 +6,12 @@
 // spellings exactly as in the REST API), which is also what the content hash is computed over.
 
 /// An enum whose raw values are AIB's spellings; input is matched case-insensitively.
-public protocol AIBEnum: RawRepresentable<String>, CaseIterable, Sendable, Hashable, Encodable {}
+public protocol AIBEnum: RawRepresentable<String>, CaseIterable, Sendable, Hashable, Encodable, CustomStringConvertible {}
 
 extension AIBEnum {
+    /// AIB's spelling, so that a state interpolated into a message or a log reads as the API writes it.
+    public var description: String { rawValue }
+
     /// The case whose spelling matches `text` ignoring case.
     public static func matching(_ text: String) -> Self? {
         let lower = text.lowercased()

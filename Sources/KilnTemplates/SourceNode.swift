@@ -1,3 +1,4 @@
+// Template text as a tree that remembers where each value came from: `SourceNode`, and the JSON and YAML parsers that build it.
 import Foundation
 import Yams
 

@@ -1,0 +1,48 @@
+// Helpers the GitOps commands share: durations, and printing plans and reconcile reports.
+import ArgumentParser
+import Foundation
+import KilnBuild
+import KilnCore
+import KilnGit
+import KilnGitOps
+import KilnServer
+import Logging
+import KilnStore
+import KilnSystem
+import KilnTemplates
+
+/// `30s`, `5m`, `1h`, `90` (seconds).
+/// Up to a week; `inf`, `nan`, negative and larger values are nil (they would trap converting to Int).
+func parseDuration(_ s: String) -> Duration? {
+    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+    var ms = Double(s).map { $0 * 1000 }
+    for (suffix, factor) in units where s.hasSuffix(suffix) {
+        ms = Double(s.dropLast(suffix.count)).map { $0 * factor }
+        break
+    }
+    guard let v = ms, v.isFinite, v >= 0, v <= 7 * 86_400_000 else { return nil }
+    return .milliseconds(Int(v))
+}
+
+func printPlan(_ plan: Plan, verbose: Bool) {
+    let counts = Dictionary(grouping: plan.items, by: \.action).mapValues(\.count)
+    let order: [PlanItem.Action] = [.create, .recreate, .move, .delete, .run, .wait, .invalid, .unchanged]
+    let summary = order.compactMap { a in counts[a].map { "\($0) \(a == .unchanged ? "unchanged" : a == .invalid ? "invalid" : a == .wait ? "waiting" : "to \(a.rawValue)")" } }
+    print("plan at \(plan.commit.short): " + (summary.isEmpty ? "no templates" : summary.joined(separator: ", ")))
+    let marks: [PlanItem.Action: String] = [.create: "+", .recreate: "~", .move: ">", .delete: "-", .run: "^", .wait: "…", .invalid: "!", .unchanged: "="]
+    for item in plan.items where verbose || item.action != .unchanged {
+        print("  \(marks[item.action]!) \(item.summary)")
+        for d in item.diagnostics { print("      \(d.description)") }
+    }
+}
+
+func printReport(_ report: ReconcileReport) {
+    for g in report.galleryResults { printError("  \(g)") }
+    for o in report.outcomes { printError("  \(o.ok ? "✓" : "✗") \(o.item.summary): \(o.result)") }
+    for item in report.plan.items where item.action == .invalid || item.action == .wait {
+        printError("  \(item.action == .wait ? "…" : "!") \(item.summary)")
+        for d in item.diagnostics { printError("      \(d.description)") }
+    }
+    let unchanged = report.plan.items.filter { $0.action == .unchanged }.count
+    if report.outcomes.isEmpty, report.plan.invalid.isEmpty { printError("  nothing to do at \(report.plan.commit.short) (\(unchanged) unchanged)") }
+}
