@@ -92,45 +92,44 @@ public struct KilnConfiguration: Sendable {
 
     /// The effective settings, secrets masked: what `kiln config check` prints. Token values never appear;
     /// files and environment variable names do (they are where secrets are, not secrets).
-    public func effective(dataDir resolved: String) -> [String: Any] {
-        var out: [String: Any] = [
-            "dataDir": resolved,
-            "parallelism": parallelism,
-            "logging": ["format": logFormat.rawValue, "level": logLevel.rawValue],
-            "regions": regions,
+    public func effective(dataDir resolved: String) -> JSONValue {
+        var out: [String: JSONValue] = [
+            "dataDir": .string(resolved),
+            "parallelism": .number(Double(parallelism)),
+            "logging": .object(["format": .string(logFormat.rawValue), "level": .string(logLevel.rawValue)]),
+            "regions": .object(regions.mapValues(JSONValue.string)),
         ]
-        if let file { out["file"] = file }
-        if let author { out["author"] = "\(author.name) <\(author.email)>" }
-        if let allowOnlyRegions { out["allowOnlyRegions"] = allowOnlyRegions }
+        if let file { out["file"] = .string(file) }
+        if let author { out["author"] = .string("\(author.name) <\(author.email)>") }
+        if let allowOnlyRegions { out["allowOnlyRegions"] = .array(allowOnlyRegions.map(JSONValue.string)) }
         if let listen {
-            var server = ["listen": listen]
-            if let metricsListen { server["metricsListen"] = metricsListen }
-            out["server"] = server
+            var server: [String: JSONValue] = ["listen": .string(listen)]
+            if let metricsListen { server["metricsListen"] = .string(metricsListen) }
+            out["server"] = .object(server)
         }
-        out["identities"] = identities.identities.map { i -> [String: Any] in
-            ["name": i.name, "credentials": i.credentials.map { c -> [String: Any] in
-                var j: [String: Any] = ["urlPrefix": c.urlPrefix, "header": c.header]
+        out["identities"] = .array(identities.identities.map { i in
+            .object(["name": .string(i.name), "credentials": .array(i.credentials.map { c in
+                var j: [String: JSONValue] = ["urlPrefix": .string(c.urlPrefix), "header": .string(c.header)]
                 switch c.secret {
-                case .literal: j["token"] = "****"
-                case .file(let p): j["tokenFile"] = p
-                case .environment(let n): j["tokenEnv"] = n
+                case .literal: j["token"] = .string("****")
+                case .file(let p): j["tokenFile"] = .string(p)
+                case .environment(let n): j["tokenEnv"] = .string(n)
                 }
-                return j
-            }]
-        }
-        out["repositories"] = repositories.map { r -> [String: Any] in
-            var j: [String: Any] = ["name": r.name, "url": GitRepository.redact(r.url), "branch": r.branch, "interval": r.intervalSeconds == r.intervalSeconds.rounded() ? "\(Int(r.intervalSeconds))s" : "\(r.intervalSeconds)s",
-                                    "timeout": r.timeoutSeconds == r.timeoutSeconds.rounded() ? "\(Int(r.timeoutSeconds))s" : "\(r.timeoutSeconds)s",
-                                    "statusBranch": r.statusBranch]
-            if let p = r.path { j["path"] = p }
-            if let v = r.tokenFile { j["tokenFile"] = v }
-            if let v = r.tokenEnv { j["tokenEnv"] = v }
-            if let v = r.sshKeyFile { j["sshKeyFile"] = v }
-            if let v = r.knownHosts { j["knownHosts"] = v }
-            if let v = r.webhookSecretFile { j["webhookSecretFile"] = v }
-            return j
-        }
-        return out
+                return .object(j)
+            })])
+        })
+        out["repositories"] = .array(repositories.map(Self.effective))
+        return .object(out)
+    }
+
+    static func effective(_ r: Repository) -> JSONValue {
+        func seconds(_ s: Double) -> JSONValue { .string(s == s.rounded() ? "\(Int(s))s" : "\(s)s") }
+        var j: [String: JSONValue] = ["name": .string(r.name), "url": .string(GitRepository.redact(r.url)), "branch": .string(r.branch),
+                                      "interval": seconds(r.intervalSeconds), "timeout": seconds(r.timeoutSeconds), "statusBranch": .string(r.statusBranch)]
+        let optional: [(String, String?)] = [("path", r.path), ("tokenFile", r.tokenFile), ("tokenEnv", r.tokenEnv), ("sshKeyFile", r.sshKeyFile),
+                                             ("knownHosts", r.knownHosts), ("webhookSecretFile", r.webhookSecretFile)]
+        for (k, v) in optional { if let v { j[k] = .string(v) } }
+        return .object(j)
     }
 }
 

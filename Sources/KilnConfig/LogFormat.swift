@@ -28,6 +28,12 @@ public struct KilnLogHandler: LogHandler {
         FileHandle.standardError.write(Data((text + "\n").utf8))
     }
 
+    static var lineEncoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
     /// One line in `format`. Field order is stable (sorted), so lines diff and grep well.
     public static func render(date: Date, level: Logger.Level, label: String, message: String, fields: Logger.Metadata,
                               format: KilnConfiguration.LogFormat) -> String {
@@ -45,7 +51,7 @@ public struct KilnLogHandler: LogHandler {
         case .json:
             var object: [String: String] = ["time": time, "level": "\(level)", "logger": label, "msg": message]
             for (k, v) in sorted where object[k] == nil { object[k] = v }
-            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            let data = (try? KilnLogHandler.lineEncoder.encode(object)) ?? Data()
             return String(decoding: data, as: UTF8.self)
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnTemplates
 import Yams
 
 /// Credentials for fetching customization artifacts, standing in for a template's managed identity.
@@ -91,36 +92,38 @@ public struct IdentityConfig: Sendable, Hashable {
     /// Loads `identities:` from a YAML file; a missing file is an empty configuration.
     public static func load(path: String) throws(IdentityError) -> IdentityConfig {
         guard let data = FileManager.default.contents(atPath: path) else { return IdentityConfig(source: path) }
-        let root: Any?
-        do { root = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch { throw IdentityError("\(path): cannot parse YAML: \(error)") }
+        let text = String(decoding: data, as: UTF8.self)
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return IdentityConfig(source: path) }
+        let root: JSONValue
+        do { root = try YAMLDecoder().decode(JSONValue.self, from: text) } catch { throw IdentityError("\(path): cannot parse YAML: \(error)") }
         return try parse(root, source: path)
     }
 
-    static func parse(_ root: Any?, source: String) throws(IdentityError) -> IdentityConfig {
-        guard let top = root as? [String: Any] else {
-            if root == nil { return IdentityConfig(source: source) }
+    static func parse(_ root: JSONValue, source: String) throws(IdentityError) -> IdentityConfig {
+        guard let top = root.object else {
+            if root == .null { return IdentityConfig(source: source) }
             throw IdentityError("\(source): $: expected a mapping with 'identities'")
         }
         guard let list = top["identities"] else { return IdentityConfig(source: source) }
-        guard let items = list as? [Any] else { throw IdentityError("\(source): $.identities: expected a list") }
+        guard let items = list.array else { throw IdentityError("\(source): $.identities: expected a list") }
         var out: [Identity] = []
         for (i, item) in items.enumerated() {
             let p = "$.identities[\(i)]"
-            guard let m = item as? [String: Any] else { throw IdentityError("\(source): \(p): expected a mapping") }
-            guard let name = m["name"] as? String, !name.isEmpty else { throw IdentityError("\(source): \(p).name: required") }
+            guard let m = item.object else { throw IdentityError("\(source): \(p): expected a mapping") }
+            guard let name = m["name"]?.string, !name.isEmpty else { throw IdentityError("\(source): \(p).name: required") }
             var creds: [Credential] = []
-            for (j, c) in ((m["credentials"] as? [Any]) ?? []).enumerated() {
+            for (j, c) in (m["credentials"]?.array ?? []).enumerated() {
                 let cp = "\(p).credentials[\(j)]"
-                guard let cm = c as? [String: Any] else { throw IdentityError("\(source): \(cp): expected a mapping") }
-                guard let prefix = cm["urlPrefix"] as? String, prefix.hasPrefix("https://") || prefix.hasPrefix("http://") else {
+                guard let cm = c.object else { throw IdentityError("\(source): \(cp): expected a mapping") }
+                guard let prefix = cm["urlPrefix"]?.string, prefix.hasPrefix("https://") || prefix.hasPrefix("http://") else {
                     throw IdentityError("\(source): \(cp).urlPrefix: required, an http:// or https:// URL prefix")
                 }
                 let sources = [("token", cm["token"]), ("tokenFile", cm["tokenFile"]), ("tokenEnv", cm["tokenEnv"])].filter { $0.1 != nil }
-                guard sources.count == 1, let value = sources[0].1 as? String, !value.isEmpty else {
+                guard sources.count == 1, let value = sources[0].1?.string, !value.isEmpty else {
                     throw IdentityError("\(source): \(cp): exactly one of token, tokenFile, tokenEnv is required")
                 }
                 let secret: Secret = sources[0].0 == "token" ? .literal(value) : sources[0].0 == "tokenFile" ? .file(value) : .environment(value)
-                let header = (cm["header"] as? String) ?? "Authorization"
+                let header = cm["header"]?.string ?? "Authorization"
                 guard !header.isEmpty, header.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
                     throw IdentityError("\(source): \(cp).header: not a valid header name")
                 }

@@ -1,5 +1,6 @@
 import Foundation
 import KilnSystem
+import KilnTemplates
 import Yams
 
 /// Regions are named storage locations: `<data>/regions/<name>/` unless `regions.yaml` maps a name elsewhere
@@ -49,18 +50,20 @@ public struct RegionMap: Sendable, Hashable {
         let file = (paths.dataDir as NSString).appendingPathComponent("regions.yaml")
         var map = RegionMap(defaultRoot: paths.regions, source: file)
         guard let data = FileManager.default.contents(atPath: file) else { return map }
-        let root: Any?
-        do { root = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch { throw RegionError(description: "\(file): cannot parse YAML: \(error)") }
-        guard let top = root as? [String: Any] else { return map }
+        let text = String(decoding: data, as: UTF8.self)
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return map }
+        let root: JSONValue
+        do { root = try YAMLDecoder().decode(JSONValue.self, from: text) } catch { throw RegionError(description: "\(file): cannot parse YAML: \(error)") }
+        guard let top = root.object else { return map }
         if let r = top["regions"] {
-            guard let m = r as? [String: Any] else { throw RegionError(description: "\(file): $.regions: expected a mapping of region name to directory") }
+            guard let m = r.object else { throw RegionError(description: "\(file): $.regions: expected a mapping of region name to directory") }
             for (k, v) in m {
-                guard let dir = v as? String, dir.hasPrefix("/") else { throw RegionError(description: "\(file): $.regions.\(k): expected an absolute directory") }
+                guard let dir = v.string, dir.hasPrefix("/") else { throw RegionError(description: "\(file): $.regions.\(k): expected an absolute directory") }
                 map.overrides[normalize(k)] = dir
             }
         }
         if let a = top["allowOnly"] {
-            guard let list = a as? [String] else { throw RegionError(description: "\(file): $.allowOnly: expected a list of region names") }
+            guard let list = a.array?.compactMap(\.string), list.count == a.array?.count else { throw RegionError(description: "\(file): $.allowOnly: expected a list of region names") }
             map.allowOnly = Set(list.map(normalize))
         }
         return map

@@ -29,14 +29,21 @@ public enum DiskTool {
         if let format { args += ["-f", format] }
         args.append(path)
         let out = try await ProcessRunner.check("qemu-img", args, timeout: .seconds(60))
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any],
-              let fmt = obj["format"] as? String,
-              let vsize = (obj["virtual-size"] as? NSNumber)?.int64Value
-        else {
+        guard let i = try? JSONDecoder().decode(QemuImgInfo.self, from: Data(out.stdout.utf8)) else {
             throw CommandError(command: "qemu-img info \(path)", status: 0, output: out.stdout, reason: "unexpected output")
         }
-        return DiskInfo(format: fmt, virtualSize: vsize, actualSize: (obj["actual-size"] as? NSNumber)?.int64Value ?? 0,
-                        backingFile: obj["backing-filename"] as? String)
+        return DiskInfo(format: i.format, virtualSize: i.virtualSize, actualSize: i.actualSize ?? 0, backingFile: i.backingFilename)
+    }
+
+    /// The fields of `qemu-img info --output=json` Kiln reads.
+    struct QemuImgInfo: Decodable {
+        var format: String
+        var virtualSize: Int64
+        var actualSize: Int64?
+        var backingFilename: String?
+        enum CodingKeys: String, CodingKey {
+            case format, virtualSize = "virtual-size", actualSize = "actual-size", backingFilename = "backing-filename"
+        }
     }
 
     /// Converts between formats; the output is sparse.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnTemplates
 import KilnBuild
 import KilnConfig
 import KilnSystem
@@ -45,45 +46,46 @@ struct Config: AsyncParsableCommand {
             }
             switch global.output {
             case .json:
-                var j = effective
-                j["warnings"] = warnings
-                try printJSONObject(j)
+                var j = effective.object ?? [:]
+                j["warnings"] = .array(warnings.map(JSONValue.string))
+                try printJSON(JSONValue.object(j))
             case .text:
                 print("\(config.file ?? "?"): valid")
-                printSettings(effective, indent: "  ")
+                printSettings(effective.object ?? [:], indent: "  ")
                 for w in warnings { printError("warning: \(w)") }
             }
         }
 
-        func printSettings(_ value: [String: Any], indent: String) {
+        /// The settings as an indented tree: `key: value`, lists of objects as `- first: value` with the rest
+        /// under it.
+        func printSettings(_ value: [String: JSONValue], indent: String) {
             for key in value.keys.sorted() {
-                let v = value[key]!
-                if let d = v as? [String: Any] {
+                switch value[key]! {
+                case .object(let d):
                     if d.isEmpty { print("\(indent)\(key): {}"); continue }
                     print("\(indent)\(key):")
                     printSettings(d, indent: indent + "  ")
-                } else if let list = v as? [[String: Any]] {
+                case .array(let list) where list.allSatisfy({ $0.object != nil }):
                     print("\(indent)\(key):\(list.isEmpty ? " []" : "")")
-                    for item in list {
-                        // "- first: value", then the other keys under it.
-                        let keys = item.keys.sorted()
-                        guard let first = keys.first else { continue }
-                        if item[first] is [String: Any] || item[first] is [[String: Any]] {
-                            print("\(indent)  -")
-                            printSettings(item, indent: indent + "    ")
-                        } else {
-                            print("\(indent)  - \(first): \(item[first]!)")
-                            printSettings(item.filter { $0.key != first }, indent: indent + "    ")
-                        }
-                    }
-                } else if let list = v as? [String] {
-                    print("\(indent)\(key): [\(list.joined(separator: ", "))]")
-                } else if let d = v as? [String: String] {
-                    print("\(indent)\(key):\(d.isEmpty ? " {}" : "")")
-                    for k in d.keys.sorted() { print("\(indent)  \(k): \(d[k]!)") }
-                } else {
-                    print("\(indent)\(key): \(v)")
+                    for item in list.compactMap(\.object) { printListItem(item, indent: indent) }
+                case .array(let list):
+                    print("\(indent)\(key): [\(list.map(\.scalarText).joined(separator: ", "))]")
+                case let scalar:
+                    print("\(indent)\(key): \(scalar.scalarText)")
                 }
+            }
+        }
+
+        func printListItem(_ item: [String: JSONValue], indent: String) {
+            let keys = item.keys.sorted()
+            guard let first = keys.first else { return }
+            switch item[first]! {
+            case .object, .array:
+                print("\(indent)  -")
+                printSettings(item, indent: indent + "    ")
+            case let scalar:
+                print("\(indent)  - \(first): \(scalar.scalarText)")
+                printSettings(item.filter { $0.key != first }, indent: indent + "    ")
             }
         }
     }

@@ -15,36 +15,6 @@ struct Gallery: AsyncParsableCommand {
         subcommands: [CreateDefinition.self, List.self, Show.self, Versions.self, DeleteVersion.self]
     )
 
-    static func definitionJSON(_ d: GalleryDefinitionRecord, versions: [GalleryVersionRecord]? = nil) -> [String: Any] {
-        var props: [String: Any] = [
-            "osType": d.osType.rawValue, "osState": d.osState.rawValue, "hyperVGeneration": d.hyperVGeneration.rawValue,
-            "identifier": ["publisher": d.publisher, "offer": d.offer, "sku": d.sku],
-        ]
-        if let v = d.description { props["description"] = v }
-        if let v = d.endOfLifeDate { props["endOfLifeDate"] = v }
-        var o: [String: Any] = ["id": d.id, "name": ResourceID.parse(d.id)?.name ?? d.id, "type": "Microsoft.Compute/galleries/images", "properties": props]
-        if let versions { o["versions"] = versions.map(versionJSON) }
-        return o
-    }
-
-    static func versionJSON(_ v: GalleryVersionRecord) -> [String: Any] {
-        var meta: [String: Any] = v.metadata
-        if let r = v.metadata["regions"], let parsed = try? JSONSerialization.jsonObject(with: Data(r.utf8)) { meta["regions"] = parsed }
-        if let t = v.metadata["tags"], let parsed = try? JSONSerialization.jsonObject(with: Data(t.utf8)) { meta["tags"] = parsed }
-        return [
-            "id": v.id, "name": v.version.description, "type": "Microsoft.Compute/galleries/images/versions",
-            "properties": [
-                "publishingProfile": [
-                    "excludeFromLatest": v.excludeFromLatest,
-                    "targetRegions": v.regions.sorted { $0.key < $1.key }.map { ["name": $0.key, "regionalReplicaCount": $0.value] },
-                    "publishedDate": ISO8601DateFormatter().string(from: v.createdAt),
-                ] as [String: Any],
-                "provisioningState": v.metadata["state"] ?? ProvisioningState.succeeded.rawValue,
-            ] as [String: Any],
-            "kiln": ["path": v.path, "sha256": v.sha256, "virtualSize": v.virtualSize, "metadata": meta] as [String: Any],
-        ]
-    }
-
     struct CreateDefinition: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create-definition",
@@ -93,7 +63,7 @@ struct Gallery: AsyncParsableCommand {
                                                hyperVGeneration: generation, publisher: publisher!, offer: offer!, sku: sku!,
                                                description: description, endOfLifeDate: endOfLife)]
             }
-            var out: [[String: Any]] = []
+            var out: [GalleryImageDefinitionDocument] = []
             let core = ctx.core
             for d in defs {
                 let record: GalleryDefinitionRecord
@@ -107,9 +77,9 @@ struct Gallery: AsyncParsableCommand {
                 if global.output == .text {
                     print(change == .created ? "created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))" : "\(d.id): exists")
                 }
-                out.append(Gallery.definitionJSON(record))
+                out.append(GalleryImageDefinitionDocument(record))
             }
-            if global.output == .json { try printJSONObject(out.count == 1 ? out[0] : ["value": out] as [String: Any]) }
+            if global.output == .json { if out.count == 1 { try printJSON(out[0]) } else { try printJSON(ListDocument(value: out)) } }
         }
     }
 
@@ -122,15 +92,15 @@ struct Gallery: AsyncParsableCommand {
             let ctx = try KilnContext(global)
             let defs = try await ctx.core.galleryDefinitions()
             var rows: [[String]] = []
-            var json: [[String: Any]] = []
+            var json: [GalleryImageDefinitionDocument] = []
             for d in defs {
                 let versions = try await ctx.core.galleryVersions(definitionId: d.id)
                 let latest = versions.first { !$0.excludeFromLatest }
                 rows.append([d.id, d.osType.rawValue, d.hyperVGeneration.rawValue, String(versions.count), latest?.version.description ?? "-"])
-                json.append(Gallery.definitionJSON(d))
+                json.append(GalleryImageDefinitionDocument(d))
             }
             switch global.output {
-            case .json: try printJSONObject(["value": json])
+            case .json: try printJSON(ListDocument(value: json))
             case .text:
                 if rows.isEmpty { printError("no gallery image definitions; create one with: kiln gallery create-definition ID ...") } else {
                     printTable(["DEFINITION", "OS", "GEN", "VERSIONS", "LATEST"], rows)
@@ -153,7 +123,7 @@ struct Gallery: AsyncParsableCommand {
             }
             let versions = try await ctx.core.galleryVersions(definitionId: d.id)
             switch global.output {
-            case .json: try printJSONObject(Gallery.definitionJSON(d, versions: versions))
+            case .json: try printJSON(GalleryImageDefinitionDocument(d, versions: versions))
             case .text:
                 print("\(d.id)")
                 print("  \(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.osState.rawValue); \(d.publisher)/\(d.offer)/\(d.sku)")
@@ -177,7 +147,7 @@ struct Gallery: AsyncParsableCommand {
             }
             let versions = try await ctx.core.galleryVersions(definitionId: id)
             switch global.output {
-            case .json: try printJSONObject(["value": versions.map(Gallery.versionJSON)])
+            case .json: try printJSON(ListDocument(value: versions.map(GalleryImageVersionDocument.init)))
             case .text: printVersions(versions)
             }
         }
@@ -199,17 +169,13 @@ struct Gallery: AsyncParsableCommand {
             let defId = parts.dropLast(2).joined(separator: "/")
             do {
                 let removed = try await ctx.core.removeGalleryVersion(definitionId: defId, version: v)
-                if let r = removed.metadata["regions"], let regions = try? JSONSerialization.jsonObject(with: Data(r.utf8)) as? [String: [String: String]] {
-                    for info in regions.values {
-                        if let p = info["path"] { try? FileManager.default.removeItem(atPath: (p as NSString).deletingLastPathComponent) }
-                    }
-                }
+                for dir in GalleryImageVersionDocument.replicaDirectories(removed) { try? FileManager.default.removeItem(atPath: dir) }
                 try? FileManager.default.removeItem(atPath: (ctx.paths.absolute(removed.path) as NSString).deletingLastPathComponent)
             } catch {
                 printError("kiln: \(error)")
                 throw ExitCode(1)
             }
-            if global.output == .text { print("deleted \(id)") } else { try printJSONObject(["deleted": id]) }
+            if global.output == .text { print("deleted \(id)") } else { try printJSON(DeletedDocument(id)) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KilnCore
 import KilnBuild
 import KilnStore
 import KilnSystem
@@ -238,16 +239,6 @@ extension Images {
         )
     }
 
-    static func managedJSON(_ m: ManagedImageRecord, paths: KilnPaths) -> [String: Any] {
-        var meta: [String: Any] = m.metadata
-        for k in ["tags", "history"] {
-            if let t = m.metadata[k], let parsed = try? JSONSerialization.jsonObject(with: Data(t.utf8)) { meta[k] = parsed }
-        }
-        return ["id": m.id, "name": ResourceID.parse(m.id)?.name ?? m.id, "type": "Microsoft.Compute/images", "location": m.location,
-                "properties": ["hyperVGeneration": m.hyperVGeneration.rawValue, "storageProfile": ["osDisk": ["osType": m.osType.rawValue]]] as [String: Any],
-                "kiln": ["path": paths.absolute(m.path), "sha256": m.sha256, "virtualSize": m.virtualSize, "metadata": meta] as [String: Any]]
-    }
-
     struct ManagedList: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List managed images.")
         @OptionGroup var global: GlobalOptions
@@ -256,7 +247,7 @@ extension Images {
             let ctx = try KilnContext(global)
             let all = try await ctx.core.managedImages()
             switch global.output {
-            case .json: try printJSONObject(["value": all.map { Images.managedJSON($0, paths: ctx.paths) }])
+            case .json: try printJSON(ListDocument(value: all.map { ManagedImageDocument($0, paths: ctx.paths) }))
             case .text:
                 if all.isEmpty { printError("no managed images") } else {
                     printTable(["ID", "LOCATION", "OS", "GEN", "CREATED"], all.map { [$0.id, $0.location, $0.osType.rawValue, $0.hyperVGeneration.rawValue, shortDate($0.createdAt)] })
@@ -276,7 +267,7 @@ extension Images {
                 printError("kiln: ResourceNotFound: no managed image \(id)")
                 throw ExitCode(1)
             }
-            try printJSONObject(Images.managedJSON(m, paths: ctx.paths))
+            try printJSON(ManagedImageDocument(m, paths: ctx.paths))
         }
     }
 }

@@ -78,8 +78,3 @@ func printJSON<T: Encodable>(_ value: T) throws {
     FileHandle.standardOutput.write(try KilnJSON.encoder(pretty: true).encode(value))
     FileHandle.standardOutput.write(Data("\n".utf8))
 }
-
-/// A Codable document as a JSON value, for the outputs still assembled as dictionaries (plan, gallery, images).
-func jsonObject<T: Encodable>(_ value: T) -> Any {
-    (try? KilnJSON.encoder().encode(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
-}

@@ -60,9 +60,3 @@ func shortDate(_ d: Date) -> String {
     return f.string(from: d)
 }
 
-/// Prints a JSON object built from dictionaries (the ARM shapes).
-func printJSONObject(_ value: Any) throws {
-    let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-    FileHandle.standardOutput.write(data)
-    FileHandle.standardOutput.write(Data("\n".utf8))
-}

@@ -185,7 +185,7 @@ extension Template {
             global.bootstrapLogging()
             let core = try await Template.core(global)
             do { try await core.delete(name) } catch { throw Template.fail(error) }
-            if global.output == .text { print("deleted \(name)") } else { try printJSONObject(["deleted": name]) }
+            if global.output == .text { print("deleted \(name)") } else { try printJSON(DeletedDocument(name)) }
         }
     }
 }

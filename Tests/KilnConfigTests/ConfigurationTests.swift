@@ -97,7 +97,7 @@ import Testing
               - url: https://git.example.com/x.git
                 credentials: { tokenEnv: GIT_TOKEN }
             """, file: "k.yaml")
-        let data = try JSONSerialization.data(withJSONObject: c.effective(dataDir: "/tmp/x"))
+        let data = try JSONEncoder().encode(c.effective(dataDir: "/tmp/x"))
         let text = String(decoding: data, as: UTF8.self)
         #expect(!text.contains("s3cr3t-literal-token"))
         #expect(text.contains("****") && text.contains("GIT_TOKEN"))

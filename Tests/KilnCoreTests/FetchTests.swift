@@ -64,7 +64,7 @@ final class ArtifactServer: @unchecked Sendable {
         try #require(server.port > 0)
         let identityId = "/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder"
         let config = try IdentityConfig.parse(["identities": [["name": "builder", "credentials": [
-            ["urlPrefix": server.base + "/private/", "tokenEnv": "KILN_TEST_UNSET_VAR"],
+            ["urlPrefix": .string(server.base + "/private/"), "tokenEnv": "KILN_TEST_UNSET_VAR"],
         ]]]], source: "test")
         // A token from an unset variable is an error that names the variable, not a silent anonymous fetch.
         let unset = ArtifactFetcher(identity: config.identity(for: identityId), relative: nil)
