@@ -165,6 +165,18 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
+        // What the test targets share: the git CLI and shell, waiting helpers, a GitOps repository fixture.
+        .target(
+            name: "KilnTestSupport",
+            dependencies: ["KilnSystem", "KilnStore", "KilnCore", "KilnGit", "KilnGitOps"],
+            path: "Tests/KilnTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KilnGitOpsTests",
+            dependencies: ["KilnTestSupport", "KilnSystem", "KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "KilnSystemTests",
             dependencies: ["KilnSystem"],
@@ -187,7 +199,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnGitTests",
-            dependencies: ["KilnSystem", "KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"],
+            dependencies: ["KilnTestSupport", "KilnSystem", "KilnGit", "KilnGitOps", "KilnTemplates", "KilnStore", "KilnCore", "KilnBuild"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -202,7 +214,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnCLITests",
-            dependencies: ["KilnGit", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["KilnTestSupport", "KilnGit", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
     ]

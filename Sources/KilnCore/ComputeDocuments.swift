@@ -53,17 +53,11 @@ public struct GalleryImageVersionDocument: Encodable, Sendable {
         public var publishingProfile: PublishingProfile
         public var provisioningState: String
     }
-    public struct Details: Encodable, Sendable {
-        public var path: String
-        public var sha256: String
-        public var virtualSize: Int64
-        public var metadata: [String: JSONValue]
-    }
     public var id: String
     public var name: String
     public var type = "Microsoft.Compute/galleries/images/versions"
     public var properties: Properties
-    public var kiln: Details
+    public var kiln: ImageFileDetails
 
     public init(_ v: GalleryVersionRecord) {
         id = v.id
@@ -72,7 +66,7 @@ public struct GalleryImageVersionDocument: Encodable, Sendable {
         properties = Properties(publishingProfile: PublishingProfile(excludeFromLatest: v.excludeFromLatest, targetRegions: regions,
                                                                      publishedDate: ISO8601DateFormatter().string(from: v.createdAt)),
                                 provisioningState: v.metadata["state"] ?? ProvisioningState.succeeded.rawValue)
-        kiln = Details(path: v.path, sha256: v.sha256, virtualSize: v.virtualSize, metadata: metadataDocument(v.metadata, json: ["regions", "tags"]))
+        kiln = ImageFileDetails(path: v.path, sha256: v.sha256, virtualSize: v.virtualSize, metadata: metadataDocument(v.metadata, json: ["regions", "tags"]))
     }
 
     /// The directories of the regions' copies, from the version's `regions` metadata.
@@ -89,26 +83,28 @@ public struct ManagedImageDocument: Encodable, Sendable {
         public var hyperVGeneration: String
         public var storageProfile: StorageProfile
     }
-    public struct Details: Encodable, Sendable {
-        public var path: String
-        public var sha256: String
-        public var virtualSize: Int64
-        public var metadata: [String: JSONValue]
-    }
     public var id: String
     public var name: String
     public var type = "Microsoft.Compute/images"
     public var location: String
     public var properties: Properties
-    public var kiln: Details
+    public var kiln: ImageFileDetails
 
     public init(_ m: ManagedImageRecord, paths: KilnPaths) {
         id = m.id
         name = ResourceID.parse(m.id)?.name ?? m.id
         location = m.location
         properties = Properties(hyperVGeneration: m.hyperVGeneration.rawValue, storageProfile: StorageProfile(osDisk: OSDisk(osType: m.osType.rawValue)))
-        kiln = Details(path: paths.absolute(m.path), sha256: m.sha256, virtualSize: m.virtualSize, metadata: metadataDocument(m.metadata, json: ["tags", "history"]))
+        kiln = ImageFileDetails(path: paths.absolute(m.path), sha256: m.sha256, virtualSize: m.virtualSize, metadata: metadataDocument(m.metadata, json: ["tags", "history"]))
     }
+}
+
+/// What Kiln adds to an image resource: where its disk is, its digest and size, its metadata.
+public struct ImageFileDetails: Encodable, Sendable {
+    public var path: String
+    public var sha256: String
+    public var virtualSize: Int64
+    public var metadata: [String: JSONValue]
 }
 
 /// `{"deleted": ID}`.

@@ -3,6 +3,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import KilnTestSupport
 import Testing
 
 /// A bare remote and a clone the "user" pushes to with the git CLI.
@@ -109,15 +110,6 @@ struct Background {
     }
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes; how long it took, or nil.
-func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async rethrows -> Duration? {
-    let start = ContinuousClock.now
-    while ContinuousClock.now - start < timeout {
-        if try await condition() { return ContinuousClock.now - start }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return nil
-}
 
 /// The controller's webhook, without VMs (templates tagged `kiln.run: manual`).
 @Suite struct WebhookCLITests {

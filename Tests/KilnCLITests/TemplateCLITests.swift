@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import KilnTestSupport
 import Testing
 
 /// `kiln template` end to end through the real binary: real QEMU VMs (TCG here), real SSH, real SQLite.

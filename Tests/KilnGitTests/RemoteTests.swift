@@ -1,5 +1,6 @@
 import Foundation
 import KilnGit
+import KilnTestSupport
 import Testing
 
 @Suite struct RemoteTests {

@@ -1,27 +1,7 @@
 import Foundation
 import KilnGit
+import KilnTestSupport
 import Testing
-
-/// The user's side: the git CLI (allowed in tests only).
-func git(_ args: String..., in dir: String) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
-    p.arguments = ["-C", dir, "-c", "user.name=Tester", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"] + args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice  // never read: a pipe could fill
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    try #require(p.terminationStatus == 0, "git \(args.joined(separator: " ")) failed")
-    return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-}
-
-func scratch() throws -> String {
-    let d = NSTemporaryDirectory() + "kiln-git-\(UUID().uuidString.prefix(8))"
-    try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-    return d
-}
 
 @Suite struct RepositoryTests {
     let me = GitSignature(name: "Kiln", email: "kiln@example.com")

@@ -5,6 +5,7 @@ import KilnGit
 import KilnGitOps
 import KilnStore
 import KilnSystem
+import KilnTestSupport
 import Testing
 
 /// The ssh:// transport against a real OpenSSH server on 127.0.0.1 (openssh-server, installed by
@@ -186,13 +187,3 @@ extension SSHTransportTests {
     }
 }
 
-func sh(_ command: String) throws {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/bin/bash")
-    p.arguments = ["-c", command]
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    try p.run()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw NSError(domain: "sh", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: command]) }
-}

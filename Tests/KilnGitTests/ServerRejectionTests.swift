@@ -1,5 +1,6 @@
 import Foundation
 import KilnGit
+import KilnTestSupport
 import Testing
 
 /// A server-side per-reference rejection (a pre-receive hook, as branch protection is) is a success for

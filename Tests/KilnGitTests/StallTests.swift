@@ -1,5 +1,6 @@
 import Foundation
 @testable import KilnGit
+import KilnTestSupport
 import Testing
 
 /// A TCP port on loopback that completes connections (the kernel's backlog does) and never says a word: an SSH
@@ -26,15 +27,6 @@ final class MuteServer {
     deinit { close(fd) }
 }
 
-/// Waits, polling every 20 ms on this thread, until `condition` holds or `limit` passes.
-func waitUntil(_ limit: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
-    let end = ContinuousClock.now + limit
-    while ContinuousClock.now < end {
-        if condition() { return true }
-        usleep(20_000)
-    }
-    return condition()
-}
 
 /// Durations are asserted loosely here: the suite runs beside VM builds on two cores, and a test task can wait
 /// many seconds for a thread (20 s seen in CI). What tells a cut at the timeout from the keepalive rule's cut at

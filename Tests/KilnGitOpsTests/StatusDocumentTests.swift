@@ -3,6 +3,7 @@ import KilnCore
 @testable import KilnGitOps
 import KilnStore
 import KilnTemplates
+import KilnTestSupport
 import Testing
 
 /// The status file on `kiln/status`: files written before it became a Codable type still read the same, and the

@@ -1,6 +1,7 @@
 import Foundation
 @testable import KilnGitOps
 import KilnGit
+import KilnTestSupport
 import Testing
 
 @Suite(.serialized) struct StatusRaceTests {

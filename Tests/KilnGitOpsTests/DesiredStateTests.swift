@@ -2,6 +2,7 @@ import Foundation
 import KilnGit
 @testable import KilnGitOps
 import KilnTemplates
+import KilnTestSupport
 import Testing
 
 @Suite struct DesiredStateTests {
