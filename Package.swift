@@ -112,7 +112,7 @@ let package = Package(
         // GitOps: desired state from a commit, the reconciler, the status writer.
         .target(
             name: "KilnGitOps",
-            dependencies: ["KilnTemplates", "KilnStore", "KilnCore", "KilnGit",
+            dependencies: ["KilnSystem", "KilnTemplates", "KilnStore", "KilnCore", "KilnGit",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict

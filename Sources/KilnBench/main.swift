@@ -208,7 +208,7 @@ struct Bench {
     }
 
     static func fmt(_ d: Duration) -> String {
-        let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        let s = d.inSeconds
         return s < 1 ? String(format: "%.1f ms", s * 1000) : String(format: "%.2f s", s)
     }
 

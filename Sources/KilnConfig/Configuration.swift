@@ -1,4 +1,5 @@
 import Foundation
+import KilnSystem
 import KilnCore
 import KilnDistribute
 import KilnGit
@@ -352,8 +353,12 @@ struct ConfigReader {
         }
         let fallback = ((url as NSString).lastPathComponent as NSString).deletingPathExtension
         var r = KilnConfiguration.Repository(name: string(m, "name", p) ?? (fallback.isEmpty ? "repository" : fallback), url: url)
-        if let b = string(m, "branch", p) { r.branch = b }
-        if let s = string(m, "statusBranch", p) { r.statusBranch = s }
+        for (key, value) in [("branch", string(m, "branch", p)), ("statusBranch", string(m, "statusBranch", p))] {
+            guard let value else { continue }
+            if !BranchName.isValid(value) {
+                problem(m[key]?.0, "\(p).\(key)", "'\(value)' is not a valid branch name", line: m[key]?.1)
+            } else if key == "branch" { r.branch = value } else { r.statusBranch = value }
+        }
         r.path = string(m, "path", p)
         if let i = string(m, "interval", p) {
             if let s = Self.seconds(i), s >= 1 { r.intervalSeconds = s } else {
@@ -399,13 +404,5 @@ struct ConfigReader {
     /// `30s`, `5m`, `1h`, `90`.
     /// `30s`, `5m`, `1h`, `250ms`, `90` (seconds); nil for anything else, including `inf`, `nan` and more than
     /// a week (a value that would overflow where it becomes a `Duration`).
-    static func seconds(_ s: String) -> Double? {
-        var value = Double(s)
-        for (suffix, factor) in [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)] where s.hasSuffix(suffix) {
-            value = Double(s.dropLast(suffix.count)).map { $0 * factor }
-            break
-        }
-        guard let v = value, v.isFinite, v >= 0, v <= 7 * 86_400 else { return nil }
-        return v
-    }
+    static func seconds(_ s: String) -> Double? { Duration(text: s)?.inSeconds }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnSystem
 import KilnBuild
 import KilnDistribute
 import KilnStore
@@ -43,7 +44,7 @@ public struct RunExecutor: Sendable {
         func enter(_ phase: RunSubState?) -> [RunSubState: Double] {
             state.withLock { s in
                 let now = ContinuousClock.now
-                if let c = s.current { s.seconds[c, default: 0] += (now - s.since).seconds }
+                if let c = s.current { s.seconds[c, default: 0] += (now - s.since).inSeconds }
                 s.current = phase
                 s.since = now
                 return s.seconds
@@ -273,6 +274,3 @@ public struct RunExecutor: Sendable {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

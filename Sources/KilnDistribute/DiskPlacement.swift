@@ -88,6 +88,6 @@ public enum VHDExport {
         if fm.fileExists(atPath: destination) { try fm.removeItem(atPath: destination) }
         try fm.moveItem(atPath: tmp, toPath: destination)
         let d = ContinuousClock.now - start
-        return (rounded, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        return (rounded, d.inSeconds)
     }
 }

@@ -172,7 +172,7 @@ public struct Distribution: Sendable {
                         progress("\(d.runOutputName): failed: \(error)")
                     }
                     let e = ContinuousClock.now - start
-                    outcome.seconds = Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18
+                    outcome.seconds = e.inSeconds
                     if outcome.succeeded { progress("\(d.runOutputName): done in \(String(format: "%.1f", outcome.seconds)) s") }
                     return (i, outcome)
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import KilnSystem
 import KilnCore
 import KilnGit
 import KilnStore
@@ -209,7 +210,7 @@ public actor Controller {
     }
 
     func jittered(_ d: Duration) -> Duration {
-        let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+        let ms = d.inSeconds * 1000
         return .milliseconds(Int(ms * Double.random(in: 0.9...1.1)))
     }
 

@@ -97,7 +97,7 @@ public enum ProcessRunner {
             await withCheckedContinuation { (cont: CheckedContinuation<Int32, Never>) in
                 child.onExit { cont.resume(returning: $0) }
                 if let timeout {
-                    let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+                    let seconds = timeout.inSeconds
                     DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
                         // Marked with the signal, under the child's lock: never after it was seen to exit.
                         guard child.signal(SIGTERM, marking: { collector.timedOut = true }) else { return }

@@ -33,13 +33,13 @@ struct KilnContext {
 
 /// `1m32s`, `14.8s`.
 func formatDuration(_ d: Duration) -> String {
-    let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    let s = d.inSeconds
     if s < 60 { return String(format: "%.1fs", s) }
     return "\(Int(s) / 60)m\(String(format: "%02d", Int(s) % 60))s"
 }
 
 func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    d.inSeconds
 }
 
 extension HyperVGeneration: ExpressibleByArgument {

@@ -13,16 +13,7 @@ import KilnTemplates
 
 /// `30s`, `5m`, `1h`, `90` (seconds).
 /// Up to a week; `inf`, `nan`, negative and larger values are nil (they would trap converting to Int).
-func parseDuration(_ s: String) -> Duration? {
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-    var ms = Double(s).map { $0 * 1000 }
-    for (suffix, factor) in units where s.hasSuffix(suffix) {
-        ms = Double(s.dropLast(suffix.count)).map { $0 * factor }
-        break
-    }
-    guard let v = ms, v.isFinite, v >= 0, v <= 7 * 86_400_000 else { return nil }
-    return .milliseconds(Int(v))
-}
+func parseDuration(_ s: String) -> Duration? { Duration(text: s) }
 
 func printPlan(_ plan: Plan, verbose: Bool) {
     let counts = Dictionary(grouping: plan.items, by: \.action).mapValues(\.count)

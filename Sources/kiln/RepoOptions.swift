@@ -96,10 +96,7 @@ struct RepoOptions: ParsableArguments {
         }
     }
 
-    static func isValidBranch(_ b: String) -> Bool {
-        !b.isEmpty && !b.hasPrefix("-") && !b.hasPrefix("/") && !b.hasSuffix("/") && !b.hasSuffix(".lock") && !b.contains("..")
-            && !b.contains("//") && !b.contains("@{") && b.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value != 0x7F && !"~^:?*[\\".unicodeScalars.contains($0) }
-    }
+    static func isValidBranch(_ b: String) -> Bool { BranchName.isValid(b) }
 
     /// These options completed from the configuration file: `--repo NAME` picks a configured repository (its
     /// url, branch, path, status branch and credentials, each overridden by a flag given here); no `--repo`
