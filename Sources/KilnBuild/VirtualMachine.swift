@@ -10,6 +10,8 @@ public enum VMError: Error, Sendable, CustomStringConvertible {
     /// The VM exited while Kiln waited for it.
     case exited(console: String)
     case firmwareMissing(String)
+    /// The task waiting for the VM was canceled (a cancel request, the build timeout, the owner stopping).
+    case canceled
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum VMError: Error, Sendable, CustomStringConvertible {
             return "SSH was not ready after \(s) s; last attempt: \(last)\n--- serial console (last lines) ---\n\(console)"
         case .exited(let console): return "the VM exited unexpectedly\n--- serial console (last lines) ---\n\(console)"
         case .firmwareMissing(let path): return "UEFI firmware not found at \(path) (install the ovmf package)"
+        case .canceled: return "canceled while waiting for the VM"
         }
     }
 }
@@ -210,6 +213,8 @@ public actor VirtualMachine {
         let deadline = ContinuousClock.now + timeout
         var last = SSHReadiness.noBanner
         while ContinuousClock.now < deadline {
+            // A timeout or cancel during boot must not wait out sshTimeout.
+            if Task.isCancelled { throw .canceled }
             if !isRunning { throw .exited(console: consoleTail()) }
             last = await client.check()
             if last == .ready { return }
