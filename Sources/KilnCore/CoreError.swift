@@ -74,6 +74,4 @@ public enum Remedy: Sendable, Hashable {
     case recreate(template: String)
     /// Name the template by its full resource id: one of these.
     case giveFullId(candidates: [String])
-    /// Add a source image to the catalog (bootstrap or import).
-    case addCatalogImage
 }

@@ -70,13 +70,6 @@ extension RunRecord {
         }
     }
 
-    /// The record after `transition`, or nil when it does not apply.
-    public func applying(_ transition: RunTransition, at now: Date = Date()) -> RunRecord? {
-        var copy = self
-        do { try copy.apply(transition, at: now) } catch { return nil }
-        return copy
-    }
-
     private mutating func end(_ state: RunState, message text: String, at now: Date) {
         runState = state
         message = text

@@ -16,8 +16,6 @@ extension Remedy {
         case .delete(let t): return "; delete it first: kiln template delete \(t)"
         case .recreate(let t): return "; delete it (kiln template delete \(t)) and create it again"
         case .giveFullId(let ids): return "; give the full id:\n" + ids.map { "  \($0)" }.joined(separator: "\n")
-        case .addCatalogImage:
-            return "; add one with `kiln images bootstrap debian-12` or `kiln images import FILE --publisher P --offer O --sku S --version V`"
         }
     }
 }
