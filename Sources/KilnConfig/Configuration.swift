@@ -62,6 +62,8 @@ public struct KilnConfiguration: Sendable {
     public var listen: String?
     /// Where `/readyz` and `/metrics` are served instead of `listen` (kept off a public webhook port).
     public var metricsListen: String?
+    /// What templates' artifact references may reach (`artifacts` and `distribution`); closed by default.
+    public var artifactPolicy = ArtifactPolicy.untrusted
 
     public init() {}
 
@@ -120,6 +122,11 @@ public struct KilnConfiguration: Sendable {
             })])
         })
         out["repositories"] = .array(repositories.map(Self.effective))
+        out["artifacts"] = .object([
+            "allowedFileRoots": .array(artifactPolicy.fileRoots.map(JSONValue.string)),
+            "allowedHosts": .array((artifactPolicy.allowedNetworks.map(\.description) + artifactPolicy.allowedHostNames).map(JSONValue.string)),
+        ])
+        out["distribution"] = .object(["allowedVhdRoots": .array(artifactPolicy.vhdRoots.map(JSONValue.string))])
         return .object(out)
     }
 
@@ -202,7 +209,7 @@ struct ConfigReader {
         var c = KilnConfiguration()
         c.file = file
         let top = members(root, "$", allowed: ["dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
-                                                 "repositories", "server"])
+                                                 "repositories", "server", "artifacts", "distribution"])
         c.dataDir = absolutePath(top, "dataDir", "$")
         if let (node, line) = top["parallelism"] {
             if case .number(let n) = node.value, let v = n.int, (1...64).contains(v) { c.parallelism = v } else {
@@ -226,6 +233,8 @@ struct ConfigReader {
         if let (node, _) = top["identities"] { c.identities = identities(node) }
         if let (node, _) = top["repositories"] { c.repositories = repositories(node) }
         if let (node, _) = top["server"] { server(node, into: &c) }
+        if let (node, _) = top["artifacts"] { artifacts(node, into: &c.artifactPolicy) }
+        if let (node, _) = top["distribution"] { distribution(node, into: &c.artifactPolicy) }
         return c
     }
 

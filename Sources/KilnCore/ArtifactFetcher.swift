@@ -1,38 +1,9 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import KilnTemplates
 import NIOCore
 import NIOHTTP1
-
-/// Where repository-relative artifact paths (`scripts/harden.sh`) are read from: a directory on disk for a
-/// template created from a file, or the tree of a commit for a template from a GitOps repository.
-public protocol RelativeArtifactSource: Sendable {
-    /// The file's bytes, or nil when there is no such file. `path` is already normalised and inside the root.
-    func read(_ path: String) async throws -> Data?
-    /// For messages: where relative paths are looked up.
-    var description: String { get }
-}
-
-/// Looks a relative path up in each directory in order (the template's own directory, then the
-/// repository root, the directory holding the nearest `kiln.yaml`).
-public struct DirectoryArtifactSource: RelativeArtifactSource {
-    public var roots: [String]
-    public init(roots: [String]) { self.roots = roots }
-
-    public func read(_ path: String) async throws -> Data? {
-        for root in roots {
-            let full = (root as NSString).appendingPathComponent(path)
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue {
-                guard let d = FileManager.default.contents(atPath: full) else { throw FetchError("cannot read \(full)") }
-                return d
-            }
-        }
-        return nil
-    }
-
-    public var description: String { roots.joined(separator: " or ") }
-}
 
 public struct FetchError: Error, Sendable, CustomStringConvertible {
     public var description: String
@@ -45,122 +16,122 @@ public struct FetchError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Fetches one customization artifact: `https://` / `http://` (retried, with the identity's credentials),
-/// `file://` (an absolute local path) or a path relative to the template.
+/// `file://` (an absolute host path) or a path relative to the template, each within the `ArtifactPolicy` of
+/// whoever wrote the template. The policy was applied when the template was decoded; it is applied again
+/// here on what is really opened: the file after symlinks, every address a name resolves to, every redirect.
 public struct ArtifactFetcher: Sendable {
     public var identity: IdentityConfig.Identity?
     public var relative: RelativeArtifactSource?
+    public var policy: ArtifactPolicy
     /// Attempts for a URL: transport errors, 5xx and 429 are retried with backoff; other 4xx are not.
     public var attempts = 4
     public var backoff: Duration = .milliseconds(500)
     /// AIB means File customizers for small files; scripts are small. Anything bigger is refused.
     public var maxBytes = 256 << 20
     public var timeout: Duration = .seconds(120)
+    /// Redirects followed per fetch (each one checked like the first URL).
+    public var maxRedirects = 5
 
-    public init(identity: IdentityConfig.Identity?, relative: RelativeArtifactSource?) {
+    public init(identity: IdentityConfig.Identity?, relative: RelativeArtifactSource?, policy: ArtifactPolicy = .untrusted) {
         self.identity = identity
         self.relative = relative
+        self.policy = policy
     }
 
     public enum Kind: Sendable, Equatable { case http, file, relative }
 
-    /// A URL as messages and logs show it: without its query, where signed URLs (an Azure SAS `sig=`, a
-    /// pre-signed S3 `X-Amz-Signature=`) carry their secret. The template itself holds the full URL.
-    public static func shown(_ reference: String) -> String {
-        guard reference.contains("://"), let q = reference.firstIndex(of: "?") else { return reference }
-        return String(reference[..<q]) + "?…"
-    }
+    /// A URL as messages and logs show it: without its query (see `ArtifactReference.shown`).
+    public static func shown(_ reference: String) -> String { ArtifactReference.shown(reference) }
 
-    /// What a reference is, or why it is not one Kiln can fetch.
+    /// What a reference is, or why it is not one Kiln can fetch (syntax only; the policy is separate).
     public static func classify(_ reference: String) -> Result<Kind, FetchError> {
-        let lower = reference.lowercased()
-        if lower.hasPrefix("https://") || lower.hasPrefix("http://") {
+        if let problem = ArtifactReference.problem(with: reference) { return .failure(FetchError("\(shown(reference)): \(problem)")) }
+        switch ArtifactReference(reference) {
+        case .https?, .http?:
             guard let u = URL(string: reference), u.host != nil else { return .failure(FetchError("\(shown(reference)) is not a valid URL")) }
             return .success(.http)
+        case .file?: return .success(.file)
+        case .relative?: return .success(.relative)
+        case nil: return .failure(FetchError("\(shown(reference)): not a reference Kiln can fetch"))
         }
-        if lower.hasPrefix("file://") {
-            guard let u = URL(string: reference), u.path.hasPrefix("/"), u.host == nil || u.host == "" || u.host == "localhost" else {
-                return .failure(FetchError("\(reference): a file:// URI needs an absolute path (file:///path/to/file)"))
-            }
-            return .success(.file)
-        }
-        if reference.contains("://") {
-            return .failure(FetchError("\(shown(reference)): only https://, http://, file:// and paths relative to the template are supported"))
-        }
-        if reference.hasPrefix("/") {
-            return .failure(FetchError("\(reference): an absolute path must be written as a file:// URI (file://\(reference))"))
-        }
-        guard normalizedRelative(reference) != nil else {
-            return .failure(FetchError("\(reference): a relative path must stay inside the repository (no leading '..')"))
-        }
-        return .success(.relative)
-    }
-
-    /// `a/./b/../c` → `a/c`; nil when the path climbs out of its root.
-    public static func normalizedRelative(_ path: String) -> String? {
-        var parts: [Substring] = []
-        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
-            if c == "." { continue }
-            if c == ".." {
-                guard !parts.isEmpty else { return nil }
-                parts.removeLast()
-            } else {
-                parts.append(c)
-            }
-        }
-        return parts.isEmpty ? nil : parts.joined(separator: "/")
     }
 
     public func fetch(_ reference: String) async throws(FetchError) -> Data {
         switch Self.classify(reference) {
         case .failure(let e): throw e
         case .success(.file):
-            let path = URL(string: reference)!.path
-            guard FileManager.default.fileExists(atPath: path) else { throw FetchError("\(path) does not exist") }
-            guard let d = FileManager.default.contents(atPath: path) else { throw FetchError("cannot read \(path)") }
-            guard d.count <= maxBytes else { throw FetchError("\(path) is \(d.count >> 20) MiB; artifacts are limited to \(maxBytes >> 20) MiB") }
-            return d
+            guard case .file(let path)? = ArtifactReference(reference) else { throw FetchError("\(reference) is not a file:// URI") }
+            if let problem = policy.fileProblem(path) { throw FetchError(problem) }
+            return try LocalFile.read(DirectoryArtifactSource.resolved(path), shown: path, maxBytes: maxBytes)
         case .success(.relative):
             guard let relative else {
                 throw FetchError("\(reference) is a relative path, but this template has no directory or repository to resolve it against")
             }
-            let path = Self.normalizedRelative(reference)!
-            let data: Data?
-            do { data = try await relative.read(path) } catch { throw FetchError("\(reference): \(error)") }
-            guard let data else { throw FetchError("\(reference) was not found in \(relative.description)") }
+            guard let data = try await relative.read(reference) else { throw FetchError("\(reference) was not found in \(relative.description)") }
             return data
         case .success(.http):
             return try await fetchHTTP(reference)
         }
     }
 
+    /// GET with retries; redirects are followed here, not by the client, so that each hop is checked.
     func fetchHTTP(_ reference: String) async throws(FetchError) -> Data {
-        var request = HTTPClientRequest(url: reference)
-        request.method = .GET
-        if let cred = identity?.credentials.filter({ reference.hasPrefix($0.urlPrefix) }).max(by: { $0.urlPrefix.count < $1.urlPrefix.count }) {
-            do { request.headers.add(name: cred.header, value: try cred.headerValue()) } catch {
-                throw FetchError("\(Self.shown(reference)): the credentials of identity \(identity!.name) cannot be read: \(error)")
+        var url = reference
+        for _ in 0...maxRedirects {
+            switch try await fetchOnce(url, original: reference) {
+            case .body(let data): return data
+            case .redirect(let next):
+                if url.lowercased().hasPrefix("https://") && next.lowercased().hasPrefix("http://") {
+                    throw FetchError("\(Self.shown(reference)): redirected from https to plain http (\(Self.shown(next))); refused")
+                }
+                url = next
             }
         }
-        var last = FetchError("\(Self.shown(reference)): not fetched")
+        throw FetchError("\(Self.shown(reference)): more than \(maxRedirects) redirects")
+    }
+
+    enum Answer { case body(Data), redirect(String) }
+
+    func fetchOnce(_ url: String, original: String) async throws(FetchError) -> Answer {
+        let hop = url == original ? "" : " (redirected to \(Self.shown(url)))"
+        guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty else { throw FetchError("\(Self.shown(url)) is not a valid URL") }
+        if let problem = policy.hostProblem(host) { throw FetchError("\(Self.shown(original))\(hop): \(problem)") }
+        if !policy.admitsName(host) {
+            for address in try await AddressResolver.addresses(of: host, port: parsed.port ?? (parsed.scheme == "http" ? 80 : 443)) {
+                if let problem = policy.addressProblem(address, host: host) { throw FetchError("\(Self.shown(original))\(hop): \(problem)") }
+            }
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = .GET
+        if let cred = credential(for: parsed, url: url) {
+            do { request.headers.add(name: cred.header, value: try cred.headerValue()) } catch {
+                throw FetchError("\(Self.shown(url)): the credentials of identity \(identity!.name) cannot be read: \(error)")
+            }
+        }
+        var last = FetchError("\(Self.shown(original)): not fetched")
         for attempt in 1...max(1, attempts) {
             do {
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
+                let response = try await ArtifactHTTP.client.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
                 let status = response.status.code
                 if status == 200 {
                     let body = try await response.body.collect(upTo: maxBytes)
-                    return Data(body.readableBytesView)
+                    return .body(Data(body.readableBytesView))
                 }
                 // Drain an error body (bounded) so the connection is released, not left half-read.
                 _ = try? await response.body.collect(upTo: 1 << 20)
+                if [301, 302, 303, 307, 308].contains(status), let location = response.headers.first(name: "location"),
+                   let next = URL(string: location, relativeTo: parsed)?.absoluteString {
+                    return .redirect(next)
+                }
                 let retryable = status >= 500 || status == 429
-                last = FetchError("\(Self.shown(reference)): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status), unauthorized: status == 401 || status == 403)
+                last = FetchError("\(Self.shown(original))\(hop): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status), unauthorized: status == 401 || status == 403)
                 if !retryable { throw last }
             } catch let e as FetchError {
                 throw e
             } catch let e as NIOTooManyBytesError {
-                throw FetchError("\(Self.shown(reference)): larger than the \(maxBytes >> 20) MiB limit for artifacts (\(e))")
+                throw FetchError("\(Self.shown(original)): larger than the \(maxBytes >> 20) MiB limit for artifacts (\(e))")
             } catch {
-                last = FetchError("\(Self.shown(reference)): \(error)")
+                last = FetchError("\(Self.shown(original))\(hop): \(error)")
             }
             if attempt < attempts {
                 try? await Task.sleep(for: backoff * (1 << (attempt - 1)))
@@ -168,6 +139,16 @@ public struct ArtifactFetcher: Sendable {
         }
         last.description += " (after \(attempts) attempts)"
         throw last
+    }
+
+    /// The identity's credential for this URL: the longest `urlPrefix` that the URL starts with and whose
+    /// scheme, host and port are the URL's own, so a token never goes to another host (`https://a.example`
+    /// does not cover `https://a.example.evil.test`, nor a redirect elsewhere).
+    func credential(for parsed: URL, url: String) -> IdentityConfig.Credential? {
+        identity?.credentials.filter { c in
+            guard url.hasPrefix(c.urlPrefix), let p = URL(string: c.urlPrefix) else { return false }
+            return p.scheme?.lowercased() == parsed.scheme?.lowercased() && p.host?.lowercased() == parsed.host?.lowercased() && p.port == parsed.port
+        }.max(by: { $0.urlPrefix.count < $1.urlPrefix.count })
     }
 
     func authHint(_ status: UInt) -> String {
@@ -178,5 +159,51 @@ public struct ArtifactFetcher: Sendable {
 
     public static func sha256(_ data: Data) -> String {
         SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// The HTTP client artifacts are fetched with: redirects are not followed by the client (the fetcher checks
+/// each hop), and a refused connection fails at once instead of being retried by the pool until the request's
+/// deadline (the fetcher has its own retries, with backoff). It lives as long as the process, like
+/// `HTTPClient.shared`.
+enum ArtifactHTTP {
+    static let client: HTTPClient = {
+        var config = HTTPClient.Configuration(timeout: .init(connect: .seconds(10), read: .seconds(90)))
+        config.redirectConfiguration = .disallow
+        config.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }()
+}
+
+/// Name resolution for the address check (getaddrinfo on a thread of its own: it blocks).
+enum AddressResolver {
+    static func addresses(of host: String, port: Int) async throws(FetchError) -> [IPAddress] {
+        if let literal = IPAddress(host) { return [literal] }
+        let result: Result<[IPAddress], FetchError> = await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: lookup(host, port: port)) }
+        }
+        return try result.get()
+    }
+
+    static func lookup(_ host: String, port: Int) -> Result<[IPAddress], FetchError> {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0, let first = list else { return .failure(FetchError("\(host): cannot resolve the name (\(String(cString: gai_strerror(rc))))")) }
+        defer { freeaddrinfo(first) }
+        var out: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = cursor {
+            if ai.pointee.ai_family == AF_INET, let a = ai.pointee.ai_addr {
+                let bytes = a.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { p in withUnsafeBytes(of: p.pointee.sin_addr) { Array($0) } }
+                if let ip = IPAddress(bytes: bytes) { out.append(ip) }
+            } else if ai.pointee.ai_family == AF_INET6, let a = ai.pointee.ai_addr {
+                let bytes = a.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { p in withUnsafeBytes(of: p.pointee.sin6_addr) { Array($0) } }
+                if let ip = IPAddress(bytes: bytes) { out.append(ip) }
+            }
+            cursor = ai.pointee.ai_next
+        }
+        return out.isEmpty ? .failure(FetchError("\(host): the name has no address")) : .success(out)
     }
 }

@@ -26,12 +26,21 @@ public struct TemplateOrigin: Sendable {
     public var relativeArtifacts: RelativeArtifactSource?
     /// The GitOps repository that owns the template (see `TemplateRecord.managedBy`).
     public var managedBy: String?
+    /// The template was written by the user running Kiln (the CLI's `--trust-local-files`): its `file://`
+    /// references may name any file that user can read. Templates from git or the API never are.
+    public var trustsLocalFiles: Bool
+    /// The hash the caller compares to decide "changed", when it covers more than the template (GitOps: the
+    /// referenced repository files too); else the template's own.
+    public var contentHash: String?
 
-    public init(file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil, managedBy: String? = nil) {
+    public init(file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil, managedBy: String? = nil,
+                trustsLocalFiles: Bool = false, contentHash: String? = nil) {
+        self.contentHash = contentHash
         self.file = file
         self.commit = commit
         self.relativeArtifacts = relativeArtifacts
         self.managedBy = managedBy
+        self.trustsLocalFiles = trustsLocalFiles
     }
 }
 
@@ -46,13 +55,16 @@ public final class KilnCore: Sendable {
     let store: any ResourceStore
     public let identities: IdentityConfig
     public let regions: RegionMap
+    /// What templates' artifact references may reach (the configuration's `artifacts` section).
+    public let artifactPolicy: ArtifactPolicy
     public let logger: Logger
 
     public init(paths: KilnPaths, store: any ResourceStore, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
-                logger: Logger = Logger(label: "kiln.core")) {
+                artifactPolicy: ArtifactPolicy = .untrusted, logger: Logger = Logger(label: "kiln.core")) {
         self.paths = paths
         self.store = store
         self.identities = identities
+        self.artifactPolicy = artifactPolicy
         self.regions = regions ?? RegionMap(defaultRoot: paths.regions)
         self.logger = logger
     }
@@ -129,7 +141,7 @@ public final class KilnCore: Sendable {
         let staging = StagingArea.plan(stagingRoot: paths.staging, subscription: id.subscription, resourceGroup: id.resourceGroup,
                                        name: t.name, stagingResourceGroup: t.properties.stagingResourceGroup)
         var record = TemplateRecord(id: id.description, subscription: id.subscription, resourceGroup: id.resourceGroup, name: t.name,
-                                    location: t.location, document: Self.document(t), contentHash: loaded.contentHash,
+                                    location: t.location, document: Self.document(t), contentHash: origin.contentHash ?? loaded.contentHash,
                                     sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: .creating,
                                     stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
         record.managedBy = origin.managedBy
@@ -142,7 +154,7 @@ public final class KilnCore: Sendable {
         }
         logger.info("creating template", metadata: ["template": "\(record.id)"])
         var staged = await stage(t, into: staging, origin: origin)
-        if case .success = staged, let problem = await checkDistribution(t) { staged = .failure(problem) }
+        if case .success = staged, let problem = await checkDistribution(t, policy: policy(for: origin)) { staged = .failure(problem) }
         let outcome = staged
         do {
             record = try await store.updateTemplate(id: record.id) { r in
@@ -170,11 +182,20 @@ public final class KilnCore: Sendable {
     /// Distribution targets that cannot work, found now rather than after a build: a missing gallery image
     /// definition (or one for another OS or generation, when the source is already known), a region that is
     /// not allowed, a VHD uri that is not local.
-    func checkDistribution(_ t: ImageTemplate) async -> ProvisioningFailure? {
+    func checkDistribution(_ t: ImageTemplate, policy: ArtifactPolicy) async -> ProvisioningFailure? {
+        for (i, d) in t.properties.distribute.enumerated() {
+            guard case .vhd(let v) = d, let uri = v.uri, let path = ArtifactReference.vhdLocalPath(uri), let problem = policy.vhdProblem(path) else { continue }
+            return ProvisioningFailure(code: .badDistributeType, message: "$.properties.distribute[\(i)].uri: \(problem)")
+        }
         let source = try? await SourceResolver(database: store, paths: paths).resolve(t.properties.source)
         let problems = await distribution.preflight(t, source: source.map { ($0.osType, $0.generation) })
         guard let first = problems.first else { return nil }
         return ProvisioningFailure(code: first.code, message: problems.map { "\($0.path): \($0.message)" }.joined(separator: "\n"))
+    }
+
+    /// The artifact rules for a template from `origin`.
+    func policy(for origin: TemplateOrigin) -> ArtifactPolicy {
+        origin.trustsLocalFiles ? artifactPolicy.trustingLocalFiles : artifactPolicy
     }
 
     struct ProvisioningFailure: Error {
@@ -192,14 +213,17 @@ public final class KilnCore: Sendable {
                 message: "$.properties.stagingResourceGroup: the staging resource group \(s) (\(staging.directory)) is not empty; AIB requires an empty or new one"))
         }
         do {
-            try fm.createDirectory(atPath: staging.artifacts, withIntermediateDirectories: true)
+            // Only Kiln's user may read what is staged: artifacts can be private scripts fetched with a token.
+            try fm.createDirectory(atPath: staging.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: staging.directory)
+            try fm.createDirectory(atPath: staging.artifacts, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
             return .failure(ProvisioningFailure(code: .serverError, message: "cannot create the staging area \(staging.directory): \(error)"))
         }
         let identity = t.identity.userAssignedIdentities.first.flatMap { identities.identity(for: $0) }
-        let fetcher = ArtifactFetcher(identity: identity, relative: origin.relativeArtifacts)
+        let fetcher = ArtifactFetcher(identity: identity, relative: origin.relativeArtifacts, policy: policy(for: origin))
         var staged: [String: StagedArtifact] = [:]
-        for (n, ref) in ArtifactReference.all(in: t).enumerated() {
+        for (n, ref) in TemplateArtifact.all(in: t).enumerated() {
             let data: Data
             if let done = staged[ref.reference] {
                 guard let d = fm.contents(atPath: done.path) else {
@@ -223,7 +247,7 @@ public final class KilnCore: Sendable {
                 .replacingOccurrences(of: "/", with: "_")
             let dest = (staging.artifacts as NSString).appendingPathComponent("\(n + 1)-\(base)")
             do {
-                try data.write(to: URL(fileURLWithPath: dest))
+                guard fm.createFile(atPath: dest, contents: data, attributes: [.posixPermissions: 0o600]) else { throw FetchError("cannot create the file") }
             } catch {
                 return .failure(ProvisioningFailure(code: .serverError, message: "cannot write \(dest): \(error)"))
             }

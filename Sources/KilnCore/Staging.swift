@@ -2,12 +2,18 @@ import Foundation
 import KilnTemplates
 
 /// One artifact a template needs at build time, with where it is named in the template.
-public struct ArtifactReference: Sendable, Hashable {
+public struct TemplateArtifact: Sendable, Hashable {
     public enum Role: Sendable, Hashable { case customizer, validator, optimizer }
     public var reference: String
     public var path: JSONPath
     public var sha256Checksum: String?
     public var role: Role
+
+    /// `scriptUri` or `sourceUri`: the property that names it.
+    public var property: String {
+        if case .key(let k)? = path.components.last { return k }
+        return "reference"
+    }
 
     /// The provisioning error code AIB uses when this artifact cannot be had.
     public var errorCode: ErrorCode {
@@ -18,18 +24,18 @@ public struct ArtifactReference: Sendable, Hashable {
     }
 
     /// Every `scriptUri` / `sourceUri` of a template, in template order.
-    public static func all(in t: ImageTemplate) -> [ArtifactReference] {
-        var out: [ArtifactReference] = []
+    public static func all(in t: ImageTemplate) -> [TemplateArtifact] {
+        var out: [TemplateArtifact] = []
         let props = JSONPath.root / "properties"
         func script(_ s: ScriptSource, _ sum: String?, _ p: JSONPath, _ role: Role) {
-            if case .uri(let u) = s { out.append(ArtifactReference(reference: u, path: p / "scriptUri", sha256Checksum: sum, role: role)) }
+            if case .uri(let u) = s { out.append(TemplateArtifact(reference: u, path: p / "scriptUri", sha256Checksum: sum, role: role)) }
         }
         for (i, c) in t.properties.customize.enumerated() {
             let p = props / "customize" / i
             switch c {
             case .shell(let s): script(s.script, s.sha256Checksum, p, .customizer)
             case .powerShell(let s): script(s.script, s.sha256Checksum, p, .customizer)
-            case .file(let f): out.append(ArtifactReference(reference: f.sourceUri, path: p / "sourceUri", sha256Checksum: f.sha256Checksum, role: .customizer))
+            case .file(let f): out.append(TemplateArtifact(reference: f.sourceUri, path: p / "sourceUri", sha256Checksum: f.sha256Checksum, role: .customizer))
             case .windowsRestart, .windowsUpdate: break
             }
         }
@@ -38,11 +44,11 @@ public struct ArtifactReference: Sendable, Hashable {
             switch v {
             case .shell(let s): script(s.script, s.sha256Checksum, p, .validator)
             case .powerShell(let s): script(s.script, s.sha256Checksum, p, .validator)
-            case .file(let f): out.append(ArtifactReference(reference: f.sourceUri, path: p / "sourceUri", sha256Checksum: f.sha256Checksum, role: .validator))
+            case .file(let f): out.append(TemplateArtifact(reference: f.sourceUri, path: p / "sourceUri", sha256Checksum: f.sha256Checksum, role: .validator))
             }
         }
         if let w = t.properties.optimize.workload, w.state == .enabled, let u = w.scriptUri {
-            out.append(ArtifactReference(reference: u, path: props / "optimize" / "workload" / "scriptUri", sha256Checksum: w.sha256Checksum, role: .optimizer))
+            out.append(TemplateArtifact(reference: u, path: props / "optimize" / "workload" / "scriptUri", sha256Checksum: w.sha256Checksum, role: .optimizer))
         }
         return out
     }

@@ -56,6 +56,8 @@ public struct TreeFile: Sendable, Hashable {
     public var path: String
     public var blob: ObjectID
     public var executable: Bool
+    /// A symbolic link: the blob holds the link's target path, not file content.
+    public var isSymlink = false
 }
 
 /// One commit as `git log` shows it.
@@ -169,8 +171,9 @@ public actor GitRepository {
                 let b = Unmanaged<Box>.fromOpaque(payload).takeUnretainedValue()
                 let name = String(cString: git_tree_entry_name(entry))
                 let dir = root.map { String(cString: $0) } ?? ""
+                let mode = git_tree_entry_filemode(entry)
                 b.files.append(TreeFile(path: dir + name, blob: ObjectID(git_tree_entry_id(entry).pointee),
-                                        executable: git_tree_entry_filemode(entry) == GIT_FILEMODE_BLOB_EXECUTABLE))
+                                        executable: mode == GIT_FILEMODE_BLOB_EXECUTABLE, isSymlink: mode == GIT_FILEMODE_LINK))
                 return 0
             }, Unmanaged.passUnretained(box).toOpaque())
         }

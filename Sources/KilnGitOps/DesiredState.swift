@@ -13,6 +13,9 @@ public final class DesiredTemplate: Sendable {
     public let file: String
     /// Repository files the template references (scriptUri/sourceUri), path → `git:<blob id>`.
     public let referencedFiles: [String: String]
+    /// Each relative reference as written → the blob it resolved to (symlinks followed inside the tree):
+    /// what staging reads, so a reference is resolved once, at plan time.
+    public let resolvedReferences: [String: ObjectID]
     /// The content hash over the template and those files: what decides "changed".
     public let contentHash: String
     /// The resource id (kept: building it from its parts on every use is measurable at 10,000 templates).
@@ -22,10 +25,12 @@ public final class DesiredTemplate: Sendable {
     /// The template's name (kept for the same reason: reaching it through `loaded` copies the template).
     public let name: String
 
-    public init(loaded: LoadedTemplate, file: String, referencedFiles: [String: String], contentHash: String) {
+    public init(loaded: LoadedTemplate, file: String, referencedFiles: [String: String], resolvedReferences: [String: ObjectID] = [:],
+                contentHash: String) {
         self.loaded = loaded
         self.file = file
         self.referencedFiles = referencedFiles
+        self.resolvedReferences = resolvedReferences
         self.contentHash = contentHash
         id = loaded.resourceId.description
         key = id.lowercased()
@@ -79,20 +84,23 @@ public enum DesiredStateReader {
     ///   - cache: results from earlier reads, reused when a file, its parameters file, `kiln.yaml` and every
     ///     file it references have the same blobs; entries for files that are gone are dropped.
     ///   - excluding: path prefixes never read as templates (the controller's own `status/` files).
+    ///   - policy: what templates' artifact references may reach (checked as files are decoded).
     public static func read(_ repo: GitRepository, at commit: ObjectID, cache: DesiredStateCache? = nil,
-                            excluding: [String] = [], templatesPath: String? = nil) async throws(GitError) -> DesiredState {
+                            excluding: [String] = [], templatesPath: String? = nil,
+                            policy: ArtifactPolicy = .untrusted) async throws(GitError) -> DesiredState {
         let files = try await repo.files(at: commit)
         let byPath = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
         var (config, configDiagnostics, configKey) = try await repositoryConfig(repo, byPath)
         if let templatesPath { config.templatesPath = templatesPath }
-        let options = config.applied(to: LoadOptions())
+        var options = config.applied(to: LoadOptions())
+        options.artifactPolicy = policy
 
         let templatesRoot = config.templatesPath.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         let galleriesRoot = config.galleriesPath.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var state = DesiredState(commit: commit, config: config, templates: [], invalid: [], galleries: [])
         if !configDiagnostics.isEmpty { state.invalid.append(InvalidTemplateFile(file: "kiln.yaml", diagnostics: configDiagnostics)) }
         var seen = Set<String>(minimumCapacity: cache?.entries.count ?? 0)
-        let scope = "\(configKey)\u{0}\(templatesRoot)\u{0}"
+        let scope = "\(configKey)\u{0}\(templatesRoot)\u{0}\(policy)\u{0}"
 
         func candidate(_ f: TreeFile) -> (isGallery: Bool, sibling: String, parametersFile: TreeFile?, key: String)? {
             guard TemplateLoader.format(forPath: f.path) != nil else { return nil }
@@ -146,8 +154,12 @@ public enum DesiredStateReader {
                 var parameters: (path: String, text: String)?
                 if let p = parametersFile { parameters = (sibling, String(decoding: try await read(p.blob, from: index), as: UTF8.self)) }
                 let text = String(decoding: try await read(f.blob, from: index), as: UTF8.self)
-                let loaded = TemplateLoader.load(text: text, path: f.path, options: options, parameters: parameters)
-                entry = evaluate(loaded, file: f.path, in: byPath, isGallery: isGallery)
+                var fileOptions = options
+                fileOptions.repositoryPath = f.path
+                let loaded = TemplateLoader.load(text: text, path: f.path, options: fileOptions, parameters: parameters)
+                entry = try await evaluate(loaded, file: f.path, in: byPath, isGallery: isGallery) { id throws(GitError) in
+                    String(decoding: try await read(id, from: index), as: UTF8.self)
+                }
             }
             cache?.entries[f.path] = (key, entry)
             seen.insert(f.path)
@@ -170,8 +182,12 @@ public enum DesiredStateReader {
         return (RepositoryConfig(), [], "")
     }
 
-    /// What a loaded file contributes, with the repository paths that result depends on.
-    static func evaluate(_ loaded: LoadedFile, file: String, in byPath: [String: TreeFile], isGallery: Bool) -> DesiredStateCache.Entry {
+    /// What a loaded file contributes, with the repository paths that result depends on. Relative references
+    /// are resolved here, once: next to the template, then from the repository root (`RepositoryPath`), a
+    /// symbolic link followed while it stays in the tree. A link out of the repository makes the file invalid
+    /// (code, JSON path, line), so nothing is read and the plan shows why.
+    static func evaluate(_ loaded: LoadedFile, file: String, in byPath: [String: TreeFile], isGallery: Bool,
+                         linkTarget: (ObjectID) async throws(GitError) -> String) async throws(GitError) -> DesiredStateCache.Entry {
         var entry = DesiredStateCache.Entry()
         if isGallery {
             entry.galleries = loaded.galleryDefinitions
@@ -182,55 +198,76 @@ public enum DesiredStateReader {
             entry.errors = loaded.errors
             return entry
         }
+        var errors: [Diagnostic] = []
         for t in loaded.templates {
-            var refs: [String: String] = [:]
-            for r in ArtifactReference.all(in: t.template) {
-                guard case .success(.relative) = ArtifactFetcher.classify(r.reference) else { continue }
-                for candidate in candidates(r.reference, from: file) {
+            var refs: [String: String] = [:], resolved: [String: ObjectID] = [:]
+            for r in TemplateArtifact.all(in: t.template) {
+                guard case .relative(let reference)? = ArtifactReference(r.reference) else { continue }
+                for candidate in RepositoryPath.candidates(reference, templateDirectory: RepositoryPath.directory(of: file)) {
                     entry.dependencies[candidate] = byPath[candidate]?.blob.hex ?? ""
-                    if let hit = byPath[candidate] {
-                        refs[candidate] = "git:\(hit.blob.hex)"
-                        break
+                    guard byPath[candidate] != nil else { continue }
+                    switch try await follow(candidate, in: byPath, linkTarget: linkTarget, dependencies: &entry.dependencies) {
+                    case .success(let hit):
+                        refs[hit.path] = "git:\(hit.blob.hex)"
+                        resolved[reference] = hit.blob
+                    case .failure(let why):
+                        let at = JSONPath(t.resourcePath.components + r.path.components)
+                        errors.append(Diagnostic(file: file, position: SourcePosition(line: t.artifactLines[at.description] ?? t.line, column: 1), path: at,
+                                                 code: r.errorCode, message: "\(r.property) '\(reference)': \(why)"))
                     }
+                    break
                 }
             }
-            entry.templates.append(DesiredTemplate(loaded: t, file: file, referencedFiles: refs,
+            entry.templates.append(DesiredTemplate(loaded: t, file: file, referencedFiles: refs, resolvedReferences: resolved,
                                                    contentHash: ContentHash.of(t.template, referencedFiles: refs)))
+        }
+        if !errors.isEmpty {
+            entry.templates = []
+            entry.errors = errors
         }
         return entry
     }
 
-    /// Where a relative reference may live, in order: next to the template file, then from the repository root.
-    static func candidates(_ reference: String, from file: String) -> [String] {
-        let dir = (file as NSString).deletingLastPathComponent
-        var out: [String] = []
-        for base in [dir, ""] {
-            if let p = ArtifactFetcher.normalizedRelative(base.isEmpty ? reference : base + "/" + reference), !out.contains(p) { out.append(p) }
+    /// The file a tree path stands for: itself, or where its symbolic links lead (up to 8 hops), each hop
+    /// inside the repository.
+    static func follow(_ path: String, in byPath: [String: TreeFile], linkTarget: (ObjectID) async throws(GitError) -> String,
+                       dependencies: inout [String: String]) async throws(GitError) -> Result<TreeFile, LinkError> {
+        var current = path
+        for _ in 0..<8 {
+            guard let f = byPath[current] else { return .failure(LinkError("the symbolic link \(path) leads to \(current), which is not in the repository")) }
+            dependencies[current] = f.blob.hex
+            guard f.isSymlink else { return .success(f) }
+            let target = try await linkTarget(f.blob)
+            guard let next = RepositoryPath.linkTarget(current, target: target) else {
+                return .failure(LinkError("\(current) is a symbolic link to \(target), outside the repository; Kiln reads only files inside it"))
+            }
+            current = next
         }
-        return out
+        return .failure(LinkError("\(path): too many levels of symbolic links"))
+    }
+
+    struct LinkError: Error, CustomStringConvertible {
+        var description: String
+        init(_ d: String) { description = d }
     }
 }
 
-/// Relative artifacts of a template from a repository, read at the commit the template came from.
+/// Relative artifacts of a template from a repository: the blobs its references resolved to when the commit was
+/// planned (`DesiredTemplate.resolvedReferences`), read from the mirror.
 public struct CommitArtifactSource: RelativeArtifactSource {
     public let repo: GitRepository
     public let commit: ObjectID
-    /// The template file's directory, then the repository root.
-    public let roots: [String]
+    public let blobs: [String: ObjectID]
 
-    public init(repo: GitRepository, commit: ObjectID, templateFile: String) {
+    public init(repo: GitRepository, commit: ObjectID, resolved blobs: [String: ObjectID]) {
         self.repo = repo
         self.commit = commit
-        let dir = (templateFile as NSString).deletingLastPathComponent
-        roots = dir.isEmpty ? [""] : [dir, ""]
+        self.blobs = blobs
     }
 
-    public func read(_ path: String) async throws -> Data? {
-        for root in roots {
-            guard let p = ArtifactFetcher.normalizedRelative(root.isEmpty ? path : root + "/" + path) else { continue }
-            if let d = try await repo.file(p, at: commit) { return d }
-        }
-        return nil
+    public func read(_ reference: String) async throws(FetchError) -> Data? {
+        guard let id = blobs[reference] else { return nil }
+        do { return try await repo.blob(id) } catch { throw FetchError("\(reference): \(error)") }
     }
 
     public var description: String { "the repository at \(commit.short)" }

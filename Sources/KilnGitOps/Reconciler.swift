@@ -72,7 +72,8 @@ public actor Reconciler {
     public func desired(at commit: ObjectID) async throws(GitError) -> DesiredState {
         var excluding = ["status/"]
         if source.statusBranch != source.branch { excluding = [] }
-        let state = try await DesiredStateReader.read(mirror.repo, at: commit, cache: cache, excluding: excluding, templatesPath: templatesPath)
+        let state = try await DesiredStateReader.read(mirror.repo, at: commit, cache: cache, excluding: excluding, templatesPath: templatesPath,
+                                                      policy: core.artifactPolicy)
         return state
     }
 
@@ -212,14 +213,12 @@ public actor Reconciler {
     }
 
     func create(_ item: PlanItem, _ d: DesiredTemplate, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {
-        var loaded = d.loaded
-        loaded.contentHash = d.contentHash
         let origin = TemplateOrigin(file: d.file, commit: commit.hex,
-                                    relativeArtifacts: CommitArtifactSource(repo: mirror.repo, commit: commit, templateFile: d.file),
-                                    managedBy: source.key)
+                                    relativeArtifacts: CommitArtifactSource(repo: mirror.repo, commit: commit, resolved: d.resolvedReferences),
+                                    managedBy: source.key, contentHash: d.contentHash)
         let resource: TemplateResource
         do {
-            resource = try await core.create(loaded, origin: origin)
+            resource = try await core.create(d.loaded, origin: origin)
         } catch {
             if Self.isConflict(error) {
                 throw CoreError.conflict("\(d.id) exists and was not created from this repository (\(source.key)); the controller manages it once it is deleted",

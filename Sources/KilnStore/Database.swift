@@ -51,11 +51,14 @@ public final class KilnDatabase: Sendable {
     let writer: any DatabaseWriter
     public let path: String
 
-    /// Opens (creating and migrating as needed) the database at `path`.
+    /// Opens (creating and migrating as needed) the database at `path`. Its directory (the data directory) is
+    /// made private to Kiln's user: it holds staged artifacts, build logs, keys and captured images.
     public init(path: String) throws(StoreError) {
         self.path = path
         do {
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let dir = (path as NSString).deletingLastPathComponent
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: dir)
             var config = Configuration()
             config.busyMode = .timeout(10)
             let pool = try DatabasePool(path: path, configuration: config)

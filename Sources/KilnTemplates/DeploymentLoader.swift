@@ -20,6 +20,7 @@ struct DeploymentLoader {
         }
         let ctx = DecodeContext(sink: sink, apiVersion: .latest)
         ctx.strict = false
+        options.applyArtifactRules(to: ctx)
         var eval = ARMEvaluator(scope: options.scope)
         checkTopLevelMembers(members, ctx: ctx)
 
@@ -134,8 +135,7 @@ struct DeploymentLoader {
         var vsink = DiagnosticSink(file: path)
         let version = TemplateLoader.apiVersion(of: evaluated, path: rpath, sink: &vsink)
         ctx.sink.append(contentsOf: vsink.items)
-        let rctx = DecodeContext(sink: ctx.sink, apiVersion: version)
-        rctx.suppressed = ctx.suppressed
+        let rctx = ctx.resourceContext(apiVersion: version)
         let (template, status) = TemplateDecoder(ctx: rctx).decodeResource(evaluated, path: rpath, fallbackName: nil)
         ctx.sink = rctx.sink
         ctx.suppressed = rctx.suppressed
@@ -145,7 +145,8 @@ struct DeploymentLoader {
             return
         }
         names[template.name.lowercased()] = rpath
-        file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line))
+        file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line,
+                                                        artifactLines: rctx.artifactLines))
     }
 
     /// The imageTemplates resource with its expressions evaluated and deployment-only properties removed, or nil

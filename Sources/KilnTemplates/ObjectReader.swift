@@ -10,6 +10,14 @@ final class DecodeContext {
     var apiVersion: APIVersion
     /// Positions of values already reported (failed expressions) or holding placeholders.
     var suppressed: Set<SourcePosition> = []
+    /// What artifact references may reach (nil: not judged here, e.g. a template read back from the store).
+    var policy: ArtifactPolicy?
+    /// The template file's directory inside its repository, when known: relative references must resolve
+    /// inside the repository from there.
+    var templateDirectory: String?
+    /// The line of each artifact reference accepted, by JSON path (for problems found after decoding, such as
+    /// a symbolic link out of the repository).
+    var artifactLines: [String: Int] = [:]
 
     init(sink: DiagnosticSink, apiVersion: APIVersion) {
         self.sink = sink
@@ -23,6 +31,15 @@ final class DecodeContext {
     func warning(_ code: ErrorCode, _ message: String, _ path: JSONPath, _ position: SourcePosition) {
         sink.warning(code, message, at: path, position)
     }
+    /// A context for one resource that keeps this one's artifact rules.
+    func resourceContext(apiVersion: APIVersion) -> DecodeContext {
+        let c = DecodeContext(sink: sink, apiVersion: apiVersion)
+        c.suppressed = suppressed
+        c.policy = policy
+        c.templateDirectory = templateDirectory
+        return c
+    }
+
     func isSuppressed(_ node: SourceNode) -> Bool { suppressed.contains(node.position) && node.position != .unknown }
 }
 

@@ -49,7 +49,8 @@ extension TemplateDecoder {
                 var uri = r.string("uri", code: .badDistributeType)
                 if let u = uri, u.isEmpty { uri = nil }
                 var good = true
-                if let u = uri, let at = r.value("uri"), !ctx.isSuppressed(at.node), let problem = ArtifactReference.vhdTargetProblem(u) {
+                if let u = uri, let at = r.value("uri"), !ctx.isSuppressed(at.node),
+                   let problem = ArtifactReference.vhdTargetProblem(u) ?? ArtifactReference.vhdLocalPath(u).flatMap({ p in ctx.policy?.vhdProblem(p) }) {
                     ctx.error(.badDistributeType, "uri '\(u)': \(problem)", at.path, at.node.position)
                     good = false
                 }

@@ -17,8 +17,8 @@ extension TemplateDecoder {
                 ctx.error(noScript, "scriptUri is empty", r.path / "scriptUri", uriNode!.node.position)
                 return nil
             }
-            guard checkURI(uri, uriNode!, bad, "scriptUri") else { return nil }
             if case .failure = checksum { return nil }
+            guard checkURI(uri, uriNode!, bad, "scriptUri", checksum: try? checksum.get()) else { return nil }
             return (.uri(uri), try? checksum.get())
         }
         if let inline {
@@ -54,14 +54,35 @@ extension TemplateDecoder {
     }
 
     /// Accepts `https://`, `http://`, `file://` URIs and relative paths (resolved in a GitOps repository
-    /// against the template's directory, then the repository root).
-    func checkURI(_ s: String, _ at: (node: SourceNode, path: JSONPath), _ code: ErrorCode, _ what: String) -> Bool {
+    /// against the template's directory, then the repository root), then judges what the reference may reach
+    /// under the context's `ArtifactPolicy`: nothing is read yet, so a refused reference costs nothing.
+    func checkURI(_ s: String, _ at: (node: SourceNode, path: JSONPath), _ code: ErrorCode, _ what: String, checksum: String?) -> Bool {
         if ctx.isSuppressed(at.node) { return false }
-        if let problem = ArtifactReference.problem(with: s) {
-            ctx.error(code, "\(what) '\(s)': \(problem)", at.path, at.node.position)
+        if let problem = ArtifactReference.problem(with: s) ?? reachProblem(s, checksum: checksum) {
+            ctx.error(code, "\(what) '\(ArtifactReference.shown(s))': \(problem)", at.path, at.node.position)
             return false
         }
+        ctx.artifactLines[at.path.description] = at.node.position.line
         return true
+    }
+
+    /// Why the policy refuses a syntactically valid reference, or nil.
+    private func reachProblem(_ s: String, checksum: String?) -> String? {
+        switch ArtifactReference(s) {
+        case .file(let path)?:
+            return ctx.policy?.fileProblem(path)
+        case .relative(let r)?:
+            guard let dir = ctx.templateDirectory, RepositoryPath.candidates(r, templateDirectory: dir).isEmpty else { return nil }
+            return "the path climbs out of the repository (from \(dir.isEmpty ? "the repository root" : dir + "/"))"
+        case .http(let u)?:
+            guard let policy = ctx.policy else { return nil }
+            if checksum == nil { return "plain http:// needs a sha256Checksum (nothing else proves what arrived); use https://" }
+            return URL(string: u)?.host.flatMap(policy.hostProblem)
+        case .https(let u)?:
+            return URL(string: u)?.host.flatMap { h in ctx.policy?.hostProblem(h) }
+        case nil:
+            return nil
+        }
     }
 
     func shellScript(_ r: ObjectReader, name: String?, noScript: ErrorCode, bad: ErrorCode) -> ShellScript? {
@@ -92,7 +113,7 @@ extension TemplateDecoder {
             if source.isEmpty {
                 ctx.error(noSource, "sourceUri is empty", r.path / "sourceUri", r.value("sourceUri")!.node.position)
                 ok = false
-            } else if !checkURI(source, r.value("sourceUri")!, bad, "sourceUri") {
+            } else if !checkURI(source, r.value("sourceUri")!, bad, "sourceUri", checksum: (try? checksum.get()) ?? nil) {
                 ok = false
             }
         } else if r.value("sourceUri") == nil {
@@ -128,12 +149,20 @@ public enum ArtifactReference: Sendable, Hashable {
     public init?(_ s: String) {
         let lower = s.lowercased()
         if lower.hasPrefix("https://") { self = .https(s) } else if lower.hasPrefix("http://") { self = .http(s) } else if lower.hasPrefix("file://") {
-            self = .file(String(s.dropFirst("file://".count)))
+            // The path as the fetcher will open it: percent-escapes decoded (file:///etc/%73hadow is /etc/shadow).
+            self = .file(URL(string: s)?.path ?? String(s.dropFirst("file://".count)))
         } else if Self.problem(with: s) == nil { self = .relative(s) } else { return nil }
     }
 
+    /// A reference as messages and logs show it: without its query, where signed URLs (an Azure SAS `sig=`, a
+    /// pre-signed S3 `X-Amz-Signature=`) carry their secret. The template itself holds the full URL.
+    public static func shown(_ reference: String) -> String {
+        guard reference.contains("://"), let q = reference.firstIndex(of: "?") else { return reference }
+        return String(reference[..<q]) + "?…"
+    }
+
     /// Why `s` cannot be used as a script or file source, or nil.
-    static func problem(with s: String) -> String? {
+    public static func problem(with s: String) -> String? {
         let lower = s.lowercased()
         if lower.hasPrefix("https://") || lower.hasPrefix("http://") {
             let rest = s.drop(while: { $0 != "/" }).dropFirst(2)
@@ -161,5 +190,11 @@ public enum ArtifactReference: Sendable, Hashable {
         if lower.hasPrefix("file://") { return problem(with: s) }
         if s.hasPrefix("/") { return nil }
         return "expected an https:// URL, a file:// URI or an absolute path"
+    }
+
+    /// The host path a local VHD target names (`/srv/vhds/a.vhd` or `file:///srv/vhds/a.vhd`), or nil for a URL.
+    public static func vhdLocalPath(_ s: String) -> String? {
+        if s.lowercased().hasPrefix("file://") { return URL(string: s)?.path }
+        return s.hasPrefix("/") ? s : nil
     }
 }

@@ -16,8 +16,8 @@ extension TemplateDecoder {
         if let w = o.object("workload") {
             let state = w.enumeration("state", FeatureState.self, required: true)
             let uri = w.string("scriptUri")
-            if let uri, !uri.isEmpty, !checkURI(uri, w.value("scriptUri")!, .invalidParameter, "scriptUri") { ok = false }
             let sum = checksum(w, .invalidParameter)
+            if let uri, !uri.isEmpty, !checkURI(uri, w.value("scriptUri")!, .invalidParameter, "scriptUri", checksum: (try? sum.get()) ?? nil) { ok = false }
             w.finish()
             if let state, case .success(let s) = sum {
                 if state == .enabled && (uri ?? "").isEmpty {

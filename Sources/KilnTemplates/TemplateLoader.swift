@@ -20,9 +20,24 @@ public struct LoadOptions: Sendable, Hashable {
     /// Parameter values given on the command line, as text (JSON for non-string parameters).
     public var parameters: [String: String]
 
-    public init(scope: DeploymentScope = LoadOptions.defaultScope, parameters: [String: String] = [:]) {
+    /// What the template's artifact references may reach; nil checks only their syntax (a template read
+    /// back from the store was judged when it was created).
+    public var artifactPolicy: ArtifactPolicy?
+    /// The file's path inside its repository (`templates/web.json`), when it has one: relative references
+    /// are then checked to stay inside the repository (see `RepositoryPath`).
+    public var repositoryPath: String?
+
+    public init(scope: DeploymentScope = LoadOptions.defaultScope, parameters: [String: String] = [:],
+                artifactPolicy: ArtifactPolicy? = nil, repositoryPath: String? = nil) {
         self.scope = scope
         self.parameters = parameters
+        self.artifactPolicy = artifactPolicy
+        self.repositoryPath = repositoryPath
+    }
+
+    func applyArtifactRules(to ctx: DecodeContext) {
+        ctx.policy = artifactPolicy
+        ctx.templateDirectory = repositoryPath.map(RepositoryPath.directory(of:))
     }
 
     /// Any subscription id and group name are accepted; these are used when nothing says otherwise.
@@ -39,8 +54,11 @@ public struct LoadedTemplate: Sendable, Hashable {
     /// Where the resource sits in its file (`$` or `$.resources[1]`).
     public var resourcePath: JSONPath
     public var line: Int
-    /// `sha256:<hex>` of the canonical form; see `ContentHash`.
+    /// `sha256:<hex>` of the template's canonical form alone; see `ContentHash`. (GitOps compares a hash that
+    /// also covers the repository files the template references: `DesiredTemplate.contentHash`.)
     public var contentHash: String
+    /// The line of each `scriptUri` / `sourceUri`, by its JSON path in the file.
+    public var artifactLines: [String: Int] = [:]
 }
 
 /// A resource of a deployment template that Kiln does not handle (reported, not an error).
@@ -183,18 +201,21 @@ public enum TemplateLoader {
         var sink = DiagnosticSink(file: file.path)
         let version = apiVersion(of: root, path: .root, sink: &sink)
         let ctx = DecodeContext(sink: sink, apiVersion: version)
+        options.applyArtifactRules(to: ctx)
         let (template, status) = TemplateDecoder(ctx: ctx).decodeResource(root, path: .root, fallbackName: baseName(file.path))
         file.diagnostics = ctx.sink.items
         if let template, !ctx.sink.hasErrors {
-            file.templates.append(makeLoaded(template, status: status, version: version, scope: options.scope, path: .root, line: root.position.line))
+            file.templates.append(makeLoaded(template, status: status, version: version, scope: options.scope, path: .root, line: root.position.line,
+                                             artifactLines: ctx.artifactLines))
         }
     }
 
-    static func makeLoaded(_ t: ImageTemplate, status: ImageTemplateStatus, version: APIVersion, scope: DeploymentScope, path: JSONPath, line: Int) -> LoadedTemplate {
+    static func makeLoaded(_ t: ImageTemplate, status: ImageTemplateStatus, version: APIVersion, scope: DeploymentScope, path: JSONPath, line: Int,
+                           artifactLines: [String: Int]) -> LoadedTemplate {
         let id = ResourceID(subscription: scope.subscriptionId, resourceGroup: scope.resourceGroup,
                             providerNamespace: "Microsoft.VirtualMachineImages", segments: [(type: "imageTemplates", name: t.name)])
         return LoadedTemplate(resourceId: id, template: t, status: status, apiVersion: version, resourcePath: path, line: line,
-                              contentHash: ContentHash.of(t))
+                              contentHash: ContentHash.of(t), artifactLines: artifactLines)
     }
 
     /// The resource's api-version, checked; the newest when absent or unusable (the error is reported).

@@ -12,7 +12,7 @@ struct Config: AsyncParsableCommand {
         subcommands: [Check.self]
     )
 
-    struct Check: AsyncParsableCommand {
+    struct Check: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Validate the configuration and print the effective settings, secrets masked.",
             discussion: """
@@ -23,14 +23,11 @@ struct Config: AsyncParsableCommand {
         )
         @OptionGroup var global: GlobalOptions
 
-        func run() async throws {
-            global.bootstrapLogging()
-            guard let config = try global.loadConfiguration() else {
-                printError("kiln: no configuration file: give --config FILE or set KILN_CONFIG")
-                throw ExitCode(1)
+        func run(_ env: KilnEnvironment) async throws {
+            guard let config = env.configuration else {
+                throw CLIError.message("no configuration file: give --config FILE or set KILN_CONFIG")
             }
-            let paths = global.resolvePaths(config)
-            let effective = config.effective(dataDir: paths.dataDir)
+            let effective = config.effective(dataDir: env.paths.dataDir)
             var warnings: [String] = []
             for identity in config.identities.identities {
                 for c in identity.credentials {
@@ -44,7 +41,7 @@ struct Config: AsyncParsableCommand {
                 }
                 if let n = r.tokenEnv, ProcessInfo.processInfo.environment[n] == nil { warnings.append("repository \(r.name): tokenEnv \(n) is not set") }
             }
-            switch global.output {
+            switch env.output {
             case .json:
                 var j = effective.object ?? [:]
                 j["warnings"] = .array(warnings.map(JSONValue.string))
@@ -93,21 +90,14 @@ struct Config: AsyncParsableCommand {
 
 extension GlobalOptions {
     /// The configuration file named by --config or KILN_CONFIG, or nil when neither is given. A file that
-    /// does not check prints every problem and exits 1.
-    func loadConfiguration() throws -> KilnConfiguration? {
+    /// does not check throws every problem, one line each (`KilnEnvironment` loads it, once).
+    func loadConfiguration() throws(CLIError) -> KilnConfiguration? {
         guard let path = config ?? ProcessInfo.processInfo.environment["KILN_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
         do {
             return try KilnConfiguration.load(path: path)
         } catch {
-            for p in error.problems { printError(p.description) }
-            throw ExitCode(1)
+            throw CLIError.lines(error.problems.map(\.description))
         }
-    }
-
-    /// The configuration, or nil when none is named or it does not load (no output: for logging setup).
-    func loadConfigurationQuietly() throws -> KilnConfiguration? {
-        guard let path = config ?? ProcessInfo.processInfo.environment["KILN_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
-        return try KilnConfiguration.load(path: path)
     }
 
     /// The data directory: --data-dir, else KILN_DATA_DIR, else the configuration's dataDir, else the default.

@@ -15,20 +15,20 @@ struct KilnContext {
 
     let configuration: KilnConfiguration?
 
-    init(_ global: GlobalOptions) throws {
-        configuration = try global.loadConfiguration()
-        paths = global.resolvePaths(configuration)
+    /// Opens the store in the environment's data directory.
+    init(_ env: KilnEnvironment) throws(CLIError) {
+        configuration = env.configuration
+        paths = env.paths
         do {
             store = try KilnDatabase(path: paths.database)
         } catch {
-            printError("kiln: \(error)")
-            throw ExitCode(1)
+            throw CLIError.message("\(error)")
         }
     }
 
     /// The core over this context's store, with default identities and regions (commands that build read the
     /// configured ones: `Template.core`).
-    var core: KilnCore { KilnCore(paths: paths, store: store) }
+    var core: KilnCore { KilnCore(paths: paths, store: store, artifactPolicy: configuration?.artifactPolicy ?? .untrusted) }
 }
 
 /// `1m32s`, `14.8s`.

@@ -11,7 +11,7 @@ import KilnStore
 import KilnSystem
 import KilnTemplates
 
-struct ControllerCommand: AsyncParsableCommand {
+struct ControllerCommand: KilnCommand {
     static let configuration = CommandConfiguration(
         commandName: "controller",
         abstract: "Watch repositories and keep Kiln's templates equal to them; write build status back to git.",
@@ -30,25 +30,22 @@ struct ControllerCommand: AsyncParsableCommand {
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var repo: RepoOptions
-    @Option(help: ArgumentHelp("Time between polls: 30s, 5m (default: the configured repository's, else 60s).", valueName: "DURATION")) var interval: String?
+    @Option(help: ArgumentHelp("Time between polls: 30s, 5m (default: the configured repository's, else 60s).", valueName: "DURATION"),
+            transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 5m") })
+    var interval: Duration?
     @Option(help: "Runs executed at once by the background workers (default: the configuration's, else 1).") var parallelism: Int?
     @Option(name: [.customLong("listen"), .customLong("webhook-listen")],
-            help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"))
-    var listen: String?
+            help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"),
+            transform: { try ListenAddress(parsing: $0) })
+    var listen: ListenAddress?
     @Option(name: .customLong("metrics-listen"),
-            help: ArgumentHelp("Serve /readyz and /metrics here instead, leaving --listen only /healthz and the webhooks (default: the configuration's server.metricsListen).", valueName: "HOST:PORT"))
-    var metricsListen: String?
+            help: ArgumentHelp("Serve /readyz and /metrics here instead, leaving --listen only /healthz and the webhooks (default: the configuration's server.metricsListen).", valueName: "HOST:PORT"),
+            transform: { try ListenAddress(parsing: $0) })
+    var metricsListen: ListenAddress?
     @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures, for --repo (or for the configured repositories that have none).", valueName: "FILE"))
     var webhookSecretFile: String?
     @Option(name: .customLong("stop-grace"), help: ArgumentHelp("After SIGTERM, how long to wait for a repository whose git call hangs before exiting anyway.", valueName: "DURATION"))
-    var stopGrace = "20s"
-
-    func validate() throws {
-        if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("--listen: \(error)") } }
-        if let l = metricsListen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("--metrics-listen: \(error)") } }
-        if let interval { guard let d = parseDuration(interval), d >= .seconds(1) else { throw ValidationError("--interval \(interval): give a duration of at least 1s, like 30s or 5m") } }
-        guard parseDuration(stopGrace) != nil else { throw ValidationError("--stop-grace \(stopGrace): give a duration like 20s") }
-    }
+    var stopGrace: Duration = .seconds(20)
 
     /// SIGTERM/SIGINT: every loop ends after its step in progress. A repository blocked in a git call (a remote
     /// that stopped answering) cannot be interrupted: it is left behind after the grace period rather than the
@@ -65,33 +62,33 @@ struct ControllerCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        global.bootstrapLogging()
-        let config = try global.loadConfiguration()
-        let repos = try self.repo.resolvedAll(global)
-        let listen = self.listen ?? config?.listen
+    func run(_ env: KilnEnvironment) async throws {
+        let config = env.configuration
+        let repos = try self.repo.resolvedAll(config)
+        let listen = self.listen?.text ?? config?.listen
         if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("server.listen: \(error)") } }
-        let metricsListen = self.metricsListen ?? config?.metricsListen
+        let metricsListen = self.metricsListen?.text ?? config?.metricsListen
         if metricsListen != nil, listen == nil { throw ValidationError("--metrics-listen needs --listen (or server.listen in the configuration)") }
         if webhookSecretFile != nil, listen == nil { throw ValidationError("--webhook-secret-file needs --listen (or server.listen in the configuration)") }
-        let core = try await Template.core(global)
+        let core = try await Template.core(env)
         let lock: ControllerLock
-        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw CLIError.core(error) }
         defer { withExtendedLifetime(lock) {} }
 
-        let g = global
         let paths = core.paths
         let parallelism = self.parallelism ?? config?.parallelism ?? 1
-        let launch: @Sendable () -> Void = { try? spawnWorker(global: g, paths: paths, parallelism: parallelism) }
+        let launch: @Sendable () -> Void = {
+            // A worker that cannot start is reported; the controller goes on.
+            do { try spawnWorker(env, paths: paths, parallelism: parallelism) } catch let e as CLIError { e.report() } catch {}
+        }
         let names = repos.map { $0.configuredName ?? GitRepository.redact($0.url) }
         let metrics = ControllerMetrics(core: core, repositories: names)
         let started = startControllers(names: names, repos: repos, core: core, metrics: metrics, launch: launch)
         guard !started.controllers.isEmpty else {
-            printError("kiln: no repository could be started")
-            throw ExitCode(1)
+            throw CLIError.message("no repository could be started")
         }
         let group = ControllerGroup(started.controllers, unavailable: started.unavailable)
-        let signals = Self.stopOnSignals(group, grace: parseDuration(stopGrace) ?? .seconds(20))
+        let signals = Self.stopOnSignals(group, grace: stopGrace)
         if let listen {
             try await serve(group, listen: listen, metricsListen: metricsListen, hooks: started.hooks, metrics: metrics, core: core)
         } else {
@@ -129,7 +126,7 @@ struct ControllerCommand: AsyncParsableCommand {
     func makeController(_ name: String, repo: RepoOptions, mirror: RepositoryMirror, core: KilnCore, metrics: ControllerMetrics,
                         launch: @escaping @Sendable () -> Void) -> Controller {
         var options = Controller.Options()
-        options.interval = interval.flatMap(parseDuration) ?? .milliseconds(Int((repo.configuredInterval ?? 60) * 1000))
+        options.interval = interval ?? .milliseconds(Int((repo.configuredInterval ?? 60) * 1000))
         let controller = Controller(name: name, core: core, mirror: mirror, templatesPath: repo.path, options: options,
                                     launchWorkers: launch,
                                     onReport: { report in
@@ -182,8 +179,7 @@ struct ControllerCommand: AsyncParsableCommand {
         do {
             try await ControllerServer.serve(apps, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
         } catch {
-            printError("kiln: cannot serve \([listen, metricsListen].compactMap { $0 }.joined(separator: " and ")): \(error)")
-            throw ExitCode(1)
+            throw CLIError.message("cannot serve \([listen, metricsListen].compactMap { $0 }.joined(separator: " and ")): \(error)")
         }
     }
 }

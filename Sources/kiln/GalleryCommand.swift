@@ -15,7 +15,7 @@ struct Gallery: AsyncParsableCommand {
         subcommands: [CreateDefinition.self, List.self, Show.self, Versions.self, DeleteVersion.self]
     )
 
-    struct CreateDefinition: AsyncParsableCommand {
+    struct CreateDefinition: KilnCommand {
         static let configuration = CommandConfiguration(
             commandName: "create-definition",
             abstract: "Create a gallery image definition (or several, from a galleries/*.yaml file).",
@@ -44,9 +44,8 @@ struct Gallery: AsyncParsableCommand {
             }
         }
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             var defs: [GalleryImageDefinition] = []
             if let file {
                 let loaded = try TemplateScanner().scan([file])
@@ -54,8 +53,7 @@ struct Gallery: AsyncParsableCommand {
                 guard loaded.allSatisfy(\.isValid) else { throw ExitCode(1) }
                 defs = loaded.flatMap(\.galleryDefinitions)
                 guard !defs.isEmpty else {
-                    printError("kiln: \(file) holds no gallery image definition")
-                    throw ExitCode(1)
+                    throw CLIError.message("\(file) holds no gallery image definition")
                 }
             } else {
                 let rid = ResourceID.parse(id!)!
@@ -71,25 +69,23 @@ struct Gallery: AsyncParsableCommand {
                 do {
                     (record, change) = try await core.ensureGalleryDefinition(d)
                 } catch {
-                    printError("kiln: \(error)")
-                    throw ExitCode(1)
+                    throw CLIError.message("\(error)")
                 }
-                if global.output == .text {
+                if env.output == .text {
                     print(change == .created ? "created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))" : "\(d.id): exists")
                 }
                 out.append(GalleryImageDefinitionDocument(record))
             }
-            if global.output == .json { if out.count == 1 { try printJSON(out[0]) } else { try printJSON(ListDocument(value: out)) } }
+            if env.output == .json { if out.count == 1 { try printJSON(out[0]) } else { try printJSON(ListDocument(value: out)) } }
         }
     }
 
-    struct List: AsyncParsableCommand {
+    struct List: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "List gallery image definitions with their latest version.")
         @OptionGroup var global: GlobalOptions
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             let defs = try await ctx.core.galleryDefinitions()
             var rows: [[String]] = []
             var json: [GalleryImageDefinitionDocument] = []
@@ -99,7 +95,7 @@ struct Gallery: AsyncParsableCommand {
                 rows.append([d.id, d.osType.rawValue, d.hyperVGeneration.rawValue, String(versions.count), latest?.version.description ?? "-"])
                 json.append(GalleryImageDefinitionDocument(d))
             }
-            switch global.output {
+            switch env.output {
             case .json: try printJSON(ListDocument(value: json))
             case .text:
                 if rows.isEmpty { printError("no gallery image definitions; create one with: kiln gallery create-definition ID ...") } else {
@@ -109,20 +105,18 @@ struct Gallery: AsyncParsableCommand {
         }
     }
 
-    struct Show: AsyncParsableCommand {
+    struct Show: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Show a gallery image definition and its versions.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The definition's resource id.") var id: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             guard let d = try await ctx.core.galleryDefinition(id: id) else {
-                printError("kiln: ResourceNotFound: no gallery image definition \(id)")
-                throw ExitCode(1)
+                throw CLIError.message("ResourceNotFound: no gallery image definition \(id)")
             }
             let versions = try await ctx.core.galleryVersions(definitionId: d.id)
-            switch global.output {
+            switch env.output {
             case .json: try printJSON(GalleryImageDefinitionDocument(d, versions: versions))
             case .text:
                 print("\(d.id)")
@@ -133,38 +127,34 @@ struct Gallery: AsyncParsableCommand {
         }
     }
 
-    struct Versions: AsyncParsableCommand {
+    struct Versions: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "List a definition's versions, newest first, with their regions.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The definition's resource id.") var id: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             guard try await ctx.core.galleryDefinition(id: id) != nil else {
-                printError("kiln: ResourceNotFound: no gallery image definition \(id)")
-                throw ExitCode(1)
+                throw CLIError.message("ResourceNotFound: no gallery image definition \(id)")
             }
             let versions = try await ctx.core.galleryVersions(definitionId: id)
-            switch global.output {
+            switch env.output {
             case .json: try printJSON(ListDocument(value: versions.map(GalleryImageVersionDocument.init)))
             case .text: printVersions(versions)
             }
         }
     }
 
-    struct DeleteVersion: AsyncParsableCommand {
+    struct DeleteVersion: KilnCommand {
         static let configuration = CommandConfiguration(commandName: "delete-version", abstract: "Delete a gallery image version and its replicas in every region.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The version's resource id (…/images/NAME/versions/x.y.z).") var id: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             let parts = id.split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count > 2, parts[parts.count - 2].lowercased() == "versions", let v = ImageVersion(String(parts.last!)) else {
-                printError("kiln: \(id) is not a gallery image version id")
-                throw ExitCode(1)
+                throw CLIError.message("\(id) is not a gallery image version id")
             }
             let defId = parts.dropLast(2).joined(separator: "/")
             do {
@@ -172,10 +162,9 @@ struct Gallery: AsyncParsableCommand {
                 for dir in GalleryImageVersionDocument.replicaDirectories(removed) { try? FileManager.default.removeItem(atPath: dir) }
                 try? FileManager.default.removeItem(atPath: (ctx.paths.absolute(removed.path) as NSString).deletingLastPathComponent)
             } catch {
-                printError("kiln: \(error)")
-                throw ExitCode(1)
+                throw CLIError.message("\(error)")
             }
-            if global.output == .text { print("deleted \(id)") } else { try printJSON(DeletedDocument(id)) }
+            if env.output == .text { print("deleted \(id)") } else { try printJSON(DeletedDocument(id)) }
         }
     }
 }

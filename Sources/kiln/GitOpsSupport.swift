@@ -1,4 +1,4 @@
-// Helpers the GitOps commands share: durations, and printing plans and reconcile reports.
+// Helpers the GitOps commands share: printing plans and reconcile reports.
 import ArgumentParser
 import Foundation
 import KilnBuild
@@ -10,10 +10,6 @@ import Logging
 import KilnStore
 import KilnSystem
 import KilnTemplates
-
-/// `30s`, `5m`, `1h`, `90` (seconds).
-/// Up to a week; `inf`, `nan`, negative and larger values are nil (they would trap converting to Int).
-func parseDuration(_ s: String) -> Duration? { Duration(text: s) }
 
 func printPlan(_ plan: Plan, verbose: Bool) {
     let counts = Dictionary(grouping: plan.items, by: \.action).mapValues(\.count)

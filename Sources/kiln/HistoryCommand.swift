@@ -11,7 +11,7 @@ import KilnStore
 import KilnSystem
 import KilnTemplates
 
-struct HistoryCommand: AsyncParsableCommand {
+struct HistoryCommand: KilnCommand {
     static let configuration = CommandConfiguration(
         commandName: "history",
         abstract: "Show a template's status transitions from the status branch, newest first."
@@ -21,16 +21,13 @@ struct HistoryCommand: AsyncParsableCommand {
     @Argument(help: "The template name.") var template: String
     @Option(help: "At most this many entries.") var limit = 50
 
-    func run() async throws {
-        global.bootstrapLogging()
-        let repo = try self.repo.resolved(global)
-        let ctx = try KilnContext(global)
-        let mirror = try repo.mirror(ctx.paths)
+    func run(_ env: KilnEnvironment) async throws {
+        let repo = try self.repo.resolved(env.configuration)
+        let mirror = try repo.mirror(env.paths)
         do {
             try await mirror.refresh()
             guard let tip = try await mirror.repo.resolve(mirror.source.statusRef) else {
-                printError("kiln: \(repo.statusBranch) does not exist yet")
-                throw ExitCode(1)
+                throw CLIError.message("\(repo.statusBranch) does not exist yet")
             }
             let suffix = "/\(template.lowercased()).json"
             let paths = try await mirror.repo.files(at: tip).map { (f: TreeFile) in f.path }.filter { $0.hasPrefix("status/") && $0.lowercased().hasSuffix(suffix) }
@@ -44,7 +41,7 @@ struct HistoryCommand: AsyncParsableCommand {
                 for p in paths { entries += try await mirror.repo.log(from: tip, limit: 10_000, touching: p) }
             }
             entries = Array(entries.sorted { $0.date > $1.date }.prefix(limit))
-            switch global.output {
+            switch env.output {
             case .json:
                 try printJSON(ListDocument(value: entries.map(HistoryEntry.init)))
             case .text:
@@ -52,8 +49,7 @@ struct HistoryCommand: AsyncParsableCommand {
                 for e in entries { print("\(e.id.short)  \(f.string(from: e.date))  \(e.subject)") }
             }
         } catch let e as GitError {
-            printError("kiln: \(e)")
-            throw ExitCode(1)
+            throw CLIError.message("\(e)")
         }
     }
 }

@@ -14,7 +14,7 @@ struct Images: AsyncParsableCommand {
 }
 
 extension Images {
-    struct Bootstrap: AsyncParsableCommand {
+    struct Bootstrap: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Build a bootable Debian 12 image from Debian's packages and add it to the catalog.",
             discussion: """
@@ -34,17 +34,16 @@ extension Images {
             if let version, ImageVersion(version) == nil { throw ValidationError("--version must be x.y.z") }
         }
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             let service = ctx.core.images
             let start = ContinuousClock.now
-            let quiet = global.output == .json
+            let quiet = env.output == .json
             do {
                 let outcome = try await service.bootstrapDebian12(generation: generation, version: version.flatMap(ImageVersion.init), force: force,
                                                                   mirror: mirror) { line in if !quiet { printError("==> \(line)") } }
                 let took = ContinuousClock.now - start
-                switch global.output {
+                switch env.output {
                 case .json:
                     struct Out: Encodable { var image: CatalogImage; var seconds: Double; var reusedCache: Bool; var alreadyInCatalog: Bool }
                     try printJSON(Out(image: outcome.image, seconds: seconds(took), reusedCache: outcome.reusedCache, alreadyInCatalog: outcome.alreadyInCatalog))
@@ -53,13 +52,12 @@ extension Images {
                     print("\(outcome.image.urn) (\(outcome.image.hyperVGeneration.rawValue)) \(how) in \(formatDuration(took))")
                 }
             } catch {
-                printError("kiln images bootstrap: \(error)")
-                throw ExitCode(1)
+                throw CLIError.line("kiln images bootstrap: \(error)")
             }
         }
     }
 
-    struct Import: AsyncParsableCommand {
+    struct Import: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Import a qcow2, raw or VHD disk into the catalog (stored as qcow2).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The disk image file.") var file: String
@@ -74,34 +72,31 @@ extension Images {
             if ImageVersion(version) == nil { throw ValidationError("--version must be x.y.z (three numbers)") }
         }
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             let service = ctx.core.images
             let start = ContinuousClock.now
             do {
                 let image = try await service.importImage(file: file, publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!,
                                                           osType: osType, generation: generation)
-                switch global.output {
+                switch env.output {
                 case .json: try printJSON(image)
                 case .text: print("imported \(image.urn) from \(image.provenance.originalFormat ?? "?") in \(formatDuration(ContinuousClock.now - start))")
                 }
             } catch {
-                printError("kiln images import: \(error)")
-                throw ExitCode(1)
+                throw CLIError.line("kiln images import: \(error)")
             }
         }
     }
 
-    struct List: AsyncParsableCommand {
+    struct List: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "List the catalog.")
         @OptionGroup var global: GlobalOptions
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             let images = try await ctx.core.images.list()
-            switch global.output {
+            switch env.output {
             case .json: try printJSON(images)
             case .text:
                 if images.isEmpty {
@@ -115,17 +110,16 @@ extension Images {
         }
     }
 
-    struct Show: AsyncParsableCommand {
+    struct Show: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Show one image (publisher:offer:sku:version, version may be latest).")
         @OptionGroup var global: GlobalOptions
         @Argument var urn: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             do {
                 let image = try await ctx.core.images.find(urn: urn)
-                switch global.output {
+                switch env.output {
                 case .json: try printJSON(image)
                 case .text:
                     print("""
@@ -138,34 +132,31 @@ extension Images {
                         """)
                 }
             } catch {
-                printError("kiln images show: \(error)")
-                throw ExitCode(1)
+                throw CLIError.line("kiln images show: \(error)")
             }
         }
     }
 
-    struct Delete: AsyncParsableCommand {
+    struct Delete: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an image from the catalog and delete its disk.")
         @OptionGroup var global: GlobalOptions
         @Argument var urn: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             do {
                 let image = try await ctx.core.images.delete(urn: urn)
-                switch global.output {
+                switch env.output {
                 case .json: try printJSON(image)
                 case .text: print("deleted \(image.urn)")
                 }
             } catch {
-                printError("kiln images delete: \(error)")
-                throw ExitCode(1)
+                throw CLIError.line("kiln images delete: \(error)")
             }
         }
     }
 
-    struct Boot: AsyncParsableCommand {
+    struct Boot: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Boot an image in a throwaway VM, log in over SSH with a fresh key and run a command.",
             discussion: """
@@ -182,9 +173,8 @@ extension Images {
             guard (urn == nil) != (disk == nil) else { throw ValidationError("give either an image URN or --disk PATH") }
         }
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             do {
                 let (path, gen, label): (String, HyperVGeneration, String)
                 if let urn {
@@ -193,14 +183,13 @@ extension Images {
                 } else {
                     let d = URL(fileURLWithPath: disk!).standardizedFileURL.path
                     guard FileManager.default.fileExists(atPath: d) else {
-                        printError("kiln images boot: \(d): no such file")
-                        throw ExitCode(1)
+                        throw CLIError.line("kiln images boot: \(d): no such file")
                     }
                     (path, gen, label) = (d, generation, d)
                 }
                 let outcome = try await BootCheck(paths: ctx.paths).run(disk: path, generation: gen, command: command)
                 if let notice = outcome.acceleratorNotice { printError(notice) }
-                switch global.output {
+                switch env.output {
                 case .json:
                     struct Out: Encodable { var image: String; var accelerator: String; var bootToSSHSeconds: Double; var status: Int32; var output: String }
                     try printJSON(Out(image: label, accelerator: outcome.accelerator.rawValue, bootToSSHSeconds: seconds(outcome.bootToSSH),
@@ -212,9 +201,10 @@ extension Images {
                 if outcome.status != 0 { throw ExitCode(outcome.status) }
             } catch let e as ExitCode {
                 throw e
+            } catch let e as CLIError {
+                throw e
             } catch {
-                printError("kiln images boot: \(error)")
-                throw ExitCode(1)
+                throw CLIError.line("kiln images boot: \(error)")
             }
         }
     }
@@ -239,14 +229,13 @@ extension Images {
         )
     }
 
-    struct ManagedList: AsyncParsableCommand {
+    struct ManagedList: KilnCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List managed images.")
         @OptionGroup var global: GlobalOptions
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             let all = try await ctx.core.managedImages()
-            switch global.output {
+            switch env.output {
             case .json: try printJSON(ListDocument(value: all.map { ManagedImageDocument($0, paths: ctx.paths) }))
             case .text:
                 if all.isEmpty { printError("no managed images") } else {
@@ -256,16 +245,14 @@ extension Images {
         }
     }
 
-    struct ManagedShow: AsyncParsableCommand {
+    struct ManagedShow: KilnCommand {
         static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a managed image, its metadata and the history of what it replaced.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The managed image id.") var id: String
-        func run() async throws {
-            global.bootstrapLogging()
-            let ctx = try KilnContext(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
             guard let m = try await ctx.core.managedImage(id: id) else {
-                printError("kiln: ResourceNotFound: no managed image \(id)")
-                throw ExitCode(1)
+                throw CLIError.message("ResourceNotFound: no managed image \(id)")
             }
             try printJSON(ManagedImageDocument(m, paths: ctx.paths))
         }

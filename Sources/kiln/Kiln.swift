@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
 import KilnCore
-import KilnConfig
-import Logging
 
 /// The `kiln` command. Thin: parse, call the library, print.
 @main
@@ -21,15 +19,26 @@ struct Kiln: AsyncParsableCommand {
                       StatusCommand.self, HistoryCommand.self, Config.self, Version.self]
     )
 
-    /// Runs the command with Kiln's exit-code convention: usage errors exit 2 (not sysexits' 64).
+    /// Runs the command with Kiln's exit-code convention: usage errors exit 2 (not sysexits' 64). A `KilnCommand`
+    /// runs in the environment made here, once; the `CLIError` it ends with is printed here, and exits 1.
     static func main() async {
+        // Everything Kiln writes (staged artifacts, logs, keys, disks, VHDs) is for Kiln's user alone unless
+        // made otherwise on purpose; workers and QEMU inherit this.
+        umask(0o077)
         do {
             var command = try parseAsRoot()
-            if var async = command as? AsyncParsableCommand {
+            if let kilnCommand = command as? any KilnCommand {
+                let env = try KilnEnvironment(kilnCommand.global, checkConfiguration: type(of: kilnCommand).checksConfiguration)
+                try await kilnCommand.run(env)
+            } else if var async = command as? AsyncParsableCommand {
                 try await async.run()
             } else {
                 try command.run()
             }
+        } catch let error as CLIError {
+            // A command's error, printed once here.
+            error.report()
+            Foundation.exit(error.status)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
@@ -56,15 +65,6 @@ struct GlobalOptions: ParsableArguments {
 
     @Flag(name: .long, help: "Print more detail.")
     var verbose = false
-
-    /// Logs go to standard error in the configuration file's format and level (text and warning without one);
-    /// `--verbose` means debug. A configuration that does not load is reported by the command itself.
-    func bootstrapLogging() {
-        let config = try? loadConfigurationQuietly()
-        let format = config?.logFormat ?? .text
-        let level: Logger.Level = verbose ? .debug : (config?.logLevel.loggerLevel ?? .warning)
-        LoggingSystem.bootstrap { label in KilnLogHandler(label: label, format: format, level: level) }
-    }
 }
 
 /// Writes a line to standard error.

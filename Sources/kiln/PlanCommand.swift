@@ -11,7 +11,7 @@ import KilnStore
 import KilnSystem
 import KilnTemplates
 
-struct PlanCommand: AsyncParsableCommand {
+struct PlanCommand: KilnCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan",
         abstract: "Show what reconciling a repository would do, without doing it.",
@@ -27,16 +27,14 @@ struct PlanCommand: AsyncParsableCommand {
     var revision: String?
     @Flag(name: .customLong("exit-code"), help: "Exit 2 when the plan has changes.") var exitCode = false
 
-    func run() async throws {
-        global.bootstrapLogging()
-        let repo = try self.repo.resolved(global)
-        let core = try await Template.core(global)
+    func run(_ env: KilnEnvironment) async throws {
+        let repo = try self.repo.resolved(env.configuration)
+        let core = try await Template.core(env)
         let mirror = try repo.mirror(core.paths)
         let commit: ObjectID
         do {
             guard let head = try await mirror.refresh() else {
-                printError("kiln: \(GitRepository.redact(repo.url)) has no branch \(repo.branch)")
-                throw ExitCode(1)
+                throw CLIError.message("\(GitRepository.redact(repo.url)) has no branch \(repo.branch)")
             }
             if let revision {
                 commit = try await resolveRevision(revision, mirror: mirror)
@@ -44,14 +42,13 @@ struct PlanCommand: AsyncParsableCommand {
                 commit = try await mirror.effectiveCommit(head)
             }
         } catch let e as GitError {
-            printError("kiln: \(e)")
-            throw ExitCode(1)
+            throw CLIError.message("\(e)")
         }
         let reconciler = Reconciler(core: core, mirror: mirror, templatesPath: repo.path)
         let plan = try await reconciler.plan(at: commit)
-        switch global.output {
+        switch env.output {
         case .json: try printJSON(PlanDocument(plan))
-        case .text: printPlan(plan, verbose: global.verbose)
+        case .text: printPlan(plan, verbose: env.verbose)
         }
         if !plan.invalid.isEmpty { throw ExitCode(1) }
         if exitCode, plan.hasChanges { throw ExitCode(2) }

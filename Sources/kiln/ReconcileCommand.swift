@@ -11,7 +11,7 @@ import KilnStore
 import KilnSystem
 import KilnTemplates
 
-struct Reconcile: AsyncParsableCommand {
+struct Reconcile: KilnCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reconcile a repository once: create, recreate, move and delete templates, build, write status.",
         discussion: """
@@ -30,12 +30,11 @@ struct Reconcile: AsyncParsableCommand {
         guard once else { throw ValidationError("kiln reconcile needs --once; to keep watching, run kiln controller") }
     }
 
-    func run() async throws {
-        global.bootstrapLogging()
-        let repo = try self.repo.resolved(global)
-        let (core, lock, mirror) = try await repo.openForWriting(global)
+    func run(_ env: KilnEnvironment) async throws {
+        let repo = try self.repo.resolved(env.configuration)
+        let (core, lock, mirror) = try await repo.openForWriting(env)
         defer { withExtendedLifetime(lock) {} }
-        let text = global.output == .text
+        let text = env.output == .text
         let start = ContinuousClock.now
         let names = NameCache()
         let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, launchWorkers: {}, onReport: { report in
@@ -46,7 +45,7 @@ struct Reconcile: AsyncParsableCommand {
         if text { printError("reconciling \(GitRepository.redact(repo.url)) \(repo.branch)") }
         let result: Controller.OnceResult
         do {
-            let parallelism = try self.parallelism ?? global.loadConfiguration()?.parallelism ?? 1
+            let parallelism = self.parallelism ?? env.configuration?.parallelism ?? 1
             let signals = StopSignals.cancelRunsOnSignal()
             defer { signals.forEach { $0.cancel() } }
             result = try await controller.reconcileOnce(executeRuns: !noBuild, parallelism: parallelism) { runId, event in
@@ -54,11 +53,10 @@ struct Reconcile: AsyncParsableCommand {
                 printError("[\(formatDuration(ContinuousClock.now - start))] \(names.name(runId)) \(p.rawValue)")
             }
         } catch {
-            printError("kiln: \(error)")
-            throw ExitCode(1)
+            throw CLIError.message("\(error)")
         }
         let failedRuns = noBuild ? [] : result.runs.filter { $0.runState != .succeeded }
-        switch global.output {
+        switch env.output {
         case .json:
             try printJSON(ReconcileDocument(result))
         case .text:

@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import KilnBuild
+import KilnConfig
 import KilnCore
 import KilnGit
 import KilnGitOps
@@ -37,11 +38,13 @@ struct RepoOptions: ParsableArguments {
     @Option(name: .customLong("token-env"), help: ArgumentHelp("An environment variable holding an HTTPS token.", valueName: "NAME"))
     var tokenEnv: String?
 
-    @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes (default: the configuration's, else Kiln <kiln@localhost>).", valueName: "NAME <EMAIL>"))
-    var author: String?
+    @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes (default: the configuration's, else Kiln <kiln@localhost>).", valueName: "NAME <EMAIL>"),
+            transform: { try Author(parsing: $0) })
+    var author: Author?
 
-    @Option(name: .customLong("git-timeout"), help: ArgumentHelp("Give up a fetch, ls-remote or push after this long without progress: 30s, 2m (default: the configured repository's, else 60s).", valueName: "DURATION"))
-    var gitTimeout: String?
+    @Option(name: .customLong("git-timeout"), help: ArgumentHelp("Give up a fetch, ls-remote or push after this long without progress: 30s, 2m (default: the configured repository's, else 60s).", valueName: "DURATION"),
+            transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 2m") })
+    var gitTimeout: Duration?
 
     /// The configured repository's interval, when `--repo` named one.
     var configuredInterval: Double?
@@ -72,9 +75,7 @@ struct RepoOptions: ParsableArguments {
             throw ValidationError("\(flag) \(b): not a valid branch name")
         }
         if let path, path.contains("..") { throw ValidationError("--path \(path): may not contain '..'") }
-        if let gitTimeout { guard let d = parseDuration(gitTimeout), d >= .seconds(1) else { throw ValidationError("--git-timeout \(gitTimeout): give a duration of at least 1s, like 30s or 2m") } }
         if sshKey != nil && (tokenFile != nil || tokenEnv != nil) { throw ValidationError("give an SSH key or a token, not both") }
-        _ = try parsedAuthor()
     }
 
     /// Untrusted input is checked here, before libgit2 sees it: only the transports Kiln supports.
@@ -102,8 +103,7 @@ struct RepoOptions: ParsableArguments {
     /// url, branch, path, status branch and credentials, each overridden by a flag given here); no `--repo`
     /// picks the configuration's only repository. The configuration's author applies when `--author` is not
     /// given. The URL is checked here, at the edge.
-    func resolved(_ global: GlobalOptions) throws -> RepoOptions {
-        let config = try global.loadConfiguration()
+    func resolved(_ config: KilnConfiguration?) throws -> RepoOptions {
         guard let repo else {
             let configured = config?.repositories ?? []
             guard configured.count == 1 else {
@@ -113,7 +113,7 @@ struct RepoOptions: ParsableArguments {
             }
             var named = self
             named.repo = configured[0].name
-            return try named.resolved(global)
+            return try named.resolved(config)
         }
         var out = self
         if let r = config?.repositories.first(where: { $0.name.caseInsensitiveCompare(repo) == .orderedSame }) {
@@ -132,35 +132,29 @@ struct RepoOptions: ParsableArguments {
             out.configuredName = r.name
             out.configuredWebhookSecretFile = r.webhookSecretFile
         }
-        if out.author == nil, let a = config?.author { out.author = "\(a.name) <\(a.email)>" }
+        if out.author == nil, let a = config?.author { out.author = Author(a) }
         try Self.checkURL(out.url)
         return out
     }
 
     /// Every repository the configuration lists, each resolved as `--repo NAME` would be (for the controller
     /// without `--repo`).
-    func resolvedAll(_ global: GlobalOptions) throws -> [RepoOptions] {
-        if repo != nil { return [try resolved(global)] }
+    func resolvedAll(_ config: KilnConfiguration?) throws -> [RepoOptions] {
+        if repo != nil { return [try resolved(config)] }
         let flags = givenRepositoryFlags
         guard flags.isEmpty else { throw ValidationError("\(flags.joined(separator: ", ")) apply to one repository: give --repo too") }
-        let configured = try global.loadConfiguration()?.repositories ?? []
+        let configured = config?.repositories ?? []
         guard !configured.isEmpty else { throw ValidationError("give --repo URL, or a configuration file (--config FILE) that lists repositories") }
         return try configured.map { r in
             var named = self
             named.repo = r.name
-            return try named.resolved(global)
+            return try named.resolved(config)
         }
     }
 
+    /// `--author`, else the configuration's, else Kiln <kiln@localhost>.
     func parsedAuthor() throws -> GitSignature {
-        let author = self.author ?? "Kiln <kiln@localhost>"
-        guard let lt = author.firstIndex(of: "<"), author.hasSuffix(">") else {
-            throw ValidationError("--author \(author): write it as 'Name <email>'")
-        }
-        let name = author[..<lt].trimmingCharacters(in: .whitespaces)
-        let email = String(author[author.index(after: lt)..<author.index(before: author.endIndex)])
-        guard !name.isEmpty, email.contains("@") || email == "kiln@localhost" else { throw ValidationError("--author \(author): write it as 'Name <email>'") }
-        return GitSignature(name: name, email: email)
+        try (author ?? .kiln).signature()
     }
 
     func source() throws -> GitSource {
@@ -179,16 +173,16 @@ struct RepoOptions: ParsableArguments {
             let file = knownHosts ?? (NSHomeDirectory() as NSString).appendingPathComponent(".ssh/known_hosts")
             do { hosts = try KnownHosts(path: file) } catch { throw ValidationError("--known-hosts \(file): \(error)") }
         }
-        let timeout = gitTimeout.flatMap(parseDuration) ?? configuredTimeout.map { .milliseconds(Int($0 * 1000)) } ?? defaultGitTimeout
+        let timeout = gitTimeout ?? configuredTimeout.map { Duration.milliseconds(Int($0 * 1000)) } ?? defaultGitTimeout
         return GitSource(url: url, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
                          author: try parsedAuthor(), timeout: timeout)
     }
 
     /// The core, the data directory's controller lock, and the mirror: what a command that applies needs.
-    func openForWriting(_ global: GlobalOptions) async throws -> (KilnCore, ControllerLock, RepositoryMirror) {
-        let core = try await Template.core(global)
+    func openForWriting(_ env: KilnEnvironment) async throws -> (KilnCore, ControllerLock, RepositoryMirror) {
+        let core = try await Template.core(env)
         let lock: ControllerLock
-        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw Template.fail(error) }
+        do { lock = try ControllerLock(dataDir: core.paths.dataDir) } catch { throw CLIError.core(error) }
         return (core, lock, try mirror(core.paths))
     }
 
@@ -196,8 +190,7 @@ struct RepoOptions: ParsableArguments {
         do {
             return try RepositoryMirror.open(dataDir: paths.dataDir, source: try source())
         } catch let e as GitError {
-            printError("kiln: cannot open the mirror of \(GitRepository.redact(url)): \(e)")
-            throw ExitCode(1)
+            throw CLIError.message("cannot open the mirror of \(GitRepository.redact(url)): \(e)")
         }
     }
 }

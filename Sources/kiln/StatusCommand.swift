@@ -11,7 +11,7 @@ import KilnStore
 import KilnSystem
 import KilnTemplates
 
-struct StatusCommand: AsyncParsableCommand {
+struct StatusCommand: KilnCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show build status as the status branch records it.",
@@ -21,24 +21,20 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var repo: RepoOptions
     @Argument(help: "A template name (default: all).") var template: String?
 
-    func run() async throws {
-        global.bootstrapLogging()
-        let repo = try self.repo.resolved(global)
-        let ctx = try KilnContext(global)
-        let mirror = try repo.mirror(ctx.paths)
+    func run(_ env: KilnEnvironment) async throws {
+        let repo = try self.repo.resolved(env.configuration)
+        let mirror = try repo.mirror(env.paths)
         let docs: [(String, TemplateStatusDocument)]
         do {
             docs = try await readStatus(mirror: mirror)
         } catch {
-            printError("kiln: \(error)")
-            throw ExitCode(1)
+            throw CLIError.message("\(error)")
         }
         let selected = docs.filter { template == nil || $0.1.name?.lowercased() == template!.lowercased() }
         if let template, selected.isEmpty {
-            printError("kiln: the status branch \(repo.statusBranch) has no status for \(template)")
-            throw ExitCode(1)
+            throw CLIError.message("the status branch \(repo.statusBranch) has no status for \(template)")
         }
-        switch global.output {
+        switch env.output {
         case .json:
             if template != nil, selected.count == 1 { try printJSON(selected[0].1) } else { try printJSON(ListDocument(value: selected.map(\.1))) }
         case .text:

@@ -20,8 +20,8 @@ struct Template: AsyncParsableCommand {
     )
 
     /// Opens the core over the data directory, after recovering runs a dead process left behind.
-    static func core(_ global: GlobalOptions) async throws -> KilnCore {
-        let ctx = try KilnContext(global)
+    static func core(_ env: KilnEnvironment) async throws -> KilnCore {
+        let ctx = try KilnContext(env)
         // The configuration file's identities and regions when it has them; else the data directory's
         // identities.yaml and regions.yaml.
         var identities: IdentityConfig
@@ -30,24 +30,18 @@ struct Template: AsyncParsableCommand {
             identities = try IdentityConfig.load(path: KilnCore.defaultIdentitiesPath(ctx.paths))
             regions = try RegionMap.load(paths: ctx.paths)
         } catch {
-            printError("kiln: \(error)")
-            throw ExitCode(1)
+            throw CLIError.message("\(error)")
         }
         if let config = ctx.configuration {
             if !config.identities.identities.isEmpty { identities = config.identities }
             if !config.regions.isEmpty || config.allowOnlyRegions != nil { regions = config.regionMap(defaultRoot: ctx.paths.regions) }
         }
-        let core = KilnCore(paths: ctx.paths, store: ctx.store, identities: identities, regions: regions)
+        let core = KilnCore(paths: ctx.paths, store: ctx.store, identities: identities, regions: regions,
+                            artifactPolicy: ctx.configuration?.artifactPolicy ?? .untrusted)
         for r in await core.recoverAbandonedRuns() {
             printError("kiln: run \(r.id) of \(r.templateId) was left unfinished by a process that is gone; marked \(r.runState)")
         }
         return core
-    }
-
-    /// Prints a core error and exits 1.
-    static func fail(_ e: CoreError) -> ExitCode {
-        printError("kiln: \(render(e))")
-        return ExitCode(1)
     }
 }
 

@@ -11,7 +11,7 @@ import KilnTemplates
 extension Template {
     // MARK: run / cancel
 
-    struct Run: AsyncParsableCommand {
+    struct Run: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run a template: build, customize, validate and capture an image.",
             discussion: """
@@ -26,14 +26,13 @@ extension Template {
         @Flag(help: "With --wait, print every log line, not only the steps.") var follow = false
         @Option(help: "Runs executed at once by the background worker (across processes).") var parallelism = 1
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let queued: RunRecord
-            do { queued = try await core.queueRun(name) } catch { throw Template.fail(error) }
+            do { queued = try await core.queueRun(name) } catch { throw CLIError.core(error) }
             guard wait else {
-                try spawnWorker(global: global, paths: core.paths, parallelism: parallelism)
-                switch global.output {
+                try spawnWorker(env, paths: core.paths, parallelism: parallelism)
+                switch env.output {
                 case .json: try printJSON(RunDocument(queued))
                 case .text:
                     print("queued run \(queued.id) of \(name)")
@@ -41,12 +40,12 @@ extension Template {
                 }
                 return
             }
-            let finished = try await waitForRun(core: core, runId: queued.id, global: global, follow: follow || global.verbose, parallelism: parallelism)
+            let finished = try await waitForRun(core: core, runId: queued.id, env: env, follow: follow || env.verbose, parallelism: parallelism)
             if finished.runState != .succeeded { throw ExitCode(1) }
         }
     }
 
-    struct Cancel: AsyncParsableCommand {
+    struct Cancel: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Cancel a template's run in progress.",
             discussion: "The run moves to Canceling; its VM is stopped and it ends Canceled, normally within a few seconds. Waits for that unless --no-wait."
@@ -55,18 +54,17 @@ extension Template {
         @Argument(help: "Template name or resource id.") var name: String
         @Flag(name: .customLong("no-wait"), help: "Return once the cancel is requested.") var noWait = false
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             var run: RunRecord
-            do { run = try await core.cancel(name) } catch { throw Template.fail(error) }
+            do { run = try await core.cancel(name) } catch { throw CLIError.core(error) }
             let start = ContinuousClock.now
             while !noWait, run.isActive, ContinuousClock.now - start < .seconds(60) {
                 try await Task.sleep(for: .milliseconds(250))
                 await core.recoverAbandonedRuns()
                 run = (try? await core.run(id: run.id)) ?? run
             }
-            switch global.output {
+            switch env.output {
             case .json: try printJSON(RunDocument(run))
             case .text: print("run \(run.id): \(run.runState)\(run.isActive ? "" : " after \(formatDuration(ContinuousClock.now - start))")")
             }
@@ -75,7 +73,7 @@ extension Template {
 
     // MARK: worker
 
-    struct Worker: AsyncParsableCommand {
+    struct Worker: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Execute queued runs until none is left (started in the background by `kiln template run`).",
             shouldDisplay: false
@@ -84,9 +82,8 @@ extension Template {
         @Option(help: "Runs executed at once (across processes).") var parallelism = 1
         @Flag(help: "Keep polling for new runs instead of exiting when the queue is empty.") var forever = false
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let signals = StopSignals.cancelRunsOnSignal()
             defer { signals.forEach { $0.cancel() } }
             await WorkerPool(core: core, parallelism: parallelism).run(forever: forever) { runId, event in
@@ -99,9 +96,9 @@ extension Template {
 // MARK: - Helpers
 
 /// Executes or follows a run to its end, printing progress; returns the finished run.
-func waitForRun(core: KilnCore, runId: String, global: GlobalOptions, follow: Bool, parallelism: Int) async throws -> RunRecord {
+func waitForRun(core: KilnCore, runId: String, env: KilnEnvironment, follow: Bool, parallelism: Int) async throws -> RunRecord {
     let start = ContinuousClock.now
-    let text = global.output == .text
+    let text = env.output == .text
     if text { printError("run \(runId): queued") }
     let finished: RunRecord
     let signals = StopSignals.cancelRunsOnSignal()
@@ -120,9 +117,9 @@ func waitForRun(core: KilnCore, runId: String, global: GlobalOptions, follow: Bo
             }
         }
     } catch {
-        throw Template.fail(error)
+        throw CLIError.core(error)
     }
-    switch global.output {
+    switch env.output {
     case .json: try printJSON(RunDocument(finished))
     case .text:
         print("run \(finished.id): \(finished.runState) in \(formatDuration(ContinuousClock.now - start))")
@@ -146,7 +143,7 @@ func printRun(_ r: RunRecord, header: Bool = true) {
 /// Starts `kiln template worker` in its own session, detached from this terminal, so that a queued run is
 /// executed after this command exits. Its output goes to `<data>/logs/worker.log`, rotated at 16 MiB (three
 /// old files kept: `worker.log.1` … `.3`).
-func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) throws {
+func spawnWorker(_ env: KilnEnvironment, paths: KilnPaths, parallelism: Int = 1) throws {
     let logs = (paths.dataDir as NSString).appendingPathComponent("logs")
     try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
     let logFile = (logs as NSString).appendingPathComponent("worker.log")
@@ -155,12 +152,11 @@ func spawnWorker(global: GlobalOptions, paths: KilnPaths, parallelism: Int = 1) 
     do {
         // The worker reads the same configuration file (regions, identities, logging) as the process that starts it.
         var args = ["template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)]
-        if let config = global.config { args += ["--config", URL(fileURLWithPath: config).standardizedFileURL.path] }
+        if let config = env.configFile { args += ["--config", URL(fileURLWithPath: config).standardizedFileURL.path] }
         let pid = try BackgroundProcess.spawn(exe, args,
                                         output: logFile, append: true, detach: .session)
         BackgroundProcess.reapOnExit(pid)
     } catch {
-        printError("kiln: cannot start the background worker (\(error)); run `kiln template worker` yourself")
-        throw ExitCode(1)
+        throw CLIError.message("cannot start the background worker (\(error)); run `kiln template worker` yourself")
     }
 }

@@ -11,19 +11,18 @@ import KilnTemplates
 extension Template {
     // MARK: list / show
 
-    struct List: AsyncParsableCommand {
+    struct List: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "List image templates with their state and last run.")
         @OptionGroup var global: GlobalOptions
         @Option(name: .customLong("resource-group"), help: "Only this resource group.") var resourceGroup: String?
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let all: [TemplateResource]
-            do { all = try await core.templates(resourceGroup: resourceGroup) } catch { throw Template.fail(error) }
+            do { all = try await core.templates(resourceGroup: resourceGroup) } catch { throw CLIError.core(error) }
             var rows: [(TemplateResource, RunRecord?)] = []
             for t in all { rows.append((t, try? await core.latestRun(templateId: t.record.id))) }
-            switch global.output {
+            switch env.output {
             case .json:
                 try printJSON(ListDocument(value: rows.map { ImageTemplateResourceDocument($0.0, lastRun: $0.1) }))
             case .text:
@@ -41,18 +40,17 @@ extension Template {
         }
     }
 
-    struct Show: AsyncParsableCommand {
+    struct Show: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Show a template: its state, last run (phases, message, logs) and outputs.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Template name or resource id.") var name: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let t: TemplateResource
-            do { t = try await core.template(name) } catch { throw Template.fail(error) }
+            do { t = try await core.template(name) } catch { throw CLIError.core(error) }
             let last = try? await core.latestRun(templateId: t.record.id)
-            switch global.output {
+            switch env.output {
             case .json:
                 try printJSON(ImageTemplateResourceDocument(t, lastRun: last))
             case .text:
@@ -71,16 +69,15 @@ extension Template {
 
     // MARK: logs / output / runs
 
-    struct Logs: AsyncParsableCommand {
+    struct Logs: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Print a run's customization and validation logs.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Template name or resource id.") var name: String
         @Option(help: "A run id (default: the latest run).") var run: String?
         @Flag(help: "Keep printing until the run ends.") var follow = false
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let target: RunRecord
             do {
                 if let run {
@@ -90,7 +87,7 @@ extension Template {
                     target = r
                 }
             } catch let e as CoreError {
-                throw Template.fail(e)
+                throw CLIError.core(e)
             }
             var follower = RunFollower(core: core, runId: target.id)
             if !follow { follower.pollInterval = .zero }
@@ -107,35 +104,32 @@ extension Template {
                     }
                     final = target
                 }
-            } catch { throw Template.fail(error) }
+            } catch { throw CLIError.core(error) }
             if follow { printError("run \(final.id): \(final.runState)") }
         }
     }
 
-    struct Output: AsyncParsableCommand {
+    struct Output: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "Show the run outputs of a template's last run.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Template name or resource id.") var name: String
         @Argument(help: "One run output by name.") var runOutput: String?
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let runs: [RunRecord]
-            do { runs = try await core.runs(name) } catch { throw Template.fail(error) }
+            do { runs = try await core.runs(name) } catch { throw CLIError.core(error) }
             guard let last = runs.first(where: { !$0.outputs.isEmpty }) else {
-                printError("kiln: \(name) has no run outputs yet (outputs come from a run that reached Distributing)")
-                throw ExitCode(1)
+                throw CLIError.message("\(name) has no run outputs yet (outputs come from a run that reached Distributing)")
             }
             var outputs = last.outputs
             if let runOutput {
                 outputs = outputs.filter { $0.name.caseInsensitiveCompare(runOutput) == .orderedSame }
                 guard !outputs.isEmpty else {
-                    printError("kiln: ResourceNotFound: no run output \(runOutput); there are: \(last.outputs.map(\.name).joined(separator: ", "))")
-                    throw ExitCode(1)
+                    throw CLIError.message("ResourceNotFound: no run output \(runOutput); there are: \(last.outputs.map(\.name).joined(separator: ", "))")
                 }
             }
-            switch global.output {
+            switch env.output {
             case .json: if runOutput != nil { try printJSON(RunOutputDocument(outputs[0])) } else { try printJSON(ListDocument(value: outputs.map(RunOutputDocument.init))) }
             case .text:
                 for o in outputs {
@@ -148,17 +142,16 @@ extension Template {
         }
     }
 
-    struct Runs: AsyncParsableCommand {
+    struct Runs: KilnCommand {
         static let configuration = CommandConfiguration(abstract: "List every run of a template, newest first.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Template name or resource id.") var name: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
             let runs: [RunRecord]
-            do { runs = try await core.runs(name) } catch { throw Template.fail(error) }
-            switch global.output {
+            do { runs = try await core.runs(name) } catch { throw CLIError.core(error) }
+            switch env.output {
             case .json: try printJSON(ListDocument(value: runs.map(RunDocument.init)))
             case .text:
                 var table: [[String]] = []
@@ -173,7 +166,7 @@ extension Template {
 
     // MARK: delete
 
-    struct Delete: AsyncParsableCommand {
+    struct Delete: KilnCommand {
         static let configuration = CommandConfiguration(
             abstract: "Delete a template, its runs and its staging area.",
             discussion: "Refused (OperationNotAllowed) while a run is Running or Canceling. A build VM kept by errorHandling abort is stopped."
@@ -181,11 +174,10 @@ extension Template {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Template name or resource id.") var name: String
 
-        func run() async throws {
-            global.bootstrapLogging()
-            let core = try await Template.core(global)
-            do { try await core.delete(name) } catch { throw Template.fail(error) }
-            if global.output == .text { print("deleted \(name)") } else { try printJSON(DeletedDocument(name)) }
+        func run(_ env: KilnEnvironment) async throws {
+            let core = try await Template.core(env)
+            do { try await core.delete(name) } catch { throw CLIError.core(error) }
+            if env.output == .text { print("deleted \(name)") } else { try printJSON(DeletedDocument(name)) }
         }
     }
 }

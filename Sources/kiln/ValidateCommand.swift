@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import KilnTemplates
 
-struct Validate: ParsableCommand {
+struct Validate: KilnCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate image templates.",
         discussion: """
@@ -14,6 +14,9 @@ struct Validate: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+
+    /// A configuration file that does not check is no reason not to validate templates.
+    static var checksConfiguration: Bool { false }
 
     @Argument(help: ArgumentHelp("Files or directories (searched recursively).", valueName: "PATH"))
     var paths: [String]
@@ -64,8 +67,7 @@ struct Validate: ParsableCommand {
         var warnings: Int
     }
 
-    func run() throws {
-        global.bootstrapLogging()
+    func run(_ env: KilnEnvironment) throws {
         var options = LoadOptions()
         for p in parameters {
             let parts = p.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -79,19 +81,17 @@ struct Validate: ParsableCommand {
         do {
             files = try scanner.scan(paths)
         } catch {
-            printError("kiln validate: error: \(error)")
-            throw ExitCode(2)
+            throw CLIError.line("kiln validate: error: \(error)", status: 2)
         }
         if files.isEmpty {
-            printError("kiln validate: error: no .json, .yaml or .yml files under \(paths.joined(separator: " "))")
-            throw ExitCode(2)
+            throw CLIError.line("kiln validate: error: no .json, .yaml or .yml files under \(paths.joined(separator: " "))", status: 2)
         }
         let allDiagnostics = files.flatMap(\.diagnostics)
         let errors = allDiagnostics.filter { $0.severity == .error }.count
         let warnings = allDiagnostics.count - errors
         let valid = errors == 0
 
-        switch global.output {
+        switch env.output {
         case .json:
             let report = Report(valid: valid, files: files.map { f in
                 Report.File(path: f.path, kind: f.kind?.rawValue, valid: f.isValid, parametersFile: f.parametersFile,
@@ -108,7 +108,7 @@ struct Validate: ParsableCommand {
                     (a.element.file, a.element.line, a.offset) < (b.element.file, b.element.line, b.offset)
                 }.map(\.element)
                 for d in ordered where !(quiet && d.severity == .warning) { print(d.description) }
-                guard global.verbose, f.isValid else { continue }
+                guard env.verbose, f.isValid else { continue }
                 for t in f.templates {
                     print("\(f.path):\(t.line): \(t.resourcePath): ok: \(t.template.name) \(t.contentHash) (api-version \(t.apiVersion))")
                 }

@@ -467,11 +467,12 @@ extension TemplateCLITests {
         try server.run()
         defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
         try "\(token)\n".write(toFile: repo.dir + "/artifact.token", atomically: true, encoding: .utf8)
+        let privateScript = "#!/bin/sh\necho private-artifact-ran\n"
 
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
         let identity = #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#
         try repo.write("templates/svc.json", GitRemote.template("svc-e2e",
-            customize: #"[{"type": "Shell", "name": "private", "scriptUri": "http://127.0.0.1:\#(port)/private/setup.sh"}]"#)
+            customize: #"[{"type": "Shell", "name": "private", "scriptUri": "http://127.0.0.1:\#(port)/private/setup.sh", "sha256Checksum": "\#(sha256(privateScript))"}]"#)
             .replacingOccurrences(of: #""identity": {"type": "None"}"#, with: identity))
         let commit = try repo.push("a template with a private script")
         let config = """
@@ -490,6 +491,8 @@ extension TemplateCLITests {
                 interval: 2s
             server:
               listen: 127.0.0.1:0
+            artifacts:
+              allowedHosts: [127.0.0.1]
             """
         try config.write(toFile: repo.dir + "/kiln-service.yaml", atomically: true, encoding: .utf8)
         let workerLog = Self.data + "/logs/worker.log"
@@ -532,7 +535,29 @@ extension TemplateCLITests {
         #expect(!logs.contains(token), "the token is in the logs")
         let grep = try await spawnAndWait(["/bin/grep", "-r", "-a", "-F", "-l", token, Self.data])
         #expect(grep.status == 1, "the token is in the data directory: \(grep.stdout)")
+        // Nor in the captured image: the fixed VHD is the disk byte for byte, deleted blocks included.
+        let output = try Self.json(try await Self.k("template", "output", "svc-e2e", "svc-e2e-vhd", "--output", "json"))
+        let vhdURI = try #require((output["properties"] as? [String: Any])?["artifactUri"] as? String)
+        let vhd = try #require(URL(string: vhdURI)?.path)
+        let inImage = try await spawnAndWait(["/bin/grep", "-c", "-a", "-F", token, vhd])
+        #expect(inImage.status == 1, "the token is in the captured image \(vhd): \(inImage.stdout)")
+        // Nothing Kiln wrote for this build can be read by other users.
+        let exposed = Self.worldReadable(under: Self.data).filter { !$0.contains("/images/") }
+        #expect(exposed.isEmpty, "world-readable: \(exposed.prefix(20))")
         #expect(try await Self.k("template", "delete", "svc-e2e").status == 0)
+    }
+
+    /// Files and directories under `root` whose mode lets other users read them (directories: enter them).
+    static func worldReadable(under root: String) -> [String] {
+        var out: [String] = []
+        guard let e = FileManager.default.enumerator(atPath: root) else { return [root] }
+        for case let rel as String in e {
+            let path = root + "/" + rel
+            guard let a = try? FileManager.default.attributesOfItem(atPath: path), let mode = a[.posixPermissions] as? Int,
+                  a[.type] as? FileAttributeType != .typeSymbolicLink else { continue }
+            if mode & 0o004 != 0 || (a[.type] as? FileAttributeType == .typeDirectory && mode & 0o001 != 0) { out.append("\(rel) \(String(mode, radix: 8))") }
+        }
+        return out
     }
 
     @Test func controllerKilledMidBuildRestartsWithoutADuplicateRun() async throws {

@@ -126,7 +126,12 @@ import Testing
                 {"inVMValidations": [{"type": "Shell", "name": "check", "inline": ["grep -q 'hello from kiln' /etc/kiln/hello.txt", "test -f /var/lib/kiln-e2e/from-script"]}]}
                 """)
         }
-        let created = try await Self.k("template", "create", file)
+        // A file:// script outside any allowed root: refused before anything is read, unless the user who
+        // wrote the template says it may read their files.
+        let refused = try await Self.k("template", "create", file)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("$.properties.customize[1].scriptUri") && refused.stderr.contains("allowedFileRoots is empty"), "\(refused.stderr)")
+        let created = try await Self.k("template", "create", file, "--trust-local-files")
         #expect(created.status == 0, "\(created.stdout)\(created.stderr)")
         #expect(created.stdout.contains("2 artifacts staged"))
 

@@ -13,13 +13,20 @@ final class ArtifactServer: @unchecked Sendable {
     init() async throws {
         port = try #require(SSHClient.freeLoopbackPort())
         let script = """
-        import http.server, sys
+        import http.server, sys, urllib.parse
         hits = {}
         class H(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a): pass
             def do_GET(self):
                 hits[self.path] = hits.get(self.path, 0) + 1
-                if self.path == "/private/setup.sh":
+                if self.path.startswith("/redirect?to="):
+                    self.send_response(302)
+                    self.send_header("Location", urllib.parse.unquote(self.path[len("/redirect?to="):]))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers(); return
+                if self.path == "/public.sh":
+                    body = b"echo public\\n"
+                elif self.path == "/private/setup.sh":
                     if self.headers.get("Authorization") != "Bearer \(Self.token)":
                         self.send_response(401); self.end_headers(); return
                     body = b"echo private\\n"
@@ -43,13 +50,15 @@ final class ArtifactServer: @unchecked Sendable {
         try process.run()
         // Ready when it answers.
         for _ in 0..<100 {
-            if (try? await ArtifactFetcher(identity: nil, relative: nil).fetch("\(base)/hits")) != nil { return }
+            if (try? await ArtifactFetcher(identity: nil, relative: nil, policy: Self.loopback).fetch("\(base)/hits")) != nil { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         Issue.record("the artifact server did not start")
     }
 
     var base: String { "http://127.0.0.1:\(port)" }
+    /// A policy that admits this server (loopback is refused by default).
+    static let loopback = ArtifactPolicy(allowedNetworks: [AddressRange("127.0.0.1")!])
     /// SIGKILL: a child of a Swift process may inherit a mask that blocks SIGTERM.
     func stop() {
         kill(process.processIdentifier, SIGKILL)
@@ -67,18 +76,18 @@ final class ArtifactServer: @unchecked Sendable {
             ["urlPrefix": .string(server.base + "/private/"), "tokenEnv": "KILN_TEST_UNSET_VAR"],
         ]]]], source: "test")
         // A token from an unset variable is an error that names the variable, not a silent anonymous fetch.
-        let unset = ArtifactFetcher(identity: config.identity(for: identityId), relative: nil)
+        let unset = ArtifactFetcher(identity: config.identity(for: identityId), relative: nil, policy: ArtifactServer.loopback)
         await #expect(throws: FetchError.self) { try await unset.fetch(server.base + "/private/setup.sh") }
 
         let good = IdentityConfig(identities: [.init(name: "builder", credentials: [
             .init(urlPrefix: server.base + "/private/", secret: .literal(ArtifactServer.token)),
         ])])
-        var fetcher = ArtifactFetcher(identity: good.identity(for: identityId), relative: nil)
+        var fetcher = ArtifactFetcher(identity: good.identity(for: identityId), relative: nil, policy: ArtifactServer.loopback)
         fetcher.backoff = .milliseconds(50)
         #expect(String(decoding: try await fetcher.fetch(server.base + "/private/setup.sh"), as: UTF8.self) == "echo private\n")
         #expect(String(decoding: try await fetcher.fetch(server.base + "/flaky.sh"), as: UTF8.self) == "echo flaky\n")
         // Without the identity: 401, not retried, and the message says what is missing.
-        var anonymous = ArtifactFetcher(identity: nil, relative: nil)
+        var anonymous = ArtifactFetcher(identity: nil, relative: nil, policy: ArtifactServer.loopback)
         anonymous.backoff = .milliseconds(50)
         do {
             _ = try await anonymous.fetch(server.base + "/private/setup.sh")
@@ -135,7 +144,7 @@ final class ArtifactServer: @unchecked Sendable {
     @Test func aSignedURLsQueryStaysOutOfMessages() async throws {
         let sas = "https://acct.blob.core.windows.net/scripts/setup.sh?sv=2024-01-01&sig=SECRETSIGNATURE%3D"
         #expect(ArtifactFetcher.shown(sas) == "https://acct.blob.core.windows.net/scripts/setup.sh?…")
-        var fetcher = ArtifactFetcher(identity: nil, relative: nil)
+        var fetcher = ArtifactFetcher(identity: nil, relative: nil, policy: ArtifactServer.loopback)
         fetcher.attempts = 1
         do {
             _ = try await fetcher.fetch("http://127.0.0.1:9/setup.sh?sig=SECRETSIGNATURE")

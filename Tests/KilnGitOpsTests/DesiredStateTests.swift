@@ -49,7 +49,7 @@ import Testing
         #expect(s2.invalid.first?.diagnostics.first?.line == 1)
 
         // The repository's files at the commit feed the template's artifacts.
-        let source = CommitArtifactSource(repo: repo, commit: c1, templateFile: base.file)
+        let source = CommitArtifactSource(repo: repo, commit: c1, resolved: base.resolvedReferences)
         #expect(try await source.read("scripts/harden.sh").map { String(decoding: $0, as: UTF8.self) }?.contains("hardened again") == false)
         #expect(try await source.read("nope.sh") == nil)
     }

@@ -1,0 +1,109 @@
+import Foundation
+@testable import KilnCore
+import KilnTemplates
+import Testing
+
+/// What a template may make the core read or reach when it stages artifacts, whatever the decoder let
+/// through (a template from the API is checked here too): host files, symlinks out of the repository,
+/// internal addresses and redirects to them, and the modes of what is staged.
+@Suite struct TrustBoundaryTests {
+    @Test func anUntrustedTemplateCannotStageAHostFile() async throws {
+        let s = try Scratch(policy: .untrusted)
+        defer { s.cleanup() }
+        let t = try load(templateJSON(customize: #"[{"type": "File", "name": "f", "sourceUri": "file:///etc/shadow", "destination": "/tmp/s"}]"#))
+        let r = try await s.core.create(t)
+        #expect(r.provisioningState == .failed)
+        #expect(r.record.provisioningErrorCode == "NoCustomizerScript")
+        #expect(r.record.provisioningErrorMessage?.contains("$.properties.customize[0].sourceUri") == true)
+        #expect(r.record.provisioningErrorMessage?.contains("allowedFileRoots is empty") == true, "\(r.record.provisioningErrorMessage ?? "")")
+        let staged = (try? FileManager.default.contentsOfDirectory(atPath: r.record.stagingDirectory + "/artifacts")) ?? []
+        #expect(staged.isEmpty, "\(staged)")
+    }
+
+    @Test func aSymlinkOutOfTheRepositoryIsRefused() async throws {
+        let s = try Scratch(policy: .untrusted)
+        defer { s.cleanup() }
+        try s.write("repo/templates/web.json", "{}")
+        try s.write("repo/scripts/web.sh", "echo web\n")
+        try FileManager.default.createSymbolicLink(atPath: s.dir + "/repo/scripts/evil.sh", withDestinationPath: "/etc/passwd")
+        let source = DirectoryArtifactSource(templateFile: s.dir + "/repo/templates/web.json", repositoryRoot: s.dir + "/repo")
+        // A sibling folder through '..' works; a link out of the repository and '..' past its root do not.
+        #expect(try await source.read("../scripts/web.sh") == Data("echo web\n".utf8))
+        await #expect(throws: FetchError.self) { try await source.read("../scripts/evil.sh") }
+        #expect(try await source.read("../../etc/passwd") == nil)
+        let t = try load(templateJSON(customize: #"[{"type": "Shell", "name": "s", "scriptUri": "../scripts/evil.sh"}]"#))
+        let r = try await s.core.create(t, origin: TemplateOrigin(relativeArtifacts: source))
+        #expect(r.provisioningState == .failed)
+        #expect(r.record.provisioningErrorMessage?.contains("outside the repository") == true, "\(r.record.provisioningErrorMessage ?? "")")
+    }
+
+    @Test func stagedArtifactsAreReadableOnlyByKiln() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        try s.write("repo/scripts/a.sh", "echo a\n")
+        let t = try load(templateJSON(customize: #"[{"type": "Shell", "name": "a", "scriptUri": "scripts/a.sh"}]"#))
+        let origin = TemplateOrigin(relativeArtifacts: DirectoryArtifactSource(templateFile: s.dir + "/repo/t.json", repositoryRoot: nil))
+        let r = try await s.core.create(t, origin: origin)
+        #expect(r.provisioningState == .succeeded, "\(r.record.provisioningErrorMessage ?? "")")
+        func mode(_ p: String) throws -> Int { try #require(FileManager.default.attributesOfItem(atPath: p)[.posixPermissions] as? Int) }
+        #expect(try mode(r.record.stagingDirectory) == 0o700)
+        #expect(try mode(r.record.stagingDirectory + "/artifacts") == 0o700)
+        for a in r.record.artifacts { #expect(try mode(a.path) == 0o600) }
+    }
+
+    @Test func internalAddressesAndRedirectsToThemAreRefused() async throws {
+        let server = try await ArtifactServer()
+        defer { server.stop() }
+        var closed = ArtifactFetcher(identity: nil, relative: nil, policy: .untrusted)
+        closed.attempts = 1
+        for url in ["http://127.0.0.1:\(server.port)/public.sh", "https://169.254.169.254/metadata/instance", "http://[::1]:\(server.port)/x",
+                    "http://localhost:\(server.port)/public.sh", "http://0.0.0.0:\(server.port)/public.sh"] {
+            do {
+                _ = try await closed.fetch(url)
+                Issue.record("\(url) was fetched")
+            } catch {
+                #expect(error.description.contains("address") || error.description.contains("build host itself"), "\(error)")
+            }
+        }
+        // Allowed loopback, redirected to an address the policy refuses: the hop is checked, not followed.
+        var loopbackOnly = ArtifactFetcher(identity: nil, relative: nil, policy: ArtifactPolicy(allowedNetworks: [AddressRange("127.0.0.1")!]))
+        loopbackOnly.attempts = 1
+        #expect(try await loopbackOnly.fetch(server.base + "/public.sh") == Data("echo public\n".utf8))
+        #expect(try await loopbackOnly.fetch(server.base + "/redirect?to=/public.sh") == Data("echo public\n".utf8))
+        for target in ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.2:\(server.port)/public.sh", "http://[::1]:\(server.port)/public.sh"] {
+            do {
+                _ = try await loopbackOnly.fetch(server.base + "/redirect?to=" + target)
+                Issue.record("the redirect to \(target) was followed")
+            } catch {
+                #expect(error.description.contains("redirected to"), "\(error)")
+            }
+        }
+    }
+
+    @Test func aTokenIsNotSentToAnotherHostOrAfterARedirect() async throws {
+        let server = try await ArtifactServer()
+        defer { server.stop() }
+        let identity = IdentityConfig.Identity(name: "builder", credentials: [
+            .init(urlPrefix: "http://127.0.0.1:\(server.port)", secret: .literal(ArtifactServer.token)),
+        ])
+        var fetcher = ArtifactFetcher(identity: identity, relative: nil,
+                                      policy: ArtifactPolicy(allowedNetworks: [AddressRange("127.0.0.0/8")!], allowedHostNames: ["localhost"]))
+        fetcher.attempts = 1
+        // The prefix names 127.0.0.1 without a path: a URL of the same host gets the token.
+        #expect(try await fetcher.fetch(server.base + "/private/setup.sh") == Data("echo private\n".utf8))
+        // The same server by another name is another host: no token, so 401.
+        do {
+            _ = try await fetcher.fetch("http://localhost:\(server.port)/private/setup.sh")
+            Issue.record("the token was sent to localhost")
+        } catch {
+            #expect(error.unauthorized, "\(error)")
+        }
+        // A redirect to another host drops the token too.
+        do {
+            _ = try await fetcher.fetch(server.base + "/redirect?to=http://localhost:\(server.port)/private/setup.sh")
+            Issue.record("the token followed the redirect")
+        } catch {
+            #expect(error.unauthorized, "\(error)")
+        }
+    }
+}
