@@ -204,7 +204,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnConfigTests",
-            dependencies: ["KilnConfig", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KilnConfig", "KilnTemplates", "KilnBuild", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -76,7 +76,7 @@ public struct AcceleratorProbe: Sendable {
                     "-no-reboot", "-name", "kiln-kvm-probe,process=kiln-kvm-probe"]
         let pid: pid_t
         do {
-            pid = try VirtualMachine.spawn(args, output: (dir as NSString).appendingPathComponent("qemu.out")).pid
+            pid = try VirtualMachine.spawn(args, in: nil, output: (dir as NSString).appendingPathComponent("qemu.out")).pid
         } catch {
             return (.tcg, "KVM failed to start a probe VM (\(error))")
         }

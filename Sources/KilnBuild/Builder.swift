@@ -20,6 +20,8 @@ public struct BuildRequest: Sendable {
     public var capturedDisk: String
     public var accelerator: Accelerator
     public var sshTimeout: Duration = .seconds(300)
+    /// The build VM's network: isolated from the host when this process can set that up.
+    public var network: BuildNetworkPolicy = .automatic()
     /// The build user, as AIB's is: passwordless sudo.
     public var user = "packer"
 
@@ -141,7 +143,7 @@ public struct Builder: Sendable {
         } catch {
             throw .io("\(error)")
         }
-        log.line("VM up: \(size.cpus) vCPU, \(size.memoryMiB) MiB, \(request.accelerator.rawValue); SSH on 127.0.0.1:\(ssh.port)")
+        log.line("VM up: \(size.cpus) vCPU, \(size.memoryMiB) MiB, \(request.accelerator.rawValue); SSH on \(ssh.host):\(ssh.port)")
         return (vm, ssh, overlay)
     }
 
@@ -227,11 +229,18 @@ public struct Builder: Sendable {
         try await NoCloudSeed(instanceId: "\(request.runId)-\(name)", hostname: "kiln-\(String(request.runId.prefix(8)))", user: request.user,
                               authorizedKeys: [key.publicKey]).write(to: seed)
         guard let port = SSHClient.freeLoopbackPort() else { throw BuildError.io("no free loopback port for SSH") }
-        let vm = VirtualMachine(VMConfiguration(name: "\(request.runId)-\(name)", disk: disk, generation: request.source.generation, cpus: cpus,
-                                                memoryMiB: memoryMiB, accelerator: request.accelerator, seed: seed, sshPort: port, runDirectory: dir))
+        var config = VMConfiguration(name: "\(request.runId)-\(name)", disk: disk, generation: request.source.generation, cpus: cpus,
+                                     memoryMiB: memoryMiB, accelerator: request.accelerator, seed: seed, sshPort: port, runDirectory: dir)
+        config.network = request.network
+        let vm = VirtualMachine(config)
         do {
             try await vm.start(onWaitForSlot: { log.line("waiting for a free VM slot (KILN_MAX_VMS: at most that many build VMs run on this host at once)") })
-            let ssh = SSHClient(port: port, user: request.user, keyPath: key.privateKeyPath)
+            if let n = await vm.network {
+                log.line("network: namespace \(n.namespace); the build host and internal networks are unreachable from the VM")
+            } else {
+                log.line("network: QEMU user networking on the host (\(IsolatedNetwork.unavailableReason ?? "isolation turned off")); the VM can reach the host's loopback services at 10.0.2.2")
+            }
+            let ssh = SSHClient(host: await vm.sshHost, port: port, user: request.user, keyPath: key.privateKeyPath)
             log.line("waiting for SSH (up to \(request.sshTimeout.components.seconds) s)")
             try await vm.waitForSSH(ssh, timeout: request.sshTimeout)
             return (vm, ssh)

@@ -41,6 +41,8 @@ public struct VMConfiguration: Sendable, Hashable {
     public var sshPort: Int
     /// Directory for the pid file, serial log, QMP socket and UEFI variables.
     public var runDirectory: String
+    /// Where the VM's network lives (see `BuildNetworkPolicy`).
+    public var network: BuildNetworkPolicy = .host
 
     public init(name: String, disk: String, diskFormat: String = "qcow2", generation: HyperVGeneration, cpus: Int = 2, memoryMiB: Int = 1024,
                 accelerator: Accelerator, seed: String?, sshPort: Int, runDirectory: String) {
@@ -68,7 +70,10 @@ public struct VMConfiguration: Sendable, Hashable {
     ///
     /// The root disk is NVMe: Debian's kernel has the NVMe driver built in, so Kiln's images boot without
     /// an initramfs. Networking is QEMU user mode with SSH forwarded from a loopback port only.
-    public var qemuArguments: [String] {
+    public var qemuArguments: [String] { qemuArguments(sshAddress: "127.0.0.1") }
+
+    /// The arguments with SSH forwarded from `sshAddress` (inside a build namespace, the namespace's address).
+    public func qemuArguments(sshAddress: String) -> [String] {
         var a: [String] = ["-name", "kiln-\(name),process=kiln-\(name)", "-nodefaults", "-no-user-config"]
         switch accelerator {
         case .kvm: a += ["-accel", "kvm"]
@@ -84,7 +89,7 @@ public struct VMConfiguration: Sendable, Hashable {
         if let seed {
             a += ["-drive", "file=\(seed),if=none,id=seed,format=raw,readonly=on", "-device", "nvme,drive=seed,serial=kiln-seed"]
         }
-        a += ["-nic", "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:\(sshPort)-:22",
+        a += ["-nic", "user,model=virtio-net-pci,hostfwd=tcp:\(sshAddress):\(sshPort)-:22",
               "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0",
               "-serial", "file:\(serialLog)", "-display", "none", "-monitor", "none",
               "-qmp", "unix:\(qmpSocket),server=on,wait=off",
@@ -101,6 +106,11 @@ public actor VirtualMachine {
     private var child: OwnedChild?
     /// The host-wide VM slot this VM holds while it runs (`KILN_MAX_VMS`), if a limit is set.
     private var slot: VMSlots.Slot?
+    /// The VM's own network namespace, when isolated.
+    public private(set) var network: IsolatedNetwork?
+
+    /// Where the guest's SSH is forwarded: the build namespace's address, or the host's loopback.
+    public var sshHost: String { network?.namespaceAddress ?? "127.0.0.1" }
 
     public init(_ configuration: VMConfiguration) {
         self.configuration = configuration
@@ -130,9 +140,13 @@ public actor VirtualMachine {
         } catch {
             throw .startFailed("\(error)")
         }
+        if case .isolated(let allow) = c.network {
+            do { network = try await IsolatedNetwork.create(allow: allow) } catch { throw .startFailed("\(error)") }
+        }
         let p: pid_t
         do {
-            let owned = try Self.spawn(c.qemuArguments, output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
+            let owned = try Self.spawn(c.qemuArguments(sshAddress: sshHost), in: network,
+                                       output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
             child = owned
             p = owned.pid
         } catch {
@@ -151,17 +165,29 @@ public actor VirtualMachine {
         Self.reap(p)
         pid = nil
         slot = nil
+        await removeNetwork()
         throw .startFailed(out.isEmpty ? "QEMU exited without a message" : out.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// posix_spawn with stdout and stderr to `output`, stdin from /dev/null, no other descriptors; bound to this
     /// process, so a Kiln that is killed outright takes its VMs with it (see `BackgroundProcess.spawnOwned`).
-    static func spawn(_ arguments: [String], output: String) throws -> OwnedChild {
+    static func spawn(_ arguments: [String], in network: IsolatedNetwork?, output: String) throws -> OwnedChild {
         guard let exe = ProcessRunner.which("qemu-system-x86_64") else {
             throw CommandError(command: "qemu-system-x86_64", status: 127, output: "", reason: "not installed (run scripts/install-deps)")
         }
-        // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture.
+        // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture. In a build namespace,
+        // `ip netns exec` enters it and execs QEMU (same pid, QEMU's command line).
+        if let network, let ip = ProcessRunner.which("ip") {
+            return try BackgroundProcess.spawnOwned(ip, network.exec + [exe] + arguments, output: output)
+        }
         return try BackgroundProcess.spawnOwned(exe, arguments, output: output)
+    }
+
+    /// Removes the VM's namespace once QEMU is gone (a VM kept running keeps it).
+    private func removeNetwork() async {
+        guard let n = network else { return }
+        network = nil
+        await n.remove()
     }
 
     /// Lets the VM outlive this process (kept for debugging after a failed customizer).
@@ -225,30 +251,44 @@ public actor VirtualMachine {
 
     /// Stops the VM: ACPI power-down through QMP, then SIGTERM, then SIGKILL.
     public func stop(grace: Duration = .seconds(20)) async {
-        guard let pid, isRunning else { return }
+        guard let pid, isRunning else {
+            if !isRunning { await removeNetwork() }
+            return
+        }
         await QMP.send(socket: configuration.qmpSocket, command: "system_powerdown")
-        if await waitForExit(timeout: grace) { return }
+        if await waitForExit(timeout: grace) {
+            await removeNetwork()
+            return
+        }
         Foundation.kill(pid, SIGTERM)
         if await waitForExit(timeout: .seconds(5)) { return }
         Foundation.kill(pid, SIGKILL)
-        _ = await waitForExit(timeout: .seconds(5))
+        if await waitForExit(timeout: .seconds(5)) { await removeNetwork() }
     }
 
     /// Kills the VM at once (cancel, crash recovery).
     public func forceKill() async {
-        guard let pid, isRunning else { return }
+        guard let pid, isRunning else {
+            if !isRunning { await removeNetwork() }
+            return
+        }
         Foundation.kill(pid, SIGKILL)
-        _ = await waitForExit(timeout: .seconds(5))
+        if await waitForExit(timeout: .seconds(5)) { await removeNetwork() }
     }
 
     /// Waits for the QEMU process to go away.
     public func waitForExit(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if !isRunning { return true }
+            if !isRunning {
+                await removeNetwork()
+                return true
+            }
             try? await Task.sleep(for: .milliseconds(200))
         }
-        return !isRunning
+        if isRunning { return false }
+        await removeNetwork()
+        return true
     }
 }
 

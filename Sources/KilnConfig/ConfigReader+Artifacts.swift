@@ -1,6 +1,7 @@
 // The configuration's trust settings: `artifacts` (what templates may read and reach) and `distribution`
 // (where they may write VHDs), read into an ArtifactPolicy.
 import Foundation
+import KilnBuild
 import KilnTemplates
 
 extension ConfigReader {
@@ -32,6 +33,35 @@ extension ConfigReader {
     mutating func distribution(_ node: SourceNode, into policy: inout ArtifactPolicy) {
         let m = members(node, "$.distribution", allowed: ["allowedVhdRoots"])
         if let roots = absolutePaths(m, "allowedVhdRoots", "$.distribution") { policy.vhdRoots = roots }
+    }
+
+    /// `build: { network: isolated | host, allowNetworks: [CIDR] }`. Without `network`, isolated when this
+    /// process can set it up (root), else host networking.
+    mutating func build(_ node: SourceNode) -> BuildNetworkPolicy {
+        let m = members(node, "$.build", allowed: ["network", "allowNetworks"])
+        var allow: [String] = []
+        if let (list, line) = m["allowNetworks"] {
+            if let items = list.elements {
+                for (i, item) in items.enumerated() {
+                    let text = item.stringValue ?? item.yamlText ?? ""
+                    if let r = AddressRange(text), r.network.isV4 { allow.append(r.description) } else {
+                        problem(item, "$.build.allowNetworks[\(i)]", "'\(text)' is not an IPv4 CIDR block (like 10.20.0.0/16)")
+                    }
+                }
+            } else {
+                problem(list, "$.build.allowNetworks", "expected a list of IPv4 CIDR blocks", line: line)
+            }
+        }
+        switch string(m, "network", "$.build") {
+        case nil: return .automatic(allow: allow)
+        case "isolated": return .isolated(allow: allow)
+        case "host":
+            if !allow.isEmpty { problem(m["allowNetworks"]?.0, "$.build.allowNetworks", "applies to network: isolated only") }
+            return .host
+        case let other?:
+            problem(m["network"]?.0, "$.build.network", "'\(other)' is not one of isolated, host", line: m["network"]?.1)
+            return .automatic(allow: allow)
+        }
     }
 
     /// A list of absolute directories.

@@ -1,5 +1,6 @@
 import Foundation
 import KilnSystem
+import KilnBuild
 import KilnCore
 import KilnDistribute
 import KilnGit
@@ -64,6 +65,8 @@ public struct KilnConfiguration: Sendable {
     public var metricsListen: String?
     /// What templates' artifact references may reach (`artifacts` and `distribution`); closed by default.
     public var artifactPolicy = ArtifactPolicy.untrusted
+    /// Build VMs' network (`build.network`, `build.allowNetworks`): isolated from the host by default.
+    public var buildNetwork = BuildNetworkPolicy.automatic()
 
     public init() {}
 
@@ -127,6 +130,10 @@ public struct KilnConfiguration: Sendable {
             "allowedHosts": .array((artifactPolicy.allowedNetworks.map(\.description) + artifactPolicy.allowedHostNames).map(JSONValue.string)),
         ])
         out["distribution"] = .object(["allowedVhdRoots": .array(artifactPolicy.vhdRoots.map(JSONValue.string))])
+        switch buildNetwork {
+        case .isolated(let allow): out["build"] = .object(["network": .string("isolated"), "allowNetworks": .array(allow.map(JSONValue.string))])
+        case .host: out["build"] = .object(["network": .string("host")])
+        }
         return .object(out)
     }
 
@@ -209,7 +216,7 @@ struct ConfigReader {
         var c = KilnConfiguration()
         c.file = file
         let top = members(root, "$", allowed: ["dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
-                                                 "repositories", "server", "artifacts", "distribution"])
+                                                 "repositories", "server", "artifacts", "distribution", "build"])
         c.dataDir = absolutePath(top, "dataDir", "$")
         if let (node, line) = top["parallelism"] {
             if case .number(let n) = node.value, let v = n.int, (1...64).contains(v) { c.parallelism = v } else {
@@ -235,6 +242,7 @@ struct ConfigReader {
         if let (node, _) = top["server"] { server(node, into: &c) }
         if let (node, _) = top["artifacts"] { artifacts(node, into: &c.artifactPolicy) }
         if let (node, _) = top["distribution"] { distribution(node, into: &c.artifactPolicy) }
+        if let (node, _) = top["build"] { c.buildNetwork = build(node) }
         return c
     }
 

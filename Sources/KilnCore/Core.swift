@@ -57,10 +57,14 @@ public final class KilnCore: Sendable {
     public let regions: RegionMap
     /// What templates' artifact references may reach (the configuration's `artifacts` section).
     public let artifactPolicy: ArtifactPolicy
+    /// Build VMs' network (the configuration's `build` section).
+    public let buildNetwork: BuildNetworkPolicy
     public let logger: Logger
 
     public init(paths: KilnPaths, store: any ResourceStore, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
-                artifactPolicy: ArtifactPolicy = .untrusted, logger: Logger = Logger(label: "kiln.core")) {
+                artifactPolicy: ArtifactPolicy = .untrusted, buildNetwork: BuildNetworkPolicy = .automatic(),
+                logger: Logger = Logger(label: "kiln.core")) {
+        self.buildNetwork = buildNetwork
         self.paths = paths
         self.store = store
         self.identities = identities

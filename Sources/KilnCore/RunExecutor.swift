@@ -139,8 +139,9 @@ public struct RunExecutor: Sendable {
         let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
         var artifacts: [String: String] = [:]
         for a in resource.record.artifacts { artifacts[a.reference] = a.path }
-        let request = BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: x.run.workDirectory,
+        var request = BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: x.run.workDirectory,
                                    logDirectory: x.run.logDirectory, capturedDisk: staging.capturedDisk(run: runId), accelerator: accelerator)
+        request.network = core.buildNetwork
         let minutes = x.run.timeoutMinutes > 0 ? x.run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
         return .success(Prepared(resource: resource, source: source, staging: staging, request: request, minutes: minutes))
     }

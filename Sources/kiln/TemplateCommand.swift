@@ -37,7 +37,8 @@ struct Template: AsyncParsableCommand {
             if !config.regions.isEmpty || config.allowOnlyRegions != nil { regions = config.regionMap(defaultRoot: ctx.paths.regions) }
         }
         let core = KilnCore(paths: ctx.paths, store: ctx.store, identities: identities, regions: regions,
-                            artifactPolicy: ctx.configuration?.artifactPolicy ?? .untrusted)
+                            artifactPolicy: ctx.configuration?.artifactPolicy ?? .untrusted,
+                            buildNetwork: ctx.configuration?.buildNetwork ?? .automatic())
         for r in await core.recoverAbandonedRuns() {
             printError("kiln: run \(r.id) of \(r.templateId) was left unfinished by a process that is gone; marked \(r.runState)")
         }

@@ -35,7 +35,7 @@ extension Template {
         @Option(help: "Location for resourceGroup().location (default: kiln.yaml, else 'local').") var location: String?
         @Flag(help: "Queue a run right after a successful create.") var run = false
         @Flag(name: .customLong("trust-local-files"),
-              help: "Let file:// references name any file the user running kiln can read (default: only under artifacts.allowedFileRoots).")
+              help: "Let file:// references and local VHD targets name any path the user running kiln can use (default: only under artifacts.allowedFileRoots and distribution.allowedVhdRoots).")
         var trustLocalFiles = false
 
         func run(_ env: KilnEnvironment) async throws {

@@ -1,5 +1,7 @@
 import Foundation
+import KilnBuild
 import KilnConfig
+import KilnTemplates
 import Logging
 import Testing
 
@@ -101,6 +103,45 @@ import Testing
         let text = String(decoding: data, as: UTF8.self)
         #expect(!text.contains("s3cr3t-literal-token"))
         #expect(text.contains("****") && text.contains("GIT_TOKEN"))
+    }
+
+    @Test func trustSettings() throws {
+        let c = try KilnConfiguration.parse("""
+            artifacts:
+              allowedFileRoots: [/srv/artifacts]
+              allowedHosts: [mirror.internal, "*.corp.example", 10.20.0.0/16, "fd00::/8"]
+            distribution:
+              allowedVhdRoots: [/srv/vhds]
+            build:
+              network: isolated
+              allowNetworks: [10.30.0.0/24]
+            """, file: "k.yaml")
+        #expect(c.artifactPolicy.fileRoots == ["/srv/artifacts"])
+        #expect(c.artifactPolicy.allowedHostNames == ["mirror.internal", "*.corp.example"])
+        #expect(c.artifactPolicy.allowedNetworks.map(\.description) == ["10.20.0.0/16", "fd00::/8"])
+        #expect(c.artifactPolicy.vhdRoots == ["/srv/vhds"])
+        #expect(c.buildNetwork == .isolated(allow: ["10.30.0.0/24"]))
+        #expect(try KilnConfiguration.parse("build:\n  network: host\n", file: "k.yaml").buildNetwork == .host)
+        do {
+            _ = try KilnConfiguration.parse("""
+                artifacts:
+                  allowedFileRoots: [relative/dir]
+                  allowedHosts: [10.0.0.300/8, "bad host!"]
+                build:
+                  network: bridged
+                  allowNetworks: [fd00::/8]
+                """, file: "k.yaml")
+            Issue.record("accepted")
+        } catch {
+            let text = error.description
+            for expected in ["k.yaml:2: $.artifacts.allowedFileRoots[0]: expected an absolute directory",
+                             "k.yaml:3: $.artifacts.allowedHosts[0]: '10.0.0.300/8' is not a CIDR block",
+                             "$.artifacts.allowedHosts[1]: 'bad host!' is not a host name",
+                             "k.yaml:5: $.build.network: 'bridged' is not one of isolated, host",
+                             "$.build.allowNetworks[0]: 'fd00::/8' is not an IPv4 CIDR block"] {
+                #expect(text.contains(expected), "\(expected) not in \(text)")
+            }
+        }
     }
 
     @Test func aYAMLSyntaxErrorHasALine() {
