@@ -209,7 +209,9 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnServerTests",
-            dependencies: ["KilnCore", "KilnSystem", "KilnServer", "KilnStore", "KilnGitOps"],
+            dependencies: ["KilnCore", "KilnSystem", "KilnServer", "KilnStore", "KilnGitOps",
+                           .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -20,6 +20,19 @@ import Testing
         #expect(staged.isEmpty, "\(staged)")
     }
 
+    @Test func onlyRegularFilesAreStaged() async throws {
+        // Even a trusted template: a device or a FIFO could block or never end.
+        let fetcher = ArtifactFetcher(identity: nil, relative: nil, policy: ArtifactPolicy.untrusted.trustingLocalFiles)
+        for device in ["file:///dev/zero", "file:///dev/stdin", "file:///proc/self"] {
+            do {
+                _ = try await fetcher.fetch(device)
+                Issue.record("\(device) was read")
+            } catch {
+                #expect(error.description.contains("is not a regular file"), "\(error)")
+            }
+        }
+    }
+
     @Test func aSymlinkOutOfTheRepositoryIsRefused() async throws {
         let s = try Scratch(policy: .untrusted)
         defer { s.cleanup() }
