@@ -19,7 +19,7 @@ let package = Package(
         .library(name: "KilnBuild", targets: ["KilnBuild"]),
         .library(name: "KilnGit", targets: ["KilnGit"]),
         .library(name: "KilnDistribute", targets: ["KilnDistribute"]),
-        .library(name: "KilnCore", targets: ["KilnCore"]),
+        .library(name: "KilnCore", targets: ["KilnCore"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,7 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0")
     ],
     targets: [
         // libgit2 from Debian's libgit2-dev, found through pkg-config.
@@ -44,7 +44,7 @@ let package = Package(
             name: "KilnTemplates",
             dependencies: [
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Crypto", package: "swift-crypto")
             ],
             swiftSettings: strict
         ),
@@ -60,7 +60,7 @@ let package = Package(
             name: "KilnStore",
             dependencies: [
                 "KilnTemplates",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDB", package: "GRDB.swift")
             ],
             swiftSettings: strict
         ),
@@ -72,7 +72,7 @@ let package = Package(
                 "KilnTemplates",
                 "KilnStore",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: strict
         ),
@@ -84,14 +84,15 @@ let package = Package(
                 "KilnTemplates",
                 "KilnStore",
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: strict
         ),
         // The orchestration core: template resources, staging, runs, the worker pool, crash recovery.
         .target(
             name: "KilnCore",
-            dependencies: ["KilnSystem", 
+            dependencies: [
+                "KilnSystem",
                 "KilnTemplates",
                 "KilnStore",
                 "KilnBuild",
@@ -99,7 +100,7 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: strict
         ),
@@ -112,32 +113,39 @@ let package = Package(
         // GitOps: desired state from a commit, the reconciler, the status writer.
         .target(
             name: "KilnGitOps",
-            dependencies: ["KilnSystem", "KilnTemplates", "KilnStore", "KilnCore", "KilnGit",
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KilnSystem", "KilnTemplates", "KilnStore", "KilnCore", "KilnGit",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log")
+            ],
             swiftSettings: strict
         ),
         // The service configuration file (kiln --config): settings for every other module, checked with lines.
         .target(
             name: "KilnConfig",
-            dependencies: ["KilnSystem", "KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KilnSystem", "KilnTemplates", "KilnBuild", "KilnCore", "KilnDistribute", "KilnGit",
+                .product(name: "Logging", package: "swift-log")
+            ],
             swiftSettings: strict
         ),
         // HTTP: the controller's endpoints (webhooks, /healthz, /readyz, Prometheus /metrics); the AIB REST API later.
         .target(
             name: "KilnServer",
-            dependencies: ["KilnCore", "KilnGitOps", "KilnStore",
-                           .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KilnCore", "KilnGitOps", "KilnStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log")
+            ],
             swiftSettings: strict
         ),
         // The CLI: parse, call, print.
         .executableTarget(
             name: "kiln",
-            dependencies: ["KilnSystem", 
+            dependencies: [
+                "KilnSystem",
                 "KilnTemplates",
                 "KilnStore",
                 "KilnBuild",
@@ -148,15 +156,17 @@ let package = Package(
                 "KilnServer",
                 "KilnConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: strict
         ),
         // Benchmarks that need the libraries (scripts/bench-gitops).
         .executableTarget(
             name: "KilnBench",
-            dependencies: ["KilnSystem", "KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KilnSystem", "KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
+                .product(name: "Logging", package: "swift-log")
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -209,15 +219,17 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnServerTests",
-            dependencies: ["KilnCore", "KilnSystem", "KilnServer", "KilnStore", "KilnGitOps",
-                           .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KilnCore", "KilnSystem", "KilnServer", "KilnStore", "KilnGitOps",
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log")
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KilnCLITests",
             dependencies: ["KilnTestSupport", "KilnGit", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
-        ),
+        )
     ]
 )

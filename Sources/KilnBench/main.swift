@@ -155,7 +155,9 @@ struct Bench {
         _ = try await s.mirror.repo.changes(from: old, to: h1)
         let tDiff = ContinuousClock.now - t
         print("  diff of the two commits \(fmt(tDiff))")
-        print("  plan breakdown: tree listing \(fmt(tFiles)) (\(files.count) files), desired state (incl. listing) \(fmt(tDesired)), recorded state \(fmt(tRecorded))")
+        print(
+            "  plan breakdown: tree listing \(fmt(tFiles)) (\(files.count) files), desired state (incl. listing) \(fmt(tDesired)), recorded state \(fmt(tRecorded))"
+        )
     }
 
     /// Every template changes (a script they all reference).
@@ -215,7 +217,9 @@ struct Bench {
     /// Peak and current resident set size of this process.
     static func memory() -> String {
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        func kb(_ key: String) -> Int { Int(status.split(separator: "\n").first { $0.hasPrefix(key) }?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0 }
+        func kb(_ key: String) -> Int {
+            Int(status.split(separator: "\n").first { $0.hasPrefix(key) }?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0
+        }
         return "[RSS peak \(kb("VmHWM:") / 1024) MB, now \(kb("VmRSS:") / 1024) MB]"
     }
 }

@@ -49,7 +49,8 @@ public struct AcceleratorProbe: Sendable {
         let bootId = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         let qemu = (try? await ProcessRunner.run("qemu-system-x86_64", ["--version"]))?.stdout.split(separator: "\n").first.map(String.init) ?? ""
         if let data = FileManager.default.contents(atPath: resultPath),
-           let cached = try? JSONDecoder().decode(Cached.self, from: data), cached.bootId == bootId, cached.qemu == qemu {
+            let cached = try? JSONDecoder().decode(Cached.self, from: data), cached.bootId == bootId, cached.qemu == qemu
+        {
             return (cached.accelerator, cached.accelerator == .tcg ? "kiln: \(cached.reason); using TCG software emulation" : nil)
         }
         guard FileManager.default.fileExists(atPath: probeKernelPath) else {
@@ -71,9 +72,11 @@ public struct AcceleratorProbe: Sendable {
         try? FileManager.default.ensureDirectory(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let serial = (dir as NSString).appendingPathComponent("serial.log")
-        let args = ["-accel", "kvm", "-machine", "pc", "-m", "256", "-nodefaults", "-display", "none", "-monitor", "none",
-                    "-serial", "file:\(serial)", "-net", "none", "-kernel", kernel, "-append", "console=ttyS0 panic=-1",
-                    "-no-reboot", "-name", "kiln-kvm-probe,process=kiln-kvm-probe"]
+        let args = [
+            "-accel", "kvm", "-machine", "pc", "-m", "256", "-nodefaults", "-display", "none", "-monitor", "none",
+            "-serial", "file:\(serial)", "-net", "none", "-kernel", kernel, "-append", "console=ttyS0 panic=-1",
+            "-no-reboot", "-name", "kiln-kvm-probe,process=kiln-kvm-probe"
+        ]
         let pid: pid_t
         do {
             pid = try VirtualMachine.spawn(args, in: nil, output: (dir as NSString).appendingPathComponent("qemu.out")).pid
@@ -101,8 +104,9 @@ public struct AcceleratorProbe: Sendable {
             try? await Task.sleep(for: .milliseconds(100))
         }
         let elapsed = String(format: "%.1f", Date().timeIntervalSince(start))
-        return seen ? (.kvm, "a probe kernel booted under KVM in \(elapsed) s")
-                    : (.tcg, "KVM is not usable here (a probe kernel printed nothing in \(Int(timeout)) s)")
+        return seen
+            ? (.kvm, "a probe kernel booted under KVM in \(elapsed) s")
+            : (.tcg, "KVM is not usable here (a probe kernel printed nothing in \(Int(timeout)) s)")
     }
 
     static func readPid(_ path: String) -> pid_t? {

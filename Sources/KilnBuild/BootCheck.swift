@@ -27,8 +27,10 @@ public struct BootCheck: Sendable {
     }
 
     /// Boots `disk` (never modified: the VM writes to an overlay) and runs `command`.
-    public func run(disk: String, format: String = "qcow2", generation: HyperVGeneration, command: String,
-                    accelerator: (Accelerator, String?)? = nil) async throws -> Outcome {
+    public func run(
+        disk: String, format: String = "qcow2", generation: HyperVGeneration, command: String,
+        accelerator: (Accelerator, String?)? = nil
+    ) async throws -> Outcome {
         let (accel, notice): (Accelerator, String?)
         if let accelerator {
             (accel, notice) = accelerator
@@ -45,8 +47,10 @@ public struct BootCheck: Sendable {
         let seed = (dir as NSString).appendingPathComponent("seed.img")
         try await NoCloudSeed(instanceId: id, hostname: id, user: "kiln", authorizedKeys: [key.publicKey]).write(to: seed)
         guard let port = SSHClient.freeLoopbackPort() else { throw VMError.startFailed("no free loopback port") }
-        let vm = VirtualMachine(VMConfiguration(name: id, disk: overlay, generation: generation, cpus: cpus, memoryMiB: memoryMiB,
-                                                accelerator: accel, seed: seed, sshPort: port, runDirectory: dir))
+        let vm = VirtualMachine(
+            VMConfiguration(
+                name: id, disk: overlay, generation: generation, cpus: cpus, memoryMiB: memoryMiB,
+                accelerator: accel, seed: seed, sshPort: port, runDirectory: dir))
         let start = ContinuousClock.now
         try await vm.start()
         do {

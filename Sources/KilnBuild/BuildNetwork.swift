@@ -86,11 +86,13 @@ public struct IsolatedNetwork: Sendable, Hashable {
             ["-n", namespace, "addr", "add", "\(namespaceAddress)/30", "dev", "eth0"],
             ["-n", namespace, "link", "set", "eth0", "up"],
             ["-n", namespace, "link", "set", "lo", "up"],
-            ["-n", namespace, "route", "add", "default", "via", hostAddress],
+            ["-n", namespace, "route", "add", "default", "via", hostAddress]
         ]
         for args in steps {
             let r = try await ProcessRunner.run("ip", args, timeout: .seconds(10))
-            guard r.status == 0 else { throw BuildNetworkError("ip \(args.joined(separator: " ")): \(r.combined.trimmingCharacters(in: .whitespacesAndNewlines))") }
+            guard r.status == 0 else {
+                throw BuildNetworkError("ip \(args.joined(separator: " ")): \(r.combined.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
         }
     }
 
@@ -107,7 +109,10 @@ public struct IsolatedNetwork: Sendable, Hashable {
     var isAbandoned: Bool {
         get async {
             if let text = try? String(contentsOfFile: ownerFile, encoding: .utf8),
-               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0 { return false }
+                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
+            {
+                return false
+            }
             guard let r = try? await ProcessRunner.run("ip", ["netns", "pids", namespace], timeout: .seconds(10)), r.status == 0 else { return false }
             return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
         }
@@ -130,12 +135,17 @@ public struct IsolatedNetwork: Sendable, Hashable {
 /// addresses that are not internal, and is masqueraded on its way out. Each namespace's allowances live in its
 /// own chain, so processes with different configurations do not overwrite each other's.
 enum HostRules {
-    static let internalNetworks = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-                           "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3"]
+    static let internalNetworks = [
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/3"
+    ]
 
     static func table(nameservers: [String]) -> String {
         let servers = nameservers.joined(separator: ", ")
-        let dns = nameservers.isEmpty ? "" : """
+        let dns =
+            nameservers.isEmpty
+            ? ""
+            : """
                     iifname "kb*" ip daddr { \(servers) } udp dport 53 accept
                     iifname "kb*" ip daddr { \(servers) } tcp dport 53 accept
 

@@ -21,11 +21,14 @@ extension Builder {
             case .windowsRestart(let r):
                 try await restart(r, index: i, name: name, vm: vm, ssh: ssh, log: log)
             case .powerShell(let p):
-                try await runPowerShell(p, index: i, name: name, ssh: ssh, log: log, failure: { code in
-                    BuildError.customizerFailed(index: i, name: name, type: "PowerShell", exitCode: code, logTail: log.tail(15), keptVM: nil)
-                })
+                try await runPowerShell(
+                    p, index: i, name: name, ssh: ssh, log: log,
+                    failure: { code in
+                        BuildError.customizerFailed(index: i, name: name, type: "PowerShell", exitCode: code, logTail: log.tail(15), keptVM: nil)
+                    })
             case .windowsUpdate:
-                throw BuildError.customizerUnsupported(index: i, name: name,
+                throw BuildError.customizerUnsupported(
+                    index: i, name: name,
                     reason: "WindowsUpdate runs on Windows images only; the source \(request.source.reference) is \(request.source.osType.rawValue)")
             }
             log.marker("[\(i + 1)/\(list.count)] \(c.kind.rawValue) '\(name)': done in \(String(format: "%.1f", seconds(since: start))) s")
@@ -82,12 +85,17 @@ extension Builder {
         }
     }
 
-    func runPowerShell(_ p: PowerShellScript, index i: Int, name: String, ssh: SSHClient, log: BuildLog,
-                       failure: (Int32) -> BuildError) async throws {
+    func runPowerShell(
+        _ p: PowerShellScript, index i: Int, name: String, ssh: SSHClient, log: BuildLog,
+        failure: (Int32) -> BuildError
+    ) async throws {
         let which = try await ssh.run("command -v pwsh", timeout: .seconds(60))
         guard which.status == 0 else {
-            throw BuildError.customizerUnsupported(index: i, name: name,
-                reason: "PowerShell needs pwsh in the image, and \(request.source.reference) has none; install it in an earlier Shell step or use a Shell customizer")
+            throw BuildError.customizerUnsupported(
+                index: i, name: name,
+                reason:
+                    "PowerShell needs pwsh in the image, and \(request.source.reference) has none; install it in an earlier Shell step or use a Shell customizer"
+            )
         }
         let remote = "/tmp/kiln-script-\(i + 1).ps1"
         let local = (request.workDirectory as NSString).appendingPathComponent("script-\(i + 1).ps1")
@@ -148,7 +156,8 @@ extension Builder {
                 continue
             }
             if let id = try? await ssh.run("cat /proc/sys/kernel/random/boot_id", timeout: .seconds(20)), id.status == 0,
-               id.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != before {
+                id.stdout.trimmingCharacters(in: .whitespacesAndNewlines) != before
+            {
                 rebooted = true
                 break
             }

@@ -33,9 +33,11 @@ extension Builder {
                 case .powerShell(let p):
                     name = p.name ?? "powershell-\(i + 1)"
                     vlog.marker("[\(i + 1)/\(list.count)] PowerShell '\(name)'")
-                    try await runPowerShell(p, index: 100 + i, name: name, ssh: ssh, log: vlog, failure: { code in
-                        BuildError.validationFailed("PowerShell validator '\(name)' exited with \(code)", keptVM: nil)
-                    })
+                    try await runPowerShell(
+                        p, index: 100 + i, name: name, ssh: ssh, log: vlog,
+                        failure: { code in
+                            BuildError.validationFailed("PowerShell validator '\(name)' exited with \(code)", keptVM: nil)
+                        })
                 case .file(let f):
                     name = f.name ?? "file-\(i + 1)"
                     vlog.marker("[\(i + 1)/\(list.count)] File '\(name)'")
@@ -45,14 +47,20 @@ extension Builder {
                 let what: String
                 switch e {
                 case .customizerFailed(_, let n, let type, let code, let tail, _):
-                    what = "\(type) validator '\(n)' exited with \(code)" + (tail.isEmpty ? "" : "; last lines of validation.log:\n" + tail.joined(separator: "\n"))
+                    what =
+                        "\(type) validator '\(n)' exited with \(code)"
+                        + (tail.isEmpty ? "" : "; last lines of validation.log:\n" + tail.joined(separator: "\n"))
                 case .customizerUnsupported(_, let n, let reason): what = "validator '\(n)': \(reason)"
                 default: what = e.description
                 }
                 if t.properties.errorHandling.onValidationError == .abort {
                     keep = true
                     await vm.release()
-                    throw BuildError.validationFailed(what, keptVM: "The validation VM was kept (errorHandling.onValidationError: abort). Get in with:\n  \(ssh.interactiveCommand)\nClean up later with:\n  kill $(cat \(vm.configuration.pidFile)) && rm -rf \(request.workDirectory)")
+                    throw BuildError.validationFailed(
+                        what,
+                        keptVM:
+                            "The validation VM was kept (errorHandling.onValidationError: abort). Get in with:\n  \(ssh.interactiveCommand)\nClean up later with:\n  kill $(cat \(vm.configuration.pidFile)) && rm -rf \(request.workDirectory)"
+                    )
                 }
                 await vm.forceKill()
                 throw BuildError.validationFailed(what, keptVM: nil)

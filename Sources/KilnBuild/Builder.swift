@@ -25,8 +25,10 @@ public struct BuildRequest: Sendable {
     /// The build user, as AIB's is: passwordless sudo.
     public var user = "packer"
 
-    public init(runId: String, template: ImageTemplate, source: ResolvedSource, artifacts: [String: String], workDirectory: String,
-                logDirectory: String, capturedDisk: String, accelerator: Accelerator) {
+    public init(
+        runId: String, template: ImageTemplate, source: ResolvedSource, artifacts: [String: String], workDirectory: String,
+        logDirectory: String, capturedDisk: String, accelerator: Accelerator
+    ) {
         self.runId = runId
         self.template = template
         self.source = source
@@ -87,8 +89,10 @@ public struct Builder: Sendable {
     /// Every log line (for `--follow`).
     public var onLogLine: (@Sendable (String) -> Void)?
 
-    public init(request: BuildRequest, logger: Logger = Logger(label: "kiln.build"),
-                onPhase: @escaping @Sendable (RunSubState) async -> Void = { _ in }, onLogLine: (@Sendable (String) -> Void)? = nil) {
+    public init(
+        request: BuildRequest, logger: Logger = Logger(label: "kiln.build"),
+        onPhase: @escaping @Sendable (RunSubState) async -> Void = { _ in }, onLogLine: (@Sendable (String) -> Void)? = nil
+    ) {
         self.request = request
         self.logger = logger
         self.onPhase = onPhase
@@ -115,8 +119,9 @@ public struct Builder: Sendable {
         }
         let validationFailure = try await validateIfAsked()
         try? FileManager.default.removeItem(atPath: request.workDirectory)
-        return BuildResult(capturedDisk: request.capturedDisk, sha256: sha, virtualSize: info.virtualSize,
-                           validationFailure: validationFailure, notes: notes)
+        return BuildResult(
+            capturedDisk: request.capturedDisk, sha256: sha, virtualSize: info.virtualSize,
+            validationFailure: validationFailure, notes: notes)
     }
 
     /// Building: overlay on the source, key, seed, VM, SSH.
@@ -129,7 +134,9 @@ public struct Builder: Sendable {
         let wanted = Int64(t.properties.vmProfile.osDiskSizeGB) << 30
         if wanted > 0 {
             guard wanted >= request.source.virtualSize else {
-                throw .io("osDiskSizeGB \(t.properties.vmProfile.osDiskSizeGB) is smaller than the source disk (\(request.source.virtualSize >> 30) GiB); disks can only grow")
+                throw .io(
+                    "osDiskSizeGB \(t.properties.vmProfile.osDiskSizeGB) is smaller than the source disk (\(request.source.virtualSize >> 30) GiB); disks can only grow"
+                )
             }
             growTo = wanted
         }
@@ -183,7 +190,9 @@ public struct Builder: Sendable {
         } catch {
             throw .io("capture failed: \(error)")
         }
-        log.line("captured \(request.capturedDisk) (\(info.virtualSize >> 20) MiB virtual, \(DiskTool.allocatedSize(request.capturedDisk) >> 20) MiB on disk, sha256 \(sha))")
+        log.line(
+            "captured \(request.capturedDisk) (\(info.virtualSize >> 20) MiB virtual, \(DiskTool.allocatedSize(request.capturedDisk) >> 20) MiB on disk, sha256 \(sha))"
+        )
         return (sha, info)
     }
 
@@ -226,11 +235,14 @@ public struct Builder: Sendable {
         try FileManager.default.ensureDirectory(dir)
         let key = try await SSHKeyPair.generate(at: (dir as NSString).appendingPathComponent("id_ed25519"), comment: "kiln-\(request.runId)")
         let seed = (dir as NSString).appendingPathComponent("seed.img")
-        try await NoCloudSeed(instanceId: "\(request.runId)-\(name)", hostname: "kiln-\(String(request.runId.prefix(8)))", user: request.user,
-                              authorizedKeys: [key.publicKey]).write(to: seed)
+        try await NoCloudSeed(
+            instanceId: "\(request.runId)-\(name)", hostname: "kiln-\(String(request.runId.prefix(8)))", user: request.user,
+            authorizedKeys: [key.publicKey]
+        ).write(to: seed)
         guard let port = SSHClient.freeLoopbackPort() else { throw BuildError.io("no free loopback port for SSH") }
-        var config = VMConfiguration(name: "\(request.runId)-\(name)", disk: disk, generation: request.source.generation, cpus: cpus,
-                                     memoryMiB: memoryMiB, accelerator: request.accelerator, seed: seed, sshPort: port, runDirectory: dir)
+        var config = VMConfiguration(
+            name: "\(request.runId)-\(name)", disk: disk, generation: request.source.generation, cpus: cpus,
+            memoryMiB: memoryMiB, accelerator: request.accelerator, seed: seed, sshPort: port, runDirectory: dir)
         config.network = request.network
         let vm = VirtualMachine(config)
         do {
@@ -238,7 +250,9 @@ public struct Builder: Sendable {
             if let n = await vm.network {
                 log.line("network: namespace \(n.namespace); the build host and internal networks are unreachable from the VM")
             } else {
-                log.line("network: QEMU user networking on the host (\(IsolatedNetwork.unavailableReason ?? "isolation turned off")); the VM can reach the host's loopback services at 10.0.2.2")
+                log.line(
+                    "network: QEMU user networking on the host (\(IsolatedNetwork.unavailableReason ?? "isolation turned off")); the VM can reach the host's loopback services at 10.0.2.2"
+                )
             }
             let ssh = SSHClient(host: await vm.sshHost, port: port, user: request.user, keyPath: key.privateKeyPath)
             log.line("waiting for SSH (up to \(request.sshTimeout.components.seconds) s)")

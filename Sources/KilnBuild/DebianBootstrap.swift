@@ -33,8 +33,10 @@ public struct DebianBootstrap: Sendable {
     /// Progress lines for a person ("debootstrap: ...").
     public var progress: @Sendable (String) -> Void
 
-    public init(cacheDir: String, mirror: String = DebianRecipe.defaultMirror, logger: Logger = Logger(label: "kiln.bootstrap"),
-                progress: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        cacheDir: String, mirror: String = DebianRecipe.defaultMirror, logger: Logger = Logger(label: "kiln.bootstrap"),
+        progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.cacheDir = cacheDir
         self.mirror = mirror
         self.logger = logger
@@ -92,7 +94,8 @@ public struct DebianBootstrap: Sendable {
         let kernel = (diskDir as NSString).appendingPathComponent("vmlinuz")
         let fm = FileManager.default
         if !force, fm.fileExists(atPath: disk), let data = fm.contents(atPath: metaPath),
-           let meta = try? JSONDecoder.iso.decode(DiskMeta.self, from: data) {
+            let meta = try? JSONDecoder.iso.decode(DiskMeta.self, from: data)
+        {
             progress("reusing the cached image \(key) (built \(ISO8601DateFormatter().string(from: meta.builtAt)); --force rebuilds)")
             return Result(disk: disk, kernel: kernel, builtAt: meta.builtAt, cacheKey: key, reused: true, packages: meta.packages, mirror: meta.mirror)
         }
@@ -143,11 +146,18 @@ public struct DebianBootstrap: Sendable {
             let log = FileHandle(forWritingAtPath: logPath)
             defer { try? log?.close() }
             let progress = self.progress
-            let r = try await ProcessRunner.run("debootstrap", ["--variant=minbase", "--include=\(DebianRecipe.packages.joined(separator: ","))",
-                                                                DebianRecipe.suite, tmp, mirror],
-                                                timeout: .seconds(3600)) { line in
+            let r = try await ProcessRunner.run(
+                "debootstrap",
+                [
+                    "--variant=minbase", "--include=\(DebianRecipe.packages.joined(separator: ","))",
+                    DebianRecipe.suite, tmp, mirror
+                ],
+                timeout: .seconds(3600)
+            ) { line in
                 log?.write(Data((line + "\n").utf8))
-                if line.hasPrefix("I: Retrieving") && line.contains("Release") || line.hasPrefix("I: Installing core") || line.hasPrefix("I: Base system installed") {
+                if line.hasPrefix("I: Retrieving") && line.contains("Release") || line.hasPrefix("I: Installing core")
+                    || line.hasPrefix("I: Base system installed")
+                {
                     progress("debootstrap: \(line.dropFirst(3))")
                 }
             }
@@ -221,14 +231,21 @@ public struct DebianBootstrap: Sendable {
         }
         try await ProcessRunner.check("sfdisk", ["-q", out], input: Data(table.utf8))
         let dump = try await ProcessRunner.check("sfdisk", ["-d", out]).stdout
-        guard let line = dump.split(separator: "\n").first(where: { $0.contains("start=") && $0.replacingOccurrences(of: " ", with: "").contains("start=\(rootStart),") }),
-              let sizeField = line.split(separator: ",").first(where: { $0.contains("size=") }),
-              let sectors = Int(sizeField.split(separator: "=").last!.trimmingCharacters(in: .whitespaces))
+        guard
+            let line = dump.split(separator: "\n").first(where: {
+                $0.contains("start=") && $0.replacingOccurrences(of: " ", with: "").contains("start=\(rootStart),")
+            }),
+            let sizeField = line.split(separator: ",").first(where: { $0.contains("size=") }),
+            let sectors = Int(sizeField.split(separator: "=").last!.trimmingCharacters(in: .whitespaces))
         else { throw BootstrapError.io("cannot read the root partition's size from sfdisk:\n\(dump)") }
 
         let rootImg = (work as NSString).appendingPathComponent("root.ext4")
-        try await ProcessRunner.check("mkfs.ext4", ["-q", "-F", "-L", "root", "-d", rootfs, "-E", "lazy_itable_init=1,lazy_journal_init=1",
-                                                    rootImg, "\(sectors / 2)k"])
+        try await ProcessRunner.check(
+            "mkfs.ext4",
+            [
+                "-q", "-F", "-L", "root", "-d", rootfs, "-E", "lazy_itable_init=1,lazy_journal_init=1",
+                rootImg, "\(sectors / 2)k"
+            ])
         try await ProcessRunner.check("dd", ["if=\(rootImg)", "of=\(out)", "bs=1M", "seek=\(rootStart / 2048)", "conv=notrunc,sparse", "status=none"])
         try? fm.removeItem(atPath: rootImg)
 

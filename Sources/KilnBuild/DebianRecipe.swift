@@ -13,14 +13,15 @@ public enum DebianRecipe {
     public static let packages = [
         "linux-image-cloud-amd64",  // NVMe, ext4 built in: boots without an initramfs
         "systemd-sysv", "udev", "dbus", "kmod",
-        "systemd-resolved",         // DNS from DHCP without ifupdown/dhclient
+        "systemd-resolved",  // DNS from DHCP without ifupdown/dhclient
         "openssh-server", "sudo",
-        "cloud-guest-utils",        // growpart, for disks grown to osDiskSizeGB
-        "ca-certificates",
+        "cloud-guest-utils",  // growpart, for disks grown to osDiskSizeGB
+        "ca-certificates"
     ]
 
     /// Kernel command line. No initramfs; quiet console; entropy from the CPU so sshd starts at once.
-    public static let kernelArguments = "rw rootwait console=ttyS0,115200 quiet loglevel=3 systemd.show_status=false mitigations=off random.trust_cpu=on nowatchdog"
+    public static let kernelArguments =
+        "rw rootwait console=ttyS0,115200 quiet loglevel=3 systemd.show_status=false mitigations=off random.trust_cpu=on nowatchdog"
 
     /// The root partition's PARTUUID in each layout (fixed, so one grub.cfg serves both generations).
     public static let mbrDiskSignature = "4b494c4e"
@@ -30,7 +31,7 @@ public enum DebianRecipe {
     /// Units a build VM does not need; masked.
     public static let maskedUnits = [
         "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "e2scrub_reap.service",
-        "fstrim.timer", "systemd-pstore.service", "systemd-networkd-wait-online.service", "getty@tty1.service",
+        "fstrim.timer", "systemd-pstore.service", "systemd-networkd-wait-online.service", "getty@tty1.service"
     ]
     public static let enabledUnits = ["kiln-firstboot.service", "kiln-growroot.service", "systemd-networkd.service"]
 
@@ -38,7 +39,9 @@ public enum DebianRecipe {
     public static let files: [(path: String, mode: Int, content: String)] = [
         ("etc/hostname", 0o644, "debian\n"),
         ("etc/fstab", 0o644, "# The kernel mounts the root file system read-write (root=PARTUUID=..., rw); nothing else to mount.\n"),
-        ("etc/systemd/network/80-kiln-dhcp.network", 0o644, """
+        (
+            "etc/systemd/network/80-kiln-dhcp.network", 0o644,
+            """
             [Match]
             Name=en* eth*
 
@@ -50,16 +53,22 @@ public enum DebianRecipe {
             [DHCPv4]
             UseDomains=true
 
-            """),
-        ("etc/ssh/sshd_config.d/10-kiln.conf", 0o644, """
+            """
+        ),
+        (
+            "etc/ssh/sshd_config.d/10-kiln.conf", 0o644,
+            """
             # Kiln: one fast host key (generated at first boot), keys only, no reverse DNS.
             HostKey /etc/ssh/ssh_host_ed25519_key
             PasswordAuthentication no
             KbdInteractiveAuthentication no
             UseDNS no
 
-            """),
-        ("boot/grub/grub.cfg", 0o644, """
+            """
+        ),
+        (
+            "boot/grub/grub.cfg", 0o644,
+            """
             set timeout=0
             set timeout_style=hidden
             if [ "$grub_platform" = "efi" ]; then
@@ -69,10 +78,13 @@ public enum DebianRecipe {
             fi
             boot
 
-            """),
+            """
+        ),
         ("usr/local/sbin/kiln-firstboot", 0o755, firstBootScript),
         ("usr/local/sbin/kiln-growroot", 0o755, growRootScript),
-        ("etc/systemd/system/kiln-firstboot.service", 0o644, """
+        (
+            "etc/systemd/system/kiln-firstboot.service", 0o644,
+            """
             [Unit]
             Description=Kiln first boot: SSH host key and the NoCloud seed (user, key, sudo, hostname)
             DefaultDependencies=no
@@ -88,8 +100,11 @@ public enum DebianRecipe {
             [Install]
             WantedBy=sysinit.target
 
-            """),
-        ("etc/systemd/system/ssh.service.d/10-kiln-early.conf", 0o644, """
+            """
+        ),
+        (
+            "etc/systemd/system/ssh.service.d/10-kiln-early.conf", 0o644,
+            """
             # Kiln: start sshd as soon as its host key and the build user exist, without waiting for
             # sysinit.target (systemd-resolved alone holds that up for seconds under software emulation).
             # sshd listens on all addresses, so it needs no network configuration to start.
@@ -99,8 +114,11 @@ public enum DebianRecipe {
             Conflicts=shutdown.target
             Before=shutdown.target
 
-            """),
-        ("etc/systemd/system/kiln-growroot.service", 0o644, """
+            """
+        ),
+        (
+            "etc/systemd/system/kiln-growroot.service", 0o644,
+            """
             [Unit]
             Description=Kiln: grow the root partition and file system to the disk
             After=local-fs.target
@@ -113,7 +131,8 @@ public enum DebianRecipe {
             [Install]
             WantedBy=multi-user.target
 
-            """),
+            """
+        )
     ]
 
     /// Reads the NoCloud seed (a volume labelled cidata/CIDATA) once per instance-id: creates the user
@@ -186,8 +205,10 @@ public enum DebianRecipe {
 
     /// Everything that determines the root filesystem, for the cache key.
     public static func rootfsFingerprint(mirror: String) -> String {
-        var parts = [revision, suite, mirror, packages.joined(separator: ","), kernelArguments,
-                     maskedUnits.joined(separator: ","), enabledUnits.joined(separator: ",")]
+        var parts = [
+            revision, suite, mirror, packages.joined(separator: ","), kernelArguments,
+            maskedUnits.joined(separator: ","), enabledUnits.joined(separator: ",")
+        ]
         for f in files { parts.append("\(f.path):\(f.mode):\(f.content)") }
         return parts.joined(separator: "\n")
     }

@@ -53,8 +53,10 @@ public struct ImageService: Sendable {
 
     /// `kiln images bootstrap debian-12`: builds (or reuses) the disk and records it in the catalog as
     /// Debian / debian-12 / 12 (Gen1) or 12-gen2 (Gen2), version from the build date (`YYYY.MMDD.N`).
-    public func bootstrapDebian12(generation: HyperVGeneration, version requested: ImageVersion?, force: Bool, mirror: String? = nil,
-                                  progress: @escaping @Sendable (String) -> Void) async throws(ImageError) -> BootstrapOutcome {
+    public func bootstrapDebian12(
+        generation: HyperVGeneration, version requested: ImageVersion?, force: Bool, mirror: String? = nil,
+        progress: @escaping @Sendable (String) -> Void
+    ) async throws(ImageError) -> BootstrapOutcome {
         var b = DebianBootstrap(cacheDir: paths.cacheDir, logger: logger, progress: progress)
         if let mirror { b.mirror = mirror }
         let result: DebianBootstrap.Result
@@ -87,8 +89,9 @@ public struct ImageService: Sendable {
         provenance.packages = result.packages
         provenance.recipe = DebianRecipe.revision
         provenance.cacheKey = result.cacheKey
-        let image = try await register(disk: result.disk, publisher: "Debian", offer: "debian-12", sku: sku, version: version,
-                                       osType: .linux, generation: generation, sha256: sha, createdAt: result.builtAt, provenance: provenance)
+        let image = try await register(
+            disk: result.disk, publisher: "Debian", offer: "debian-12", sku: sku, version: version,
+            osType: .linux, generation: generation, sha256: sha, createdAt: result.builtAt, provenance: provenance)
         return BootstrapOutcome(image: image, reusedCache: result.reused, alreadyInCatalog: false)
     }
 
@@ -103,8 +106,10 @@ public struct ImageService: Sendable {
     }
 
     /// Links or copies `disk` (qcow2) into the catalog and records it.
-    func register(disk: String, publisher: String, offer: String, sku: String, version: ImageVersion, osType: OSType,
-                  generation: HyperVGeneration, sha256: String, createdAt: Date, provenance: Provenance) async throws(ImageError) -> CatalogImage {
+    func register(
+        disk: String, publisher: String, offer: String, sku: String, version: ImageVersion, osType: OSType,
+        generation: HyperVGeneration, sha256: String, createdAt: Date, provenance: Provenance
+    ) async throws(ImageError) -> CatalogImage {
         let rel = diskPath(publisher: publisher, offer: offer, sku: sku, version: version)
         let abs = paths.absolute(rel)
         let info: DiskInfo
@@ -119,9 +124,10 @@ public struct ImageService: Sendable {
         }
         // Whole seconds: what the store and ISO 8601 keep, so a record read back equals the one returned.
         let created = Date(timeIntervalSince1970: createdAt.timeIntervalSince1970.rounded(.down))
-        let image = CatalogImage(publisher: publisher, offer: offer, sku: sku, version: version, osType: osType, hyperVGeneration: generation,
-                                 virtualSize: info.virtualSize, fileSize: DiskTool.allocatedSize(abs), sha256: sha256, path: rel,
-                                 createdAt: created, provenance: provenance)
+        let image = CatalogImage(
+            publisher: publisher, offer: offer, sku: sku, version: version, osType: osType, hyperVGeneration: generation,
+            virtualSize: info.virtualSize, fileSize: DiskTool.allocatedSize(abs), sha256: sha256, path: rel,
+            createdAt: created, provenance: provenance)
         do {
             try await database.addImage(image)
         } catch {
@@ -135,8 +141,10 @@ public struct ImageService: Sendable {
     // MARK: Import
 
     /// `kiln images import FILE`: qcow2, raw or VHD (fixed or dynamic), stored as qcow2.
-    public func importImage(file: String, publisher: String, offer: String, sku: String, version: ImageVersion,
-                            osType: OSType, generation: HyperVGeneration) async throws(ImageError) -> CatalogImage {
+    public func importImage(
+        file: String, publisher: String, offer: String, sku: String, version: ImageVersion,
+        osType: OSType, generation: HyperVGeneration
+    ) async throws(ImageError) -> CatalogImage {
         guard FileManager.default.isReadableFile(atPath: file) else { throw .notFound("cannot read \(file)") }
         for (what, value) in [("publisher", publisher), ("offer", offer), ("sku", sku)] {
             guard !value.isEmpty, value.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
@@ -169,8 +177,9 @@ public struct ImageService: Sendable {
         provenance.importedFrom = (file as NSString).standardizingPath
         provenance.originalFormat = format
         provenance.originalSHA256 = originalSHA
-        return try await register(disk: tmp, publisher: publisher, offer: offer, sku: sku, version: version, osType: osType,
-                                  generation: generation, sha256: sha, createdAt: Date(), provenance: provenance)
+        return try await register(
+            disk: tmp, publisher: publisher, offer: offer, sku: sku, version: version, osType: osType,
+            generation: generation, sha256: sha, createdAt: Date(), provenance: provenance)
     }
 
     // MARK: List, show, delete
@@ -188,7 +197,8 @@ public struct ImageService: Sendable {
         if parts[3].lowercased() == "latest", let first = all.first { return first }
         if let v = ImageVersion(parts[3]), let hit = all.first(where: { $0.version == v }) { return hit }
         let have = all.map(\.version.description)
-        throw .notFound("no image \(urn) in the catalog" + (have.isEmpty ? "" : "; versions of \(parts[0]):\(parts[1]):\(parts[2]): \(have.joined(separator: ", "))"))
+        throw .notFound(
+            "no image \(urn) in the catalog" + (have.isEmpty ? "" : "; versions of \(parts[0]):\(parts[1]):\(parts[2]): \(have.joined(separator: ", "))"))
     }
 
     public func delete(urn: String) async throws(ImageError) -> CatalogImage {

@@ -23,7 +23,8 @@ public struct NoCloudSeed: Sendable, Hashable {
 
     /// `#cloud-config` with one user, passwordless sudo (as AIB's build user has) and the keys.
     public var userData: String {
-        var s = "#cloud-config\nusers:\n  - name: \(user)\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n"
+        var s =
+            "#cloud-config\nusers:\n  - name: \(user)\n    sudo: ALL=(ALL) NOPASSWD:ALL\n    shell: /bin/bash\n    lock_passwd: true\n    ssh_authorized_keys:\n"
         for k in authorizedKeys { s += "      - \(k)\n" }
         return s
     }
@@ -41,7 +42,11 @@ public struct NoCloudSeed: Sendable, Hashable {
             throw CommandError(command: "write seed", status: -1, output: "", reason: "\(error)")
         }
         try await ProcessRunner.check("mkfs.vfat", ["-n", "CIDATA", "-C", path, "1024"])
-        try await ProcessRunner.check("mcopy", ["-i", path, (dir as NSString).appendingPathComponent("meta-data"),
-                                                (dir as NSString).appendingPathComponent("user-data"), "::"])
+        try await ProcessRunner.check(
+            "mcopy",
+            [
+                "-i", path, (dir as NSString).appendingPathComponent("meta-data"),
+                (dir as NSString).appendingPathComponent("user-data"), "::"
+            ])
     }
 }

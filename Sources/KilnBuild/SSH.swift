@@ -54,10 +54,12 @@ public struct SSHClient: Sendable, Hashable {
 
     /// Options for a throwaway build VM: its host key is new every run, so it is not recorded.
     public var options: [String] {
-        ["-i", keyPath, "-p", String(port),
-         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
-         "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+        [
+            "-i", keyPath, "-p", String(port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"
+        ]
     }
 
     /// The command a person types to get in.
@@ -66,8 +68,10 @@ public struct SSHClient: Sendable, Hashable {
     }
 
     /// Runs a command in the guest.
-    public func run(_ command: String, timeout: Duration? = nil, input: Data? = nil,
-                    onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
+    public func run(
+        _ command: String, timeout: Duration? = nil, input: Data? = nil,
+        onOutputLine: (@Sendable (String) -> Void)? = nil
+    ) async throws(CommandError) -> CommandOutput {
         try await ProcessRunner.run("ssh", options + ["\(user)@\(host)", command], input: input, timeout: timeout, onOutputLine: onOutputLine)
     }
 

@@ -63,9 +63,10 @@ public struct SourceResolver: Sendable {
         guard let image = hit else {
             throw SourceResolutionError(code: .badPIRSource, message: "no image \(wanted) in the local catalog. \(try await nearest(s))")
         }
-        return ResolvedSource(kind: .platformImage, disk: paths.absolute(image.path), osType: image.osType, generation: image.hyperVGeneration,
-                              exactVersion: image.version.description, reference: image.urn, sha256: image.sha256,
-                              virtualSize: image.virtualSize, planInfo: s.planInfo)
+        return ResolvedSource(
+            kind: .platformImage, disk: paths.absolute(image.path), osType: image.osType, generation: image.hyperVGeneration,
+            exactVersion: image.version.description, reference: image.urn, sha256: image.sha256,
+            virtualSize: image.virtualSize, planInfo: s.planInfo)
     }
 
     /// What the catalog holds nearest to a missing platform image.
@@ -97,28 +98,35 @@ public struct SourceResolver: Sendable {
 
     private func managed(_ s: ManagedImageSource) async throws -> ResolvedSource {
         if let m = try await database.managedImage(id: s.imageId) {
-            return ResolvedSource(kind: .managedImage, disk: paths.absolute(m.path), osType: m.osType, generation: m.hyperVGeneration,
-                                  exactVersion: nil, reference: m.id, sha256: m.sha256, virtualSize: m.virtualSize, planInfo: nil)
+            return ResolvedSource(
+                kind: .managedImage, disk: paths.absolute(m.path), osType: m.osType, generation: m.hyperVGeneration,
+                exactVersion: nil, reference: m.id, sha256: m.sha256, virtualSize: m.virtualSize, planInfo: nil)
         }
         let all = try await database.managedImages()
         let group = ResourceID.parse(s.imageId)?.resourceGroup.lowercased()
         let sameGroup = all.filter { ResourceID.parse($0.id)?.resourceGroup.lowercased() == group }
         let list = (sameGroup.isEmpty ? all : sameGroup).map(\.id)
-        let what = list.isEmpty ? "no managed images exist yet (a template's ManagedImage distribution creates them)"
-                                : (sameGroup.isEmpty ? "managed images that exist: " : "managed images in resource group \(group ?? ""): ") + list.joined(separator: ", ")
+        let what =
+            list.isEmpty
+            ? "no managed images exist yet (a template's ManagedImage distribution creates them)"
+            : (sameGroup.isEmpty ? "managed images that exist: " : "managed images in resource group \(group ?? ""): ") + list.joined(separator: ", ")
         throw SourceResolutionError(code: .badManagedImageSource, message: "no managed image \(s.imageId); \(what)")
     }
 
     private func gallery(_ s: SharedImageVersionSource) async throws -> ResolvedSource {
         guard let id = ResourceID.parse(s.imageVersionId), id.fullType == ResourceID.galleryImageVersion.fullType else {
-            throw SourceResolutionError(code: .badSharedImageVersionSource,
-                                        message: "\(s.imageVersionId): community and direct-shared galleries are not available locally; use a gallery image version id of this Kiln")
+            throw SourceResolutionError(
+                code: .badSharedImageVersionSource,
+                message: "\(s.imageVersionId): community and direct-shared galleries are not available locally; use a gallery image version id of this Kiln")
         }
         let definitionId = String(s.imageVersionId.dropLast(id.name.count + "/versions/".count))
         guard let definition = try await database.galleryDefinition(id: definitionId) else {
             let gallery = id.segments.first?.name ?? ""
             let defs = try await database.galleryDefinitions().filter { ResourceID.parse($0.id)?.segments.first?.name.lowercased() == gallery.lowercased() }
-            let list = defs.isEmpty ? "the gallery \(gallery) has no image definitions" : "definitions in gallery \(gallery): " + defs.map { ResourceID.parse($0.id)?.name ?? $0.id }.joined(separator: ", ")
+            let list =
+                defs.isEmpty
+                ? "the gallery \(gallery) has no image definitions"
+                : "definitions in gallery \(gallery): " + defs.map { ResourceID.parse($0.id)?.name ?? $0.id }.joined(separator: ", ")
             throw SourceResolutionError(code: .badSharedImageVersionSource, message: "no gallery image definition \(definitionId); \(list)")
         }
         let versions = try await database.galleryVersions(definitionId: definition.id)
@@ -133,7 +141,8 @@ public struct SourceResolver: Sendable {
             let have = list.isEmpty ? "it has no versions yet" : "its versions: \(list.joined(separator: ", "))"
             throw SourceResolutionError(code: .badSharedImageVersionSource, message: "no version '\(id.name)' of gallery image \(definition.id); \(have)")
         }
-        return ResolvedSource(kind: .sharedImageVersion, disk: paths.absolute(v.path), osType: definition.osType, generation: definition.hyperVGeneration,
-                              exactVersion: v.version.description, reference: v.id, sha256: v.sha256, virtualSize: v.virtualSize, planInfo: nil)
+        return ResolvedSource(
+            kind: .sharedImageVersion, disk: paths.absolute(v.path), osType: definition.osType, generation: definition.hyperVGeneration,
+            exactVersion: v.version.description, reference: v.id, sha256: v.sha256, virtualSize: v.virtualSize, planInfo: nil)
     }
 }

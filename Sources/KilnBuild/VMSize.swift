@@ -15,12 +15,14 @@ public struct VMSize: Sendable, Hashable {
         "standard_ds1_v2": (1, 3584), "standard_ds2_v2": (2, 7168),
         "standard_d2s_v3": (2, 8192), "standard_d4s_v3": (4, 16384), "standard_d2_v3": (2, 8192), "standard_d4_v3": (4, 16384),
         "standard_d2ds_v4": (2, 8192), "standard_d4ds_v4": (4, 16384), "standard_d2s_v4": (2, 8192), "standard_d4s_v4": (4, 16384),
-        "standard_d2s_v5": (2, 8192), "standard_d4s_v5": (4, 16384), "standard_d2ds_v5": (2, 8192), "standard_d4ds_v5": (4, 16384),
+        "standard_d2s_v5": (2, 8192), "standard_d4s_v5": (4, 16384), "standard_d2ds_v5": (2, 8192), "standard_d4ds_v5": (4, 16384)
     ]
 
     /// The size for `vmSize` ("" → AIB's default for the generation), capped by the host.
-    public static func resolve(_ vmSize: String, generation: HyperVGeneration, hostCPUs: Int = ProcessInfo.processInfo.activeProcessorCount,
-                               hostMemoryMiB: Int = HostMemory.availableMiB()) -> VMSize {
+    public static func resolve(
+        _ vmSize: String, generation: HyperVGeneration, hostCPUs: Int = ProcessInfo.processInfo.activeProcessorCount,
+        hostMemoryMiB: Int = HostMemory.availableMiB()
+    ) -> VMSize {
         let name = vmSize.isEmpty ? (generation == .v1 ? "Standard_D1_v2" : "Standard_D2ds_v4") : vmSize
         var (cpus, mem) = table[name.lowercased()] ?? fromName(name)
         cpus = max(1, min(cpus, hostCPUs))
@@ -46,8 +48,10 @@ import KilnStore
 /// alone would get the process OOM-killed in a pod with a small limit.
 public enum HostMemory {
     /// The smaller of the physical memory and the memory limit of this process's control group, in MiB.
-    public static func availableMiB(physicalBytes: UInt64 = ProcessInfo.processInfo.physicalMemory,
-                                    cgroupRoot: String = "/sys/fs/cgroup", selfCgroup: String = "/proc/self/cgroup") -> Int {
+    public static func availableMiB(
+        physicalBytes: UInt64 = ProcessInfo.processInfo.physicalMemory,
+        cgroupRoot: String = "/sys/fs/cgroup", selfCgroup: String = "/proc/self/cgroup"
+    ) -> Int {
         let limit = cgroupLimitBytes(root: cgroupRoot, selfCgroup: selfCgroup) ?? .max
         return Int(min(physicalBytes, limit) >> 20)
     }
@@ -78,7 +82,8 @@ public enum HostMemory {
         while true {
             let dir = relative == "/" ? mount : mount + relative
             if let text = try? String(contentsOfFile: dir + "/" + file, encoding: .utf8),
-               let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)), value < 1 << 62 {
+                let value = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)), value < 1 << 62
+            {
                 best = min(best ?? value, value)
             }
             if relative == "/" || relative.isEmpty { break }

@@ -44,8 +44,10 @@ public struct VMConfiguration: Sendable, Hashable {
     /// Where the VM's network lives (see `BuildNetworkPolicy`).
     public var network: BuildNetworkPolicy = .host
 
-    public init(name: String, disk: String, diskFormat: String = "qcow2", generation: HyperVGeneration, cpus: Int = 2, memoryMiB: Int = 1024,
-                accelerator: Accelerator, seed: String?, sshPort: Int, runDirectory: String) {
+    public init(
+        name: String, disk: String, diskFormat: String = "qcow2", generation: HyperVGeneration, cpus: Int = 2, memoryMiB: Int = 1024,
+        accelerator: Accelerator, seed: String?, sshPort: Int, runDirectory: String
+    ) {
         self.name = name
         self.disk = disk
         self.diskFormat = diskFormat
@@ -81,19 +83,25 @@ public struct VMConfiguration: Sendable, Hashable {
         }
         a += ["-machine", generation == .v2 ? "q35" : "pc", "-smp", String(cpus), "-m", String(memoryMiB)]
         if generation == .v2 {
-            a += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=\(Self.ovmfCode)",
-                  "-drive", "if=pflash,format=raw,unit=1,file=\(uefiVars)"]
+            a += [
+                "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=\(Self.ovmfCode)",
+                "-drive", "if=pflash,format=raw,unit=1,file=\(uefiVars)"
+            ]
         }
-        a += ["-drive", "file=\(disk),if=none,id=root,format=\(diskFormat),discard=unmap",
-              "-device", "nvme,drive=root,serial=kiln-root,bootindex=0"]
+        a += [
+            "-drive", "file=\(disk),if=none,id=root,format=\(diskFormat),discard=unmap",
+            "-device", "nvme,drive=root,serial=kiln-root,bootindex=0"
+        ]
         if let seed {
             a += ["-drive", "file=\(seed),if=none,id=seed,format=raw,readonly=on", "-device", "nvme,drive=seed,serial=kiln-seed"]
         }
-        a += ["-nic", "user,model=virtio-net-pci,hostfwd=tcp:\(sshAddress):\(sshPort)-:22",
-              "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0",
-              "-serial", "file:\(serialLog)", "-display", "none", "-monitor", "none",
-              "-qmp", "unix:\(qmpSocket),server=on,wait=off",
-              "-pidfile", pidFile]
+        a += [
+            "-nic", "user,model=virtio-net-pci,hostfwd=tcp:\(sshAddress):\(sshPort)-:22",
+            "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0",
+            "-serial", "file:\(serialLog)", "-display", "none", "-monitor", "none",
+            "-qmp", "unix:\(qmpSocket),server=on,wait=off",
+            "-pidfile", pidFile
+        ]
         return a
     }
 }
@@ -145,8 +153,9 @@ public actor VirtualMachine {
         }
         let p: pid_t
         do {
-            let owned = try Self.spawn(c.qemuArguments(sshAddress: sshHost), in: network,
-                                       output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
+            let owned = try Self.spawn(
+                c.qemuArguments(sshAddress: sshHost), in: network,
+                output: (c.runDirectory as NSString).appendingPathComponent("qemu.out"))
             child = owned
             p = owned.pid
         } catch {
@@ -203,7 +212,8 @@ public actor VirtualMachine {
 
     static func isZombie(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
+            let close = stat.lastIndex(of: ")")
+        else { return false }
         return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 

@@ -44,7 +44,9 @@ extension ConfigReader {
             if let items = list.elements {
                 for (i, item) in items.enumerated() {
                     let text = item.stringValue ?? item.yamlText ?? ""
-                    if let r = AddressRange(text), r.network.isV4 { allow.append(r.description) } else {
+                    if let r = AddressRange(text), r.network.isV4 {
+                        allow.append(r.description)
+                    } else {
                         problem(item, "$.build.allowNetworks[\(i)]", "'\(text)' is not an IPv4 CIDR block (like 10.20.0.0/16)")
                     }
                 }
@@ -84,8 +86,9 @@ extension ConfigReader {
 
     static func isHostRule(_ s: String) -> Bool {
         let name = s.hasPrefix("*.") ? String(s.dropFirst(2)) : s
-        return !name.isEmpty && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.count <= 63 && label.allSatisfy { ($0.isLetter || $0.isNumber || $0 == "-") && $0.isASCII }
-        }
+        return !name.isEmpty
+            && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+                !label.isEmpty && label.count <= 63 && label.allSatisfy { ($0.isLetter || $0.isNumber || $0 == "-") && $0.isASCII }
+            }
     }
 }

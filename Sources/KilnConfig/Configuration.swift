@@ -103,7 +103,7 @@ public struct KilnConfiguration: Sendable {
             "dataDir": .string(resolved),
             "parallelism": .number(Double(parallelism)),
             "logging": .object(["format": .string(logFormat.rawValue), "level": .string(logLevel.rawValue)]),
-            "regions": .object(regions.mapValues(JSONValue.string)),
+            "regions": .object(regions.mapValues(JSONValue.string))
         ]
         if let file { out["file"] = .string(file) }
         if let author { out["author"] = .string("\(author.name) <\(author.email)>") }
@@ -113,21 +113,26 @@ public struct KilnConfiguration: Sendable {
             if let metricsListen { server["metricsListen"] = .string(metricsListen) }
             out["server"] = .object(server)
         }
-        out["identities"] = .array(identities.identities.map { i in
-            .object(["name": .string(i.name), "credentials": .array(i.credentials.map { c in
-                var j: [String: JSONValue] = ["urlPrefix": .string(c.urlPrefix), "header": .string(c.header)]
-                switch c.secret {
-                case .literal: j["token"] = .string("****")
-                case .file(let p): j["tokenFile"] = .string(p)
-                case .environment(let n): j["tokenEnv"] = .string(n)
-                }
-                return .object(j)
-            })])
-        })
+        out["identities"] = .array(
+            identities.identities.map { i in
+                .object([
+                    "name": .string(i.name),
+                    "credentials": .array(
+                        i.credentials.map { c in
+                            var j: [String: JSONValue] = ["urlPrefix": .string(c.urlPrefix), "header": .string(c.header)]
+                            switch c.secret {
+                            case .literal: j["token"] = .string("****")
+                            case .file(let p): j["tokenFile"] = .string(p)
+                            case .environment(let n): j["tokenEnv"] = .string(n)
+                            }
+                            return .object(j)
+                        })
+                ])
+            })
         out["repositories"] = .array(repositories.map(Self.effective))
         out["artifacts"] = .object([
             "allowedFileRoots": .array(artifactPolicy.fileRoots.map(JSONValue.string)),
-            "allowedHosts": .array((artifactPolicy.allowedNetworks.map(\.description) + artifactPolicy.allowedHostNames).map(JSONValue.string)),
+            "allowedHosts": .array((artifactPolicy.allowedNetworks.map(\.description) + artifactPolicy.allowedHostNames).map(JSONValue.string))
         ])
         out["distribution"] = .object(["allowedVhdRoots": .array(artifactPolicy.vhdRoots.map(JSONValue.string))])
         switch buildNetwork {
@@ -139,10 +144,14 @@ public struct KilnConfiguration: Sendable {
 
     static func effective(_ r: Repository) -> JSONValue {
         func seconds(_ s: Double) -> JSONValue { .string(s == s.rounded() ? "\(Int(s))s" : "\(s)s") }
-        var j: [String: JSONValue] = ["name": .string(r.name), "url": .string(GitRepository.redact(r.url)), "branch": .string(r.branch),
-                                      "interval": seconds(r.intervalSeconds), "timeout": seconds(r.timeoutSeconds), "statusBranch": .string(r.statusBranch)]
-        let optional: [(String, String?)] = [("path", r.path), ("tokenFile", r.tokenFile), ("tokenEnv", r.tokenEnv), ("sshKeyFile", r.sshKeyFile),
-                                             ("knownHosts", r.knownHosts), ("webhookSecretFile", r.webhookSecretFile)]
+        var j: [String: JSONValue] = [
+            "name": .string(r.name), "url": .string(GitRepository.redact(r.url)), "branch": .string(r.branch),
+            "interval": seconds(r.intervalSeconds), "timeout": seconds(r.timeoutSeconds), "statusBranch": .string(r.statusBranch)
+        ]
+        let optional: [(String, String?)] = [
+            ("path", r.path), ("tokenFile", r.tokenFile), ("tokenEnv", r.tokenEnv), ("sshKeyFile", r.sshKeyFile),
+            ("knownHosts", r.knownHosts), ("webhookSecretFile", r.webhookSecretFile)
+        ]
         for (k, v) in optional { if let v { j[k] = .string(v) } }
         return .object(j)
     }
@@ -215,11 +224,17 @@ struct ConfigReader {
     mutating func configuration(_ root: SourceNode) -> KilnConfiguration {
         var c = KilnConfiguration()
         c.file = file
-        let top = members(root, "$", allowed: ["dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
-                                                 "repositories", "server", "artifacts", "distribution", "build"])
+        let top = members(
+            root, "$",
+            allowed: [
+                "dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
+                "repositories", "server", "artifacts", "distribution", "build"
+            ])
         c.dataDir = absolutePath(top, "dataDir", "$")
         if let (node, line) = top["parallelism"] {
-            if case .number(let n) = node.value, let v = n.int, (1...64).contains(v) { c.parallelism = v } else {
+            if case .number(let n) = node.value, let v = n.int, (1...64).contains(v) {
+                c.parallelism = v
+            } else {
                 problem(node, "$.parallelism", "expected a whole number from 1 to 64", line: line)
             }
         }
@@ -233,7 +248,9 @@ struct ConfigReader {
         }
         if let (node, _) = top["regions"] { c.regions = regions(node) }
         if let (node, line) = top["allowOnlyRegions"] {
-            if let names = node.elements?.compactMap(\.stringValue), names.count == node.elements?.count { c.allowOnlyRegions = names } else {
+            if let names = node.elements?.compactMap(\.stringValue), names.count == node.elements?.count {
+                c.allowOnlyRegions = names
+            } else {
                 problem(node, "$.allowOnlyRegions", "expected a list of region names", line: line)
             }
         }
@@ -250,13 +267,21 @@ struct ConfigReader {
     mutating func logging(_ node: SourceNode, into c: inout KilnConfiguration) {
         let m = members(node, "$.logging", allowed: ["format", "level"])
         if let f = string(m, "format", "$.logging") {
-            if let v = KilnConfiguration.LogFormat(rawValue: f.lowercased()) { c.logFormat = v } else {
-                problem(m["format"]?.0, "$.logging.format", "'\(f)' is not one of \(KilnConfiguration.LogFormat.allCases.map(\.rawValue).joined(separator: ", "))", line: m["format"]?.1)
+            if let v = KilnConfiguration.LogFormat(rawValue: f.lowercased()) {
+                c.logFormat = v
+            } else {
+                problem(
+                    m["format"]?.0, "$.logging.format", "'\(f)' is not one of \(KilnConfiguration.LogFormat.allCases.map(\.rawValue).joined(separator: ", "))",
+                    line: m["format"]?.1)
             }
         }
         if let l = string(m, "level", "$.logging") {
-            if let v = KilnConfiguration.LogLevel(rawValue: l.lowercased()) { c.logLevel = v } else {
-                problem(m["level"]?.0, "$.logging.level", "'\(l)' is not one of \(KilnConfiguration.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))", line: m["level"]?.1)
+            if let v = KilnConfiguration.LogLevel(rawValue: l.lowercased()) {
+                c.logLevel = v
+            } else {
+                problem(
+                    m["level"]?.0, "$.logging.level", "'\(l)' is not one of \(KilnConfiguration.LogLevel.allCases.map(\.rawValue).joined(separator: ", "))",
+                    line: m["level"]?.1)
             }
         }
     }
@@ -271,7 +296,9 @@ struct ConfigReader {
         for m in members {
             let p = "$.regions.\(m.key)"
             guard let dir = m.value.stringValue, dir.hasPrefix("/") else { problem(m.value, p, "expected an absolute directory"); continue }
-            guard (try? RegionMap(defaultRoot: "/", overrides: [:]).directory(for: m.key)) != nil else { problem(m.value, p, "'\(m.key)' is not a region name", line: m.keyPosition.line); continue }
+            guard (try? RegionMap(defaultRoot: "/", overrides: [:]).directory(for: m.key)) != nil else {
+                problem(m.value, p, "'\(m.key)' is not a region name", line: m.keyPosition.line); continue
+            }
             out[m.key] = dir
         }
         return out
@@ -305,12 +332,16 @@ struct ConfigReader {
     mutating func server(_ node: SourceNode, into c: inout KilnConfiguration) {
         let m = members(node, "$.server", allowed: ["listen", "metricsListen"])
         if let l = string(m, "listen", "$.server") {
-            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.listen = l } else {
+            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) {
+                c.listen = l
+            } else {
                 problem(m["listen"]?.0, "$.server.listen", "write it as HOST:PORT, like 0.0.0.0:8080", line: m["listen"]?.1)
             }
         }
         if let l = string(m, "metricsListen", "$.server") {
-            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) { c.metricsListen = l } else {
+            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) {
+                c.metricsListen = l
+            } else {
                 problem(m["metricsListen"]?.0, "$.server.metricsListen", "write it as HOST:PORT, like 127.0.0.1:9090", line: m["metricsListen"]?.1)
             }
             if m["listen"] == nil {
@@ -366,7 +397,9 @@ struct ConfigReader {
         if URLComponents(string: url)?.password != nil {
             problem(m["url"]?.0, "\(p).url", "the URL carries a password; put the token in credentials.tokenFile or tokenEnv", line: m["url"]?.1)
         } else if lower.hasPrefix("http"), URLComponents(string: url)?.user != nil {
-            problem(m["url"]?.0, "\(p).url", "the URL carries a user name, often a token (https://TOKEN@host/…); put the token in credentials.tokenFile or tokenEnv", line: m["url"]?.1)
+            problem(
+                m["url"]?.0, "\(p).url",
+                "the URL carries a user name, often a token (https://TOKEN@host/…); put the token in credentials.tokenFile or tokenEnv", line: m["url"]?.1)
         }
         let fallback = ((url as NSString).lastPathComponent as NSString).deletingPathExtension
         var r = KilnConfiguration.Repository(name: string(m, "name", p) ?? (fallback.isEmpty ? "repository" : fallback), url: url)
@@ -374,23 +407,33 @@ struct ConfigReader {
             guard let value else { continue }
             if !BranchName.isValid(value) {
                 problem(m[key]?.0, "\(p).\(key)", "'\(value)' is not a valid branch name", line: m[key]?.1)
-            } else if key == "branch" { r.branch = value } else { r.statusBranch = value }
+            } else if key == "branch" {
+                r.branch = value
+            } else {
+                r.statusBranch = value
+            }
         }
         r.path = string(m, "path", p)
         if let i = string(m, "interval", p) {
-            if let s = Self.seconds(i), s >= 1 { r.intervalSeconds = s } else {
+            if let s = Self.seconds(i), s >= 1 {
+                r.intervalSeconds = s
+            } else {
                 problem(m["interval"]?.0, "\(p).interval", "expected a duration of at least 1s, like 30s or 5m; found '\(i)'", line: m["interval"]?.1)
             }
         }
         if let t = string(m, "timeout", p) {
-            if let s = Self.seconds(t), s >= 1 { r.timeoutSeconds = s } else {
+            if let s = Self.seconds(t), s >= 1 {
+                r.timeoutSeconds = s
+            } else {
                 problem(m["timeout"]?.0, "\(p).timeout", "expected a duration of at least 1s, like 30s or 2m; found '\(t)'", line: m["timeout"]?.1)
             }
         }
         if let (cnode, _) = m["credentials"] {
             let cm = members(cnode, "\(p).credentials", allowed: ["tokenFile", "tokenEnv", "sshKeyFile", "knownHosts", "token"])
             if cm["token"] != nil {
-                problem(cm["token"]?.0, "\(p).credentials.token", "a token may not be written in the configuration; use tokenFile or tokenEnv", line: cm["token"]?.1)
+                problem(
+                    cm["token"]?.0, "\(p).credentials.token", "a token may not be written in the configuration; use tokenFile or tokenEnv", line: cm["token"]?.1
+                )
             }
             r.tokenFile = absolutePath(cm, "tokenFile", "\(p).credentials")
             r.tokenEnv = string(cm, "tokenEnv", "\(p).credentials")

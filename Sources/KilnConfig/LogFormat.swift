@@ -35,10 +35,13 @@ public struct KilnLogHandler: LogHandler {
     }
 
     /// One line in `format`. Field order is stable (sorted), so lines diff and grep well.
-    public static func render(date: Date, level: Logger.Level, label: String, message: String, fields: Logger.Metadata,
-                              format: KilnConfiguration.LogFormat) -> String {
-        let time = ISO8601DateFormatter.string(from: date, timeZone: TimeZone(identifier: "UTC")!,
-                                               formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+    public static func render(
+        date: Date, level: Logger.Level, label: String, message: String, fields: Logger.Metadata,
+        format: KilnConfiguration.LogFormat
+    ) -> String {
+        let time = ISO8601DateFormatter.string(
+            from: date, timeZone: TimeZone(identifier: "UTC")!,
+            formatOptions: [.withInternetDateTime, .withFractionalSeconds])
         let sorted = fields.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") }
         switch format {
         case .text:

@@ -120,11 +120,14 @@ public struct ArtifactFetcher: Sendable {
                 // Drain an error body (bounded) so the connection is released, not left half-read.
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 if [301, 302, 303, 307, 308].contains(status), let location = response.headers.first(name: "location"),
-                   let next = URL(string: location, relativeTo: parsed)?.absoluteString {
+                    let next = URL(string: location, relativeTo: parsed)?.absoluteString
+                {
                     return .redirect(next)
                 }
                 let retryable = status >= 500 || status == 429
-                last = FetchError("\(Self.shown(original))\(hop): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status), unauthorized: status == 401 || status == 403)
+                last = FetchError(
+                    "\(Self.shown(original))\(hop): HTTP \(status) \(response.status.reasonPhrase)" + authHint(status),
+                    unauthorized: status == 401 || status == 403)
                 if !retryable { throw last }
             } catch let e as FetchError {
                 throw e
@@ -153,7 +156,9 @@ public struct ArtifactFetcher: Sendable {
 
     func authHint(_ status: UInt) -> String {
         guard status == 401 || status == 403 else { return "" }
-        if let identity { return "; the credentials of identity \(identity.name) were \(identity.credentials.isEmpty ? "empty" : "refused or do not cover this URL")" }
+        if let identity {
+            return "; the credentials of identity \(identity.name) were \(identity.credentials.isEmpty ? "empty" : "refused or do not cover this URL")"
+        }
         return "; the template has no identity with credentials configured for this URL"
     }
 

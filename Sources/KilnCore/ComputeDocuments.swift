@@ -32,9 +32,10 @@ public struct GalleryImageDefinitionDocument: Encodable, Sendable {
     public init(_ d: GalleryDefinitionRecord, versions: [GalleryVersionRecord]? = nil) {
         id = d.id
         name = ResourceID.parse(d.id)?.name ?? d.id
-        properties = Properties(osType: d.osType.rawValue, osState: d.osState.rawValue, hyperVGeneration: d.hyperVGeneration.rawValue,
-                                identifier: Identifier(publisher: d.publisher, offer: d.offer, sku: d.sku),
-                                description: d.description, endOfLifeDate: d.endOfLifeDate)
+        properties = Properties(
+            osType: d.osType.rawValue, osState: d.osState.rawValue, hyperVGeneration: d.hyperVGeneration.rawValue,
+            identifier: Identifier(publisher: d.publisher, offer: d.offer, sku: d.sku),
+            description: d.description, endOfLifeDate: d.endOfLifeDate)
         self.versions = versions?.map(GalleryImageVersionDocument.init)
     }
 }
@@ -63,9 +64,11 @@ public struct GalleryImageVersionDocument: Encodable, Sendable {
         id = v.id
         name = v.version.description
         let regions = v.regions.sorted { $0.key < $1.key }.map { TargetRegion(name: $0.key, regionalReplicaCount: $0.value) }
-        properties = Properties(publishingProfile: PublishingProfile(excludeFromLatest: v.excludeFromLatest, targetRegions: regions,
-                                                                     publishedDate: ISO8601DateFormatter().string(from: v.createdAt)),
-                                provisioningState: v.metadata["state"] ?? ProvisioningState.succeeded.rawValue)
+        properties = Properties(
+            publishingProfile: PublishingProfile(
+                excludeFromLatest: v.excludeFromLatest, targetRegions: regions,
+                publishedDate: ISO8601DateFormatter().string(from: v.createdAt)),
+            provisioningState: v.metadata["state"] ?? ProvisioningState.succeeded.rawValue)
         kiln = ImageFileDetails(path: v.path, sha256: v.sha256, virtualSize: v.virtualSize, metadata: metadataDocument(v.metadata, json: ["regions", "tags"]))
     }
 
@@ -95,7 +98,8 @@ public struct ManagedImageDocument: Encodable, Sendable {
         name = ResourceID.parse(m.id)?.name ?? m.id
         location = m.location
         properties = Properties(hyperVGeneration: m.hyperVGeneration.rawValue, storageProfile: StorageProfile(osDisk: OSDisk(osType: m.osType.rawValue)))
-        kiln = ImageFileDetails(path: paths.absolute(m.path), sha256: m.sha256, virtualSize: m.virtualSize, metadata: metadataDocument(m.metadata, json: ["tags", "history"]))
+        kiln = ImageFileDetails(
+            path: paths.absolute(m.path), sha256: m.sha256, virtualSize: m.virtualSize, metadata: metadataDocument(m.metadata, json: ["tags", "history"]))
     }
 }
 

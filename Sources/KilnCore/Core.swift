@@ -33,8 +33,10 @@ public struct TemplateOrigin: Sendable {
     /// referenced repository files too); else the template's own.
     public var contentHash: String?
 
-    public init(file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil, managedBy: String? = nil,
-                trustsLocalFiles: Bool = false, contentHash: String? = nil) {
+    public init(
+        file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil, managedBy: String? = nil,
+        trustsLocalFiles: Bool = false, contentHash: String? = nil
+    ) {
         self.contentHash = contentHash
         self.file = file
         self.commit = commit
@@ -61,9 +63,11 @@ public final class KilnCore: Sendable {
     public let buildNetwork: BuildNetworkPolicy
     public let logger: Logger
 
-    public init(paths: KilnPaths, store: any ResourceStore, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
-                artifactPolicy: ArtifactPolicy = .untrusted, buildNetwork: BuildNetworkPolicy = .automatic(),
-                logger: Logger = Logger(label: "kiln.core")) {
+    public init(
+        paths: KilnPaths, store: any ResourceStore, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
+        artifactPolicy: ArtifactPolicy = .untrusted, buildNetwork: BuildNetworkPolicy = .automatic(),
+        logger: Logger = Logger(label: "kiln.core")
+    ) {
         self.buildNetwork = buildNetwork
         self.paths = paths
         self.store = store
@@ -142,12 +146,14 @@ public final class KilnCore: Sendable {
     public func create(_ loaded: LoadedTemplate, origin: TemplateOrigin = TemplateOrigin()) async throws(CoreError) -> TemplateResource {
         let id = loaded.resourceId
         let t = loaded.template
-        let staging = StagingArea.plan(stagingRoot: paths.staging, subscription: id.subscription, resourceGroup: id.resourceGroup,
-                                       name: t.name, stagingResourceGroup: t.properties.stagingResourceGroup)
-        var record = TemplateRecord(id: id.description, subscription: id.subscription, resourceGroup: id.resourceGroup, name: t.name,
-                                    location: t.location, document: Self.document(t), contentHash: origin.contentHash ?? loaded.contentHash,
-                                    sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: .creating,
-                                    stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
+        let staging = StagingArea.plan(
+            stagingRoot: paths.staging, subscription: id.subscription, resourceGroup: id.resourceGroup,
+            name: t.name, stagingResourceGroup: t.properties.stagingResourceGroup)
+        var record = TemplateRecord(
+            id: id.description, subscription: id.subscription, resourceGroup: id.resourceGroup, name: t.name,
+            location: t.location, document: Self.document(t), contentHash: origin.contentHash ?? loaded.contentHash,
+            sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: .creating,
+            stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
         record.managedBy = origin.managedBy
         do {
             try await store.insertTemplate(record)
@@ -212,9 +218,14 @@ public final class KilnCore: Sendable {
     func stage(_ t: ImageTemplate, into staging: StagingArea, origin: TemplateOrigin) async -> Result<[StagedArtifact], ProvisioningFailure> {
         let fm = FileManager.default
         if let s = t.properties.stagingResourceGroup, !s.isEmpty,
-           let existing = try? fm.contentsOfDirectory(atPath: staging.directory), !existing.isEmpty {
-            return .failure(ProvisioningFailure(code: .badStagingResourceGroup,
-                message: "$.properties.stagingResourceGroup: the staging resource group \(s) (\(staging.directory)) is not empty; AIB requires an empty or new one"))
+            let existing = try? fm.contentsOfDirectory(atPath: staging.directory), !existing.isEmpty
+        {
+            return .failure(
+                ProvisioningFailure(
+                    code: .badStagingResourceGroup,
+                    message:
+                        "$.properties.stagingResourceGroup: the staging resource group \(s) (\(staging.directory)) is not empty; AIB requires an empty or new one"
+                ))
         }
         do {
             // Only Kiln's user may read what is staged: artifacts can be private scripts fetched with a token.
@@ -238,13 +249,18 @@ public final class KilnCore: Sendable {
                 do {
                     data = try await fetcher.fetch(ref.reference)
                 } catch {
-                    return .failure(ProvisioningFailure(code: ref.errorCode, message: "\(ref.path): cannot fetch \(ArtifactFetcher.shown(ref.reference)): \(error)"))
+                    return .failure(
+                        ProvisioningFailure(code: ref.errorCode, message: "\(ref.path): cannot fetch \(ArtifactFetcher.shown(ref.reference)): \(error)"))
                 }
             }
             let sum = ArtifactFetcher.sha256(data)
             if let expected = ref.sha256Checksum, expected.lowercased() != sum {
-                return .failure(ProvisioningFailure(code: ref.errorCode,
-                    message: "\(ref.path): the sha256Checksum of \(ArtifactFetcher.shown(ref.reference)) does not match: the template says \(expected.lowercased()), the file has \(sum)"))
+                return .failure(
+                    ProvisioningFailure(
+                        code: ref.errorCode,
+                        message:
+                            "\(ref.path): the sha256Checksum of \(ArtifactFetcher.shown(ref.reference)) does not match: the template says \(expected.lowercased()), the file has \(sum)"
+                    ))
             }
             if staged[ref.reference] != nil { continue }
             let base = ((URL(string: ref.reference)?.lastPathComponent).flatMap { $0.isEmpty ? nil : $0 } ?? "artifact")
@@ -294,14 +310,18 @@ public final class KilnCore: Sendable {
         comparable.properties.vmProfile = current.template.properties.vmProfile
         guard comparable == current.template else {
             let changed = Self.changedProperties(current.template, comparable)
-            throw .invalidParameter(path: changed.first ?? "$.properties",
-                message: "only identity, tags, properties.distribute and properties.vmProfile can be patched; \(changed.joined(separator: ", ")) changed. \(Self.conflictMessage): delete and create the template instead")
+            throw .invalidParameter(
+                path: changed.first ?? "$.properties",
+                message:
+                    "only identity, tags, properties.distribute and properties.vmProfile can be patched; \(changed.joined(separator: ", ")) changed. \(Self.conflictMessage): delete and create the template instead"
+            )
         }
         let before = Set(current.template.properties.distribute.map { $0.runOutputName.lowercased() })
         let after = Set(updated.properties.distribute.map { $0.runOutputName.lowercased() })
         let removed = before.subtracting(after)
         guard removed.isEmpty else {
-            throw .invalidParameter(path: "$.properties.distribute",
+            throw .invalidParameter(
+                path: "$.properties.distribute",
                 message: "removing a distribute target is not supported (\(removed.sorted().joined(separator: ", ")) would be removed)")
         }
         let hash = ContentHash.of(updated)

@@ -17,10 +17,13 @@ extension KilnCore {
                 try await store.putGalleryDefinition(record)
                 return (record, .created)
             }
-            let same = existing.osType == record.osType && existing.hyperVGeneration == record.hyperVGeneration
+            let same =
+                existing.osType == record.osType && existing.hyperVGeneration == record.hyperVGeneration
                 && existing.publisher == record.publisher && existing.offer == record.offer && existing.sku == record.sku
             guard same else {
-                throw CoreError.conflict("\(d.id) exists with other properties (\(existing.osType.rawValue) \(existing.hyperVGeneration.rawValue) \(existing.publisher)/\(existing.offer)/\(existing.sku)); its OS type, generation and identifier cannot change")
+                throw CoreError.conflict(
+                    "\(d.id) exists with other properties (\(existing.osType.rawValue) \(existing.hyperVGeneration.rawValue) \(existing.publisher)/\(existing.offer)/\(existing.sku)); its OS type, generation and identifier cannot change"
+                )
             }
             guard existing.description != record.description || existing.endOfLifeDate != record.endOfLifeDate else { return (existing, .unchanged) }
             var updated = existing

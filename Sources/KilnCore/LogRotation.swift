@@ -12,7 +12,8 @@ public enum LogRotation {
     public static func rotate(_ path: String, maxBytes: Int, keep: Int) -> Bool {
         let fm = FileManager.default
         guard keep >= 1,
-              let size = (try? fm.attributesOfItem(atPath: path))?[.size] as? Int, size >= maxBytes else { return false }
+            let size = (try? fm.attributesOfItem(atPath: path))?[.size] as? Int, size >= maxBytes
+        else { return false }
         try? fm.removeItem(atPath: "\(path).\(keep)")
         if keep > 1 {
             for n in stride(from: keep - 1, through: 1, by: -1) where fm.fileExists(atPath: "\(path).\(n)") {

@@ -24,7 +24,8 @@ extension RunOwner {
     /// Field 22 of `/proc/<pid>/stat` (after the parenthesised command name, which may contain spaces).
     static func startTicks(of pid: Int32) -> UInt64? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // fields[0] is the state (field 3), so field 22 is fields[19].
         guard fields.count > 19 else { return nil }
@@ -45,7 +46,8 @@ enum Leftovers {
         for case let rel as String in walker where (rel as NSString).lastPathComponent == "qemu.pid" {
             let file = (directory as NSString).appendingPathComponent(rel)
             guard let text = try? String(contentsOfFile: file, encoding: .utf8),
-                  let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 else { continue }
+                let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1
+            else { continue }
             // Only a QEMU started for this run: never a process that reused the pid.
             guard VirtualMachine.isQEMU(pid: pid, name: runId) else { continue }
             kill(pid, SIGKILL)

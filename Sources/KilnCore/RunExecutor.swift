@@ -139,8 +139,9 @@ public struct RunExecutor: Sendable {
         let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
         var artifacts: [String: String] = [:]
         for a in resource.record.artifacts { artifacts[a.reference] = a.path }
-        var request = BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: x.run.workDirectory,
-                                   logDirectory: x.run.logDirectory, capturedDisk: staging.capturedDisk(run: runId), accelerator: accelerator)
+        var request = BuildRequest(
+            runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: x.run.workDirectory,
+            logDirectory: x.run.logDirectory, capturedDisk: staging.capturedDisk(run: runId), accelerator: accelerator)
         request.network = core.buildNetwork
         let minutes = x.run.timeoutMinutes > 0 ? x.run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
         return .success(Prepared(resource: resource, source: source, staging: staging, request: request, minutes: minutes))
@@ -198,7 +199,8 @@ public struct RunExecutor: Sendable {
             let tail = x.log.tail(8)
             let minutes = p.minutes
             x.log.marker("Timed out after \(minutes) minutes")
-            var message = "the build timed out after \(minutes) minute\(minutes == 1 ? "" : "s") (buildTimeoutInMinutes: \(minutes)) while \(phase.rawValue.lowercased()); the build VM was stopped. Raise buildTimeoutInMinutes (at most 960) if the build needs longer."
+            var message =
+                "the build timed out after \(minutes) minute\(minutes == 1 ? "" : "s") (buildTimeoutInMinutes: \(minutes)) while \(phase.rawValue.lowercased()); the build VM was stopped. Raise buildTimeoutInMinutes (at most 960) if the build needs longer."
             if !tail.isEmpty { message += "\nlast lines of customization.log:\n" + tail.joined(separator: "\n") }
             return await finish(run, state: .failed, message: message, phases: x.phases())
         case (.failure(let error), nil):
@@ -219,13 +221,15 @@ public struct RunExecutor: Sendable {
         let t = p.resource.template
         await enter(.distributing, x)
         x.log.marker("Distributing to \(t.properties.distribute.count) target\(t.properties.distribute.count == 1 ? "" : "s")")
-        let image = CapturedImage(path: built.capturedDisk, sha256: built.sha256, virtualSize: built.virtualSize, osType: p.source.osType,
-                                  generation: p.source.generation, sourceVersion: p.source.exactVersion, sourceReference: p.source.reference)
+        let image = CapturedImage(
+            path: built.capturedDisk, sha256: built.sha256, virtualSize: built.virtualSize, osType: p.source.osType,
+            generation: p.source.generation, sourceVersion: p.source.exactVersion, sourceReference: p.source.reference)
         let provenance = Distribution.Provenance(templateId: p.resource.record.id, runId: runId, stagingDirectory: p.staging.directory)
         let outcomes = await core.distribution.distribute(image, template: t, provenance: provenance) { x.log.line("  \($0)") }
         let outputs = outcomes.map {
-            RunOutputRecord(name: $0.runOutputName, artifactId: $0.artifactId, artifactUri: $0.artifactUri,
-                            provisioningState: $0.succeeded ? .succeeded : .failed, message: $0.error, seconds: $0.seconds)
+            RunOutputRecord(
+                name: $0.runOutputName, artifactId: $0.artifactId, artifactUri: $0.artifactUri,
+                provisioningState: $0.succeeded ? .succeeded : .failed, message: $0.error, seconds: $0.seconds)
         }
         let phases = x.phases()
         var notes = built.notes
@@ -270,8 +274,8 @@ public struct RunExecutor: Sendable {
             }
             r.phaseSeconds = r.phaseSeconds.merging(phases) { _, new in new }
         }
-        core.logger.info("run finished", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "state": "\(final?.runState.rawValue ?? state.rawValue)"])
+        core.logger.info(
+            "run finished", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "state": "\(final?.runState.rawValue ?? state.rawValue)"])
         return final ?? run
     }
 }
-

@@ -8,9 +8,10 @@ extension KilnCore {
     public func queueRun(_ resource: TemplateResource) async throws(CoreError) -> RunRecord {
         let runId = UUID().uuidString.lowercased()
         let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
-        let run = RunRecord(id: runId, templateId: resource.record.id, queuedAt: Date(),
-                            timeoutMinutes: resource.template.properties.buildTimeoutInMinutes,
-                            workDirectory: (paths.vms as NSString).appendingPathComponent(runId), logDirectory: staging.logs(run: runId))
+        let run = RunRecord(
+            id: runId, templateId: resource.record.id, queuedAt: Date(),
+            timeoutMinutes: resource.template.properties.buildTimeoutInMinutes,
+            workDirectory: (paths.vms as NSString).appendingPathComponent(runId), logDirectory: staging.logs(run: runId))
         do {
             try await store.insertRun(run)
         } catch {
@@ -89,13 +90,17 @@ extension KilnCore {
             try? FileManager.default.removeItem(atPath: run.workDirectory)
             let phase = run.runState == .canceling ? "canceling" : (run.runSubState?.rawValue ?? "running")
             var message = "the Kiln process that executed this run (\(owner)) stopped while the run was \(phase); "
-            message += stopped.isEmpty ? "its build VM stopped with it" : "its build VM (QEMU process \(stopped.map(String.init).joined(separator: ", "))) was stopped"
+            message +=
+                stopped.isEmpty ? "its build VM stopped with it" : "its build VM (QEMU process \(stopped.map(String.init).joined(separator: ", "))) was stopped"
             message += " and the work directory removed. Start a new run."
             let text = message
-            if let r = try? await store.updateRun(id: run.id, { r in
-                guard r.owner == owner else { return }
-                try? r.apply(.recover(message: text))
-            }) {
+            if let r = try? await store.updateRun(
+                id: run.id,
+                { r in
+                    guard r.owner == owner else { return }
+                    try? r.apply(.recover(message: text))
+                })
+            {
                 logger.notice("recovered an abandoned run", metadata: ["template": "\(run.templateId)", "run": "\(run.id)", "vms": "\(stopped)"])
                 recovered.append(r)
             }

@@ -72,7 +72,8 @@ public struct StagingArea: Sendable, Hashable {
             return StagingArea(directory: (stagingRoot as NSString).appendingPathComponent(rg), resourceGroupId: s)
         }
         let rg = "IT_\(resourceGroup)_\(name)_\(UUID().uuidString.lowercased())"
-        return StagingArea(directory: (stagingRoot as NSString).appendingPathComponent(rg),
-                           resourceGroupId: "/subscriptions/\(subscription)/resourceGroups/\(rg)")
+        return StagingArea(
+            directory: (stagingRoot as NSString).appendingPathComponent(rg),
+            resourceGroupId: "/subscriptions/\(subscription)/resourceGroups/\(rg)")
     }
 }

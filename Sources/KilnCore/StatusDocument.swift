@@ -60,8 +60,9 @@ public struct TemplateStatusDocument: Codable, Sendable, Hashable {
 
     /// The words for this status (see `TemplateStatusLabel`).
     public var label: TemplateStatusLabel {
-        TemplateStatusLabel(provisioningState: provisioningState ?? .failed, runState: lastRunStatus?.runState,
-                            runSubState: lastRunStatus?.runSubState, sourceInvalid: sourceError != nil)
+        TemplateStatusLabel(
+            provisioningState: provisioningState ?? .failed, runState: lastRunStatus?.runState,
+            runSubState: lastRunStatus?.runSubState, sourceInvalid: sourceError != nil)
     }
 
     /// Pretty, sorted keys, a final newline: what the status branch stores.
@@ -77,7 +78,7 @@ public struct TemplateStatusDocument: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case templateId, name, resourceGroup, file, sourceFile, sourceCommit, contentHash, provisioningState, provisioningError,
-             sourceError, runId, lastRunStatus, runOutputs, phases, logs
+            sourceError, runId, lastRunStatus, runOutputs, phases, logs
     }
 
     /// Source file and commit are written as `null` when unknown, as they always were.

@@ -26,9 +26,10 @@ public struct ImageTemplateResourceDocument: Encodable, Sendable {
         s.lastRunStatus = lastRun?.lastRunStatus
         s.sourceExactVersion = lastRun?.sourceExactVersion
         status = s
-        kiln = KilnTemplateDetails(contentHash: r.contentHash, stagingDirectory: r.stagingDirectory, artifacts: r.artifacts,
-                                   createdAt: r.createdAt.iso8601, sourceFile: r.sourceFile, sourceCommit: r.sourceCommit,
-                                   lastRun: lastRun.map(RunDocument.init), status: TemplateStatusDocument(template: r, lastRun: lastRun))
+        kiln = KilnTemplateDetails(
+            contentHash: r.contentHash, stagingDirectory: r.stagingDirectory, artifacts: r.artifacts,
+            createdAt: r.createdAt.iso8601, sourceFile: r.sourceFile, sourceCommit: r.sourceCommit,
+            lastRun: lastRun.map(RunDocument.init), status: TemplateStatusDocument(template: r, lastRun: lastRun))
     }
 
     enum CodingKeys: String, CodingKey { case id, type, name, location, tags, identity, properties, kiln }

@@ -67,7 +67,9 @@ public enum VHDExport {
     /// Converts a qcow2 image into a fixed VHD at `destination` in one qemu-img pass. When the virtual size is
     /// not a whole MiB, a throwaway overlay grown to the next MiB is converted instead (growing an overlay
     /// is metadata only). `force_size` keeps qemu-img from rounding to CHS geometry.
-    public static func export(_ source: String, virtualSize known: Int64? = nil, to destination: String, workDirectory: String) async throws -> (virtualSize: Int64, seconds: Double) {
+    public static func export(_ source: String, virtualSize known: Int64? = nil, to destination: String, workDirectory: String) async throws -> (
+        virtualSize: Int64, seconds: Double
+    ) {
         let start = ContinuousClock.now
         let fm = FileManager.default
         try fm.createDirectory(atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

@@ -15,7 +15,8 @@ public struct CapturedImage: Sendable {
     public var sourceVersion: String?
     public var sourceReference: String
 
-    public init(path: String, sha256: String, virtualSize: Int64, osType: OSType, generation: HyperVGeneration, sourceVersion: String?, sourceReference: String) {
+    public init(path: String, sha256: String, virtualSize: Int64, osType: OSType, generation: HyperVGeneration, sourceVersion: String?, sourceReference: String)
+    {
         self.path = path
         self.sha256 = sha256
         self.virtualSize = virtualSize
@@ -86,7 +87,8 @@ public struct Distribution: Sendable {
             case .sharedImage(let s):
                 for (j, r) in s.targetRegions.enumerated() {
                     do { _ = try regions.directory(for: r.name) } catch {
-                        problems.append(DistributionProblem(code: .badSharedImageDistribute, path: p / "targetRegions" / j / "name", message: error.description))
+                        problems.append(
+                            DistributionProblem(code: .badSharedImageDistribute, path: p / "targetRegions" / j / "name", message: error.description))
                     }
                 }
                 let (defId, _) = Self.splitGalleryId(s.galleryImageId)
@@ -117,7 +119,8 @@ public struct Distribution: Sendable {
             return "the gallery image definition \(def.id) is for \(def.osType.rawValue) images, and this image is \(osType.rawValue)"
         }
         if def.hyperVGeneration != generation {
-            return "the gallery image definition \(def.id) is for hyperVGeneration \(def.hyperVGeneration.rawValue) images, and this image is \(generation.rawValue)"
+            return
+                "the gallery image definition \(def.id) is for hyperVGeneration \(def.hyperVGeneration.rawValue) images, and this image is \(generation.rawValue)"
         }
         return nil
     }
@@ -138,7 +141,9 @@ public struct Distribution: Sendable {
             return .failure(PathError(description: "\(uri): only local VHD targets (a path or a file:// URI) are supported yet"))
         }
         if lower.hasPrefix("file://") {
-            guard let u = URL(string: uri), u.path.hasPrefix("/") else { return .failure(PathError(description: "\(uri): a file:// URI needs an absolute path")) }
+            guard let u = URL(string: uri), u.path.hasPrefix("/") else {
+                return .failure(PathError(description: "\(uri): a file:// URI needs an absolute path"))
+            }
             return .success(u.path)
         }
         guard uri.hasPrefix("/") else { return .failure(PathError(description: "\(uri): a VHD path must be absolute (or a file:// URI)")) }
@@ -151,8 +156,10 @@ public struct Distribution: Sendable {
     // MARK: Distribute
 
     /// Distributes to every target in parallel; each target's outcome is independent of the others'.
-    public func distribute(_ image: CapturedImage, template: ImageTemplate, provenance: Provenance,
-                           progress: @escaping @Sendable (String) -> Void) async -> [DistributionOutcome] {
+    public func distribute(
+        _ image: CapturedImage, template: ImageTemplate, provenance: Provenance,
+        progress: @escaping @Sendable (String) -> Void
+    ) async -> [DistributionOutcome] {
         await withTaskGroup(of: (Int, DistributionOutcome).self) { group in
             for (i, d) in template.properties.distribute.enumerated() {
                 group.addTask {
@@ -191,16 +198,20 @@ public struct Distribution: Sendable {
     func metadata(_ image: CapturedImage, template: ImageTemplate, provenance: Provenance, tags: [String: String]) -> [String: String] {
         var m: [String: String] = [
             "sourceTemplate": provenance.templateId, "runId": provenance.runId, "sourceImage": image.sourceReference,
-            "sha256": image.sha256, "createdAt": ISO8601DateFormatter().string(from: Date()),
+            "sha256": image.sha256, "createdAt": ISO8601DateFormatter().string(from: Date())
         ]
         if let v = image.sourceVersion { m["sourceVersion"] = v }
         if !tags.isEmpty, let data = try? JSONEncoder.sortedKeys.encode(tags) { m["tags"] = String(decoding: data, as: UTF8.self) }
         return m
     }
 
-    func managedImage(_ m: ManagedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
-                      progress: @escaping @Sendable (String) -> Void) async throws -> String {
-        guard let id = ResourceID.parse(m.imageId) else { throw DistributionError(code: .badDistributeType, description: "\(m.imageId) is not a managed image id") }
+    func managedImage(
+        _ m: ManagedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
+        progress: @escaping @Sendable (String) -> Void
+    ) async throws -> String {
+        guard let id = ResourceID.parse(m.imageId) else {
+            throw DistributionError(code: .badDistributeType, description: "\(m.imageId) is not a managed image id")
+        }
         let regionDir = try regions.directory(for: m.location)
         let dir = [regionDir, "images", id.resourceGroup, id.name].reduce("") { ($0 as NSString).appendingPathComponent($1) }
         progress("\(m.runOutputName): managed image \(id.name) in \(RegionMap.normalize(m.location))")
@@ -217,8 +228,9 @@ public struct Distribution: Sendable {
             history.append(prev)
             meta["history"] = String(decoding: try JSONEncoder.sortedKeys.encode(history), as: UTF8.self)
         }
-        let record = ManagedImageRecord(id: m.imageId, location: RegionMap.normalize(m.location), osType: image.osType, hyperVGeneration: image.generation,
-                                        path: paths.relative(disk), sha256: image.sha256, virtualSize: image.virtualSize, createdAt: Date(), metadata: meta)
+        let record = ManagedImageRecord(
+            id: m.imageId, location: RegionMap.normalize(m.location), osType: image.osType, hyperVGeneration: image.generation,
+            path: paths.relative(disk), sha256: image.sha256, virtualSize: image.virtualSize, createdAt: Date(), metadata: meta)
         try await database.putManagedImage(record)
         try JSONEncoder.sortedKeys.encode(meta).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("metadata.json")))
         return m.imageId
@@ -239,8 +251,10 @@ public struct Distribution: Sendable {
         }
     }
 
-    func sharedImage(_ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
-                     progress: @escaping @Sendable (String) -> Void) async throws -> String {
+    func sharedImage(
+        _ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate, provenance: Provenance,
+        progress: @escaping @Sendable (String) -> Void
+    ) async throws -> String {
         let target = try await galleryTarget(s, image: image)
         let def = target.definition
         var (version, record) = try await reserveVersion(target, s, image: image, template: template, provenance: provenance)
@@ -279,7 +293,9 @@ public struct Distribution: Sendable {
         }
         var explicitVersion: ImageVersion?
         if let explicit {
-            guard let v = ImageVersion(explicit) else { throw DistributionError(code: .badSharedImageDistribute, description: "\(explicit) is not a version (x.y.z)") }
+            guard let v = ImageVersion(explicit) else {
+                throw DistributionError(code: .badSharedImageDistribute, description: "\(explicit) is not a version (x.y.z)")
+            }
             explicitVersion = v
         }
         let regionNames = s.targetRegions.map { RegionMap.normalize($0.name) }
@@ -287,19 +303,23 @@ public struct Distribution: Sendable {
         guard let primaryRegion = regionNames.first else {
             throw DistributionError(code: .badSharedImageDistribute, description: "no target regions")
         }
-        return GalleryTarget(definition: def, gallery: defRid.segments[0].name, definitionName: defRid.segments[1].name, explicitVersion: explicitVersion,
-                             regionNames: regionNames, regionDirs: regionDirs, primaryRegion: primaryRegion)
+        return GalleryTarget(
+            definition: def, gallery: defRid.segments[0].name, definitionName: defRid.segments[1].name, explicitVersion: explicitVersion,
+            regionNames: regionNames, regionDirs: regionDirs, primaryRegion: primaryRegion)
     }
 
     /// Reserves the version first (a concurrent run choosing Latest gets the next one); the files come after.
-    func reserveVersion(_ target: GalleryTarget, _ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate,
-                        provenance: Provenance) async throws -> (ImageVersion, GalleryVersionRecord) {
+    func reserveVersion(
+        _ target: GalleryTarget, _ s: SharedImageDistributor, image: CapturedImage, template: ImageTemplate,
+        provenance: Provenance
+    ) async throws -> (ImageVersion, GalleryVersionRecord) {
         let def = target.definition
         for _ in 0..<5 {
             let existing = try await database.galleryVersions(definitionId: def.id).map(\.version)
             let v: ImageVersion
             do {
-                v = try GalleryVersioning.choose(explicit: target.explicitVersion, versioning: s.versioning, existing: existing, sourceVersion: image.sourceVersion)
+                v = try GalleryVersioning.choose(
+                    explicit: target.explicitVersion, versioning: s.versioning, existing: existing, sourceVersion: image.sourceVersion)
             } catch {
                 throw DistributionError(code: .badSharedImageDistribute, description: "\(def.id): \(error.description)")
             }
@@ -309,11 +329,14 @@ public struct Distribution: Sendable {
             var counts: [String: Int] = [:]
             for r in s.targetRegions { counts[RegionMap.normalize(r.name)] = r.replicaCount }
             let disk = (target.versionDirectory(0, v) as NSString).appendingPathComponent("disk.qcow2")
-            let rec = GalleryVersionRecord(definitionId: def.id, version: v, excludeFromLatest: true, path: paths.relative(disk),
-                                           sha256: image.sha256, virtualSize: image.virtualSize, regions: counts, metadata: meta)
+            let rec = GalleryVersionRecord(
+                definitionId: def.id, version: v, excludeFromLatest: true, path: paths.relative(disk),
+                sha256: image.sha256, virtualSize: image.virtualSize, regions: counts, metadata: meta)
             if try await reserve(rec) { return (v, rec) }
             if target.explicitVersion != nil {
-                throw DistributionError(code: .badSharedImageDistribute, description: "gallery image version \(def.id)/versions/\(v) exists already; versions are never overwritten")
+                throw DistributionError(
+                    code: .badSharedImageDistribute, description: "gallery image version \(def.id)/versions/\(v) exists already; versions are never overwritten"
+                )
             }
         }
         throw DistributionError(code: .badSharedImageDistribute, description: "could not reserve a new version of \(def.id) (concurrent distributions)")
@@ -322,8 +345,10 @@ public struct Distribution: Sendable {
     /// Places the image and its replicas in every region. Regions on one filesystem share one placement: the
     /// first region of each filesystem places the image (a link or one copy), the others link to it.
     /// Filesystems proceed in parallel. Returns, per region, what was placed where.
-    func placeReplicas(_ target: GalleryTarget, version: ImageVersion, _ s: SharedImageDistributor, image: CapturedImage,
-                       progress: @escaping @Sendable (String) -> Void) async throws -> [String: [String: String]] {
+    func placeReplicas(
+        _ target: GalleryTarget, version: ImageVersion, _ s: SharedImageDistributor, image: CapturedImage,
+        progress: @escaping @Sendable (String) -> Void
+    ) async throws -> [String: [String: String]] {
         var groups: [UInt64: [Int]] = [:]
         for i in target.regionDirs.indices { groups[Self.device(of: target.regionDirs[i]), default: []].append(i) }
         var placed: [String: [String: String]] = [:]
@@ -346,8 +371,10 @@ public struct Distribution: Sendable {
     }
 
     /// One region's copy (or, with shallow replication, a reference to the primary region's).
-    static func placeRegion(_ i: Int, target: GalleryTarget, version: ImageVersion, _ s: SharedImageDistributor, source: String,
-                            progress: @Sendable (String) -> Void) async throws -> (String, [String: String]) {
+    static func placeRegion(
+        _ i: Int, target: GalleryTarget, version: ImageVersion, _ s: SharedImageDistributor, source: String,
+        progress: @Sendable (String) -> Void
+    ) async throws -> (String, [String: String]) {
         let region = s.targetRegions[i]
         let name = target.regionNames[i]
         var info: [String: String] = ["replicaCount": String(region.replicaCount), "storageAccountType": region.storageAccountType.rawValue]

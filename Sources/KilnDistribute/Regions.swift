@@ -40,7 +40,8 @@ public struct RegionMap: Sendable, Hashable {
             throw RegionError(description: "'\(region)' is not a region name (letters, digits and '-')")
         }
         if let allowOnly, !allowOnly.contains(name) {
-            throw RegionError(description: "region '\(region)' is not allowed\(source.map { " by \($0)" } ?? ""); allowed: \(allowOnly.sorted().joined(separator: ", "))")
+            throw RegionError(
+                description: "region '\(region)' is not allowed\(source.map { " by \($0)" } ?? ""); allowed: \(allowOnly.sorted().joined(separator: ", "))")
         }
         return overrides[name] ?? (defaultRoot as NSString).appendingPathComponent(name)
     }
@@ -63,7 +64,9 @@ public struct RegionMap: Sendable, Hashable {
             }
         }
         if let a = top["allowOnly"] {
-            guard let list = a.array?.compactMap(\.string), list.count == a.array?.count else { throw RegionError(description: "\(file): $.allowOnly: expected a list of region names") }
+            guard let list = a.array?.compactMap(\.string), list.count == a.array?.count else {
+                throw RegionError(description: "\(file): $.allowOnly: expected a list of region names")
+            }
             map.allowOnly = Set(list.map(normalize))
         }
         return map

@@ -10,7 +10,9 @@ public enum GalleryVersioning {
     /// - Latest: the next patch within `major` (or within the highest major when unset, -1), after the highest
     ///   minor: with 1.2.0 and 2.1.0, major 1 → 1.2.1, unset → 2.1.1. No versions yet → `major`.0.0 or 1.0.0.
     /// - Source: the source image's version (x.y.z).
-    public static func choose(explicit: ImageVersion?, versioning: Versioning?, existing: [ImageVersion], sourceVersion: String?) throws(VersioningError) -> ImageVersion {
+    public static func choose(explicit: ImageVersion?, versioning: Versioning?, existing: [ImageVersion], sourceVersion: String?) throws(VersioningError)
+        -> ImageVersion
+    {
         let chosen: ImageVersion
         if let explicit {
             chosen = explicit
@@ -26,7 +28,10 @@ public enum GalleryVersioning {
                 }
             case .source:
                 guard let s = sourceVersion else {
-                    throw VersioningError(description: "versioning scheme Source needs a source image with a version (a PlatformImage or a gallery image version), and this source has none")
+                    throw VersioningError(
+                        description:
+                            "versioning scheme Source needs a source image with a version (a PlatformImage or a gallery image version), and this source has none"
+                    )
                 }
                 guard let parsed = ImageVersion(s) else {
                     throw VersioningError(description: "versioning scheme Source: the source version \(s) is not x.y.z")

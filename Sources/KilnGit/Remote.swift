@@ -180,8 +180,10 @@ extension GitRepository {
 
     /// The remote's branch heads (`git ls-remote`), without fetching anything: a cheap "did it move?".
     /// Each network call gives up after `timeout` without progress (see `StallWatchdog`).
-    public func remoteHeads(_ url: String, credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
-                            timeout: Duration = defaultGitTimeout) throws(GitError) -> [RemoteHead] {
+    public func remoteHeads(
+        _ url: String, credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
+        timeout: Duration = defaultGitTimeout
+    ) throws(GitError) -> [RemoteHead] {
         let remote = try anonymousRemote(url)
         defer { git_remote_free(remote) }
         let state = CallbackState(credentials: credentials, maxAttempts: maxAttempts, knownHosts: knownHosts)
@@ -205,8 +207,10 @@ extension GitRepository {
     }
 
     /// Fetches `refspecs` (`+refs/heads/main:refs/heads/main`) from `url`.
-    public func fetch(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
-                      timeout: Duration = defaultGitTimeout) throws(GitError) {
+    public func fetch(
+        _ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
+        timeout: Duration = defaultGitTimeout
+    ) throws(GitError) {
         let remote = try anonymousRemote(url)
         defer { git_remote_free(remote) }
         let state = CallbackState(credentials: credentials, maxAttempts: maxAttempts, knownHosts: knownHosts)
@@ -225,8 +229,10 @@ extension GitRepository {
 
     /// Pushes `refspecs` (`refs/heads/kiln/status:refs/heads/kiln/status`), telling both kinds of rejection
     /// apart from other failures.
-    public func push(_ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
-                     timeout: Duration = defaultGitTimeout) throws(PushError) {
+    public func push(
+        _ url: String, refspecs: [String], credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil, maxAttempts: Int = 3,
+        timeout: Duration = defaultGitTimeout
+    ) throws(PushError) {
         if let path = Self.localPath(url) {
             for spec in refspecs { try pushLocal(path, spec) }
             return
@@ -308,8 +314,10 @@ extension GitRepository {
         return ObjectID(oid)
     }
 
-    func pushTransport(_ url: String, refspecs: [String], credentials: GitCredentials, knownHosts: KnownHosts?, maxAttempts: Int,
-                       timeout: Duration = defaultGitTimeout) throws(PushError) {
+    func pushTransport(
+        _ url: String, refspecs: [String], credentials: GitCredentials, knownHosts: KnownHosts?, maxAttempts: Int,
+        timeout: Duration = defaultGitTimeout
+    ) throws(PushError) {
         let remote: OpaquePointer
         do { remote = try anonymousRemote(url) } catch { throw .failed(error) }
         defer { git_remote_free(remote) }
@@ -335,7 +343,9 @@ extension GitRepository {
     func connectError(_ rc: Int32, _ url: String, _ state: CallbackState, operation: String = "connect to") -> GitError {
         var e = GitError.last(rc, "\(operation) \(Self.redact(url))")
         if let p = state.hostKeyProblem { e.message = p }
-        if state.attempts > state.maxAttempts { e.message = "authentication failed after \(state.maxAttempts) attempts with \(state.credentials): \(e.message)" }
+        if state.attempts > state.maxAttempts {
+            e.message = "authentication failed after \(state.maxAttempts) attempts with \(state.credentials): \(e.message)"
+        }
         if let watch = state.watch, watch.fired {
             let traffic = watch.firedDespiteTraffic ? " (the connection moved only a trickle of bytes for \(watch.timeout * 10))" : ""
             e.message = "timed out: no progress for \(watch.timeout)\(traffic), connection closed (\(e.message))"
@@ -377,16 +387,19 @@ public struct KnownHosts: Sendable, Hashable {
 
     func matches(host: String, sha256 fingerprint: Data) -> Bool {
         entries.contains { e in
-            e.sha256 == fingerprint && e.hosts.contains { pattern in
-                pattern == host || pattern == "[\(host)]" || pattern.hasPrefix("[\(host)]:") || KnownHosts.hashedMatch(pattern, host)
-            }
+            e.sha256 == fingerprint
+                && e.hosts.contains { pattern in
+                    pattern == host || pattern == "[\(host)]" || pattern.hasPrefix("[\(host)]:") || KnownHosts.hashedMatch(pattern, host)
+                }
         }
     }
 
     /// `|1|salt|hash`: HMAC-SHA1(salt, host).
     static func hashedMatch(_ pattern: String, _ host: String) -> Bool {
         let parts = pattern.split(separator: "|")
-        guard parts.count == 3, parts[0] == "1", let salt = Data(base64Encoded: String(parts[1])), let want = Data(base64Encoded: String(parts[2])) else { return false }
+        guard parts.count == 3, parts[0] == "1", let salt = Data(base64Encoded: String(parts[1])), let want = Data(base64Encoded: String(parts[2])) else {
+            return false
+        }
         return hmacSHA1(key: salt, message: Data(host.utf8)) == want
     }
 }

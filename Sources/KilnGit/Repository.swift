@@ -165,17 +165,21 @@ public actor GitRepository {
         final class Box { var files: [TreeFile] = [] }
         let box = Box()
         let rc = withExtendedLifetime(box) {
-            git_tree_walk(tree, GIT_TREEWALK_PRE, { root, entry, payload in
-                guard let entry, let payload else { return 0 }
-                guard git_tree_entry_type(entry) == GIT_OBJECT_BLOB else { return 0 }
-                let b = Unmanaged<Box>.fromOpaque(payload).takeUnretainedValue()
-                let name = String(cString: git_tree_entry_name(entry))
-                let dir = root.map { String(cString: $0) } ?? ""
-                let mode = git_tree_entry_filemode(entry)
-                b.files.append(TreeFile(path: dir + name, blob: ObjectID(git_tree_entry_id(entry).pointee),
-                                        executable: mode == GIT_FILEMODE_BLOB_EXECUTABLE, isSymlink: mode == GIT_FILEMODE_LINK))
-                return 0
-            }, Unmanaged.passUnretained(box).toOpaque())
+            git_tree_walk(
+                tree, GIT_TREEWALK_PRE,
+                { root, entry, payload in
+                    guard let entry, let payload else { return 0 }
+                    guard git_tree_entry_type(entry) == GIT_OBJECT_BLOB else { return 0 }
+                    let b = Unmanaged<Box>.fromOpaque(payload).takeUnretainedValue()
+                    let name = String(cString: git_tree_entry_name(entry))
+                    let dir = root.map { String(cString: $0) } ?? ""
+                    let mode = git_tree_entry_filemode(entry)
+                    b.files.append(
+                        TreeFile(
+                            path: dir + name, blob: ObjectID(git_tree_entry_id(entry).pointee),
+                            executable: mode == GIT_FILEMODE_BLOB_EXECUTABLE, isSymlink: mode == GIT_FILEMODE_LINK))
+                    return 0
+                }, Unmanaged.passUnretained(box).toOpaque())
         }
         try check("walk the tree of \(commit.short)", rc)
         return box.files
@@ -249,10 +253,11 @@ public actor GitRepository {
             if let p = git_commit_parent_id(c, i) { parents.append(ObjectID(p.pointee)) }
         }
         let author = git_commit_author(c)!.pointee
-        return CommitInfo(id: commit, parents: parents,
-                          author: GitSignature(name: String(cString: author.name), email: String(cString: author.email)),
-                          date: Date(timeIntervalSince1970: TimeInterval(author.when.time)),
-                          message: git_commit_message(c).map { String(cString: $0) } ?? "")
+        return CommitInfo(
+            id: commit, parents: parents,
+            author: GitSignature(name: String(cString: author.name), email: String(cString: author.email)),
+            date: Date(timeIntervalSince1970: TimeInterval(author.when.time)),
+            message: git_commit_message(c).map { String(cString: $0) } ?? "")
     }
 
     /// Commits reachable from `tip` along first parents, newest first, at most `limit`; only those touching
@@ -324,8 +329,10 @@ public actor GitRepository {
     /// in-memory index seeded from the parent's tree, a tree, a commit. The ref moves only if it still points
     /// at the parent that was read (else `GitError.isModified`), so concurrent writers never lose commits.
     @discardableResult
-    public func commit(files: [String: Data?], on ref: String, message: String, author: GitSignature, date: Date = Date(),
-                       parent expected: ObjectID?? = nil) throws(GitError) -> ObjectID {
+    public func commit(
+        files: [String: Data?], on ref: String, message: String, author: GitSignature, date: Date = Date(),
+        parent expected: ObjectID?? = nil
+    ) throws(GitError) -> ObjectID {
         // `parent`: build on this commit (what the caller read) instead of the ref's tip now.
         let parent: ObjectID?
         if let expected { parent = expected } else { parent = try resolve(ref) }

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One network call under watch: the thread making it and when it last made progress.
@@ -163,14 +163,14 @@ final class StallWatchdog: @unchecked Sendable {
     }
 
     #if arch(x86_64)
-    static let directCalls: Set<Int> = [0, 1, 42, 44, 45, 46, 47]  // read, write, connect, sendto, recvfrom, sendmsg, recvmsg
-    static let pollCalls: Set<Int> = [7, 271]                       // poll, ppoll
+        static let directCalls: Set<Int> = [0, 1, 42, 44, 45, 46, 47]  // read, write, connect, sendto, recvfrom, sendmsg, recvmsg
+        static let pollCalls: Set<Int> = [7, 271]  // poll, ppoll
     #elseif arch(arm64)
-    static let directCalls: Set<Int> = [63, 64, 203, 206, 207, 211, 212]
-    static let pollCalls: Set<Int> = [73]                           // ppoll (arm64 has no poll)
+        static let directCalls: Set<Int> = [63, 64, 203, 206, 207, 211, 212]
+        static let pollCalls: Set<Int> = [73]  // ppoll (arm64 has no poll)
     #else
-    static let directCalls: Set<Int> = []
-    static let pollCalls: Set<Int> = []
+        static let directCalls: Set<Int> = []
+        static let pollCalls: Set<Int> = []
     #endif
 
     /// The descriptors a blocked call waits on: its first argument, or the entries of a `poll` array.

@@ -81,9 +81,11 @@ public actor Controller {
     /// When workers were last started: at most one more while queued runs wait for one to claim them.
     var lastLaunch: ContinuousClock.Instant?
 
-    public init(name: String? = nil, core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, options: Options = Options(),
-                launchWorkers: @escaping @Sendable () -> Void, onReport: @escaping @Sendable (ReconcileReport) -> Void = { _ in },
-                observer: (any ControllerObserver)? = nil, logger: Logger = Logger(label: "kiln.controller")) {
+    public init(
+        name: String? = nil, core: KilnCore, mirror: RepositoryMirror, templatesPath: String? = nil, options: Options = Options(),
+        launchWorkers: @escaping @Sendable () -> Void, onReport: @escaping @Sendable (ReconcileReport) -> Void = { _ in },
+        observer: (any ControllerObserver)? = nil, logger: Logger = Logger(label: "kiln.controller")
+    ) {
         let name = name ?? GitRepository.redact(mirror.source.url)
         var logger = logger
         logger[metadataKey: "repo"] = "\(name)"
@@ -117,7 +119,8 @@ public actor Controller {
 
     /// Polls until `stop()`.
     public func run() async {
-        logger.notice("controller started", metadata: ["url": "\(GitRepository.redact(source.url))", "branch": "\(source.branch)", "interval": "\(options.interval)"])
+        logger.notice(
+            "controller started", metadata: ["url": "\(GitRepository.redact(source.url))", "branch": "\(source.branch)", "interval": "\(options.interval)"])
         while !stopping {
             await step()
             if stopping { break }
@@ -139,7 +142,9 @@ public actor Controller {
             head = try await mirror.refresh()
             if head == nil {
                 failure = "the branch \(source.branch) does not exist on the remote"
-                logger.log(level: failure == lastError ? .debug : .error, "the watched branch does not exist; retrying at each poll", metadata: ["branch": "\(source.branch)"])
+                logger.log(
+                    level: failure == lastError ? .debug : .error, "the watched branch does not exist; retrying at each poll",
+                    metadata: ["branch": "\(source.branch)"])
             } else {
                 lastSync = Date()
                 observer?.synced(repository: name, at: lastSync!)
@@ -148,8 +153,9 @@ public actor Controller {
             failure = "fetch: \(error)"
             observer?.gitFailed(repository: name, operation: .fetch)
             // Said once per distinct error, not at every poll; kiln_git_errors_total counts every failure.
-            logger.log(level: failure == lastError ? .debug : .error, "cannot reach the repository; retrying at each poll",
-                       metadata: ["error": "\(error)"])
+            logger.log(
+                level: failure == lastError ? .debug : .error, "cannot reach the repository; retrying at each poll",
+                metadata: ["error": "\(error)"])
         }
         if let head {
             let started = ContinuousClock.now
@@ -190,7 +196,8 @@ public actor Controller {
             // Queued runs and nothing executing (a worker died before claiming): start a worker. A worker that is
             // executing claims the queue itself, so none is started then.
             if active.contains(where: { $0.owner == nil }), !active.contains(where: { $0.owner != nil }),
-               lastLaunch.map({ ContinuousClock.now - $0 > .seconds(30) }) ?? true {
+                lastLaunch.map({ ContinuousClock.now - $0 > .seconds(30) }) ?? true
+            {
                 launch()
             }
             hadActiveRuns = !mine.isEmpty
@@ -258,8 +265,10 @@ extension Controller {
 
     /// One reconcile of the branch head; with `executeRuns`, the runs it queued are executed here (in this
     /// process) while the status branch follows them, and the call returns when they have ended.
-    public func reconcileOnce(executeRuns: Bool, parallelism: Int = 1,
-                              onEvent: @escaping @Sendable (String, RunEvent) -> Void = { _, _ in }) async throws -> OnceResult {
+    public func reconcileOnce(
+        executeRuns: Bool, parallelism: Int = 1,
+        onEvent: @escaping @Sendable (String, RunEvent) -> Void = { _, _ in }
+    ) async throws -> OnceResult {
         _ = await core.recoverAbandonedRuns()
         guard let head = try await mirror.refresh() else { throw OnceError.noBranch(GitRepository.redact(source.url), source.branch) }
         let commit = try await mirror.effectiveCommit(head)

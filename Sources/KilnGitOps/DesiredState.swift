@@ -25,8 +25,10 @@ public final class DesiredTemplate: Sendable {
     /// The template's name (kept for the same reason: reaching it through `loaded` copies the template).
     public let name: String
 
-    public init(loaded: LoadedTemplate, file: String, referencedFiles: [String: String], resolvedReferences: [String: ObjectID] = [:],
-                contentHash: String) {
+    public init(
+        loaded: LoadedTemplate, file: String, referencedFiles: [String: String], resolvedReferences: [String: ObjectID] = [:],
+        contentHash: String
+    ) {
         self.loaded = loaded
         self.file = file
         self.referencedFiles = referencedFiles
@@ -85,9 +87,11 @@ public enum DesiredStateReader {
     ///     file it references have the same blobs; entries for files that are gone are dropped.
     ///   - excluding: path prefixes never read as templates (the controller's own `status/` files).
     ///   - policy: what templates' artifact references may reach (checked as files are decoded).
-    public static func read(_ repo: GitRepository, at commit: ObjectID, cache: DesiredStateCache? = nil,
-                            excluding: [String] = [], templatesPath: String? = nil,
-                            policy: ArtifactPolicy = .untrusted) async throws(GitError) -> DesiredState {
+    public static func read(
+        _ repo: GitRepository, at commit: ObjectID, cache: DesiredStateCache? = nil,
+        excluding: [String] = [], templatesPath: String? = nil,
+        policy: ArtifactPolicy = .untrusted
+    ) async throws(GitError) -> DesiredState {
         let files = try await repo.files(at: commit)
         let byPath = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
         var (config, configDiagnostics, configKey) = try await repositoryConfig(repo, byPath)
@@ -112,11 +116,7 @@ public enum DesiredStateReader {
             let parametersFile = isGallery ? nil : byPath[sibling]
             return (isGallery, sibling, parametersFile, scope + f.path + "\u{0}" + f.blob.hex + "\u{0}" + (parametersFile?.blob.hex ?? ""))
         }
-        func cached(_ f: TreeFile, _ key: String) -> DesiredStateCache.Entry? {
-            guard let hit = cache?.entries[f.path], hit.key == key,
-                  hit.entry.dependencies.allSatisfy({ (byPath[$0.key]?.blob.hex ?? "") == $0.value }) else { return nil }
-            return hit.entry
-        }
+        func cached(_ f: TreeFile, _ key: String) -> DesiredStateCache.Entry? { cachedEntry(cache, f, key, byPath) }
         // Files to parse have their blobs read a window at a time: every call into the repository's actor is a
         // hop to its thread (tens of microseconds), and a commit that changes every file would otherwise make one
         // per file. The window is bounded both ways, so a plan with one change looks ahead a little only.
@@ -154,10 +154,7 @@ public enum DesiredStateReader {
                 var parameters: (path: String, text: String)?
                 if let p = parametersFile { parameters = (sibling, String(decoding: try await read(p.blob, from: index), as: UTF8.self)) }
                 let text = String(decoding: try await read(f.blob, from: index), as: UTF8.self)
-                var fileOptions = options
-                fileOptions.repositoryPath = f.path
-                let loaded = TemplateLoader.load(text: text, path: f.path, options: fileOptions, parameters: parameters)
-                entry = try await evaluate(loaded, file: f.path, in: byPath, isGallery: isGallery) { id throws(GitError) in
+                entry = try await parse(text, f.path, parameters: parameters, options: options, in: byPath, isGallery: isGallery) { id throws(GitError) in
                     String(decoding: try await read(id, from: index), as: UTF8.self)
                 }
             }
@@ -169,6 +166,25 @@ public enum DesiredStateReader {
         }
         cache?.prune(keeping: seen)
         return state
+    }
+
+    /// A cache entry still good for `f` at `key`: every file it depends on has the blob it had.
+    static func cachedEntry(_ cache: DesiredStateCache?, _ f: TreeFile, _ key: String, _ byPath: [String: TreeFile]) -> DesiredStateCache.Entry? {
+        guard let hit = cache?.entries[f.path], hit.key == key,
+            hit.entry.dependencies.allSatisfy({ (byPath[$0.key]?.blob.hex ?? "") == $0.value })
+        else { return nil }
+        return hit.entry
+    }
+
+    /// Loads one file (its path inside the repository bounds its relative references) and evaluates it.
+    static func parse(
+        _ text: String, _ path: String, parameters: (path: String, text: String)?, options: LoadOptions, in byPath: [String: TreeFile],
+        isGallery: Bool, linkTarget: (ObjectID) async throws(GitError) -> String
+    ) async throws(GitError) -> DesiredStateCache.Entry {
+        var fileOptions = options
+        fileOptions.repositoryPath = path
+        let loaded = TemplateLoader.load(text: text, path: path, options: fileOptions, parameters: parameters)
+        return try await evaluate(loaded, file: path, in: byPath, isGallery: isGallery, linkTarget: linkTarget)
     }
 
     /// `kiln.yaml` (or `kiln.yml`): the settings, their problems, and the blob they were read from (part of
@@ -186,8 +202,10 @@ public enum DesiredStateReader {
     /// are resolved here, once: next to the template, then from the repository root (`RepositoryPath`), a
     /// symbolic link followed while it stays in the tree. A link out of the repository makes the file invalid
     /// (code, JSON path, line), so nothing is read and the plan shows why.
-    static func evaluate(_ loaded: LoadedFile, file: String, in byPath: [String: TreeFile], isGallery: Bool,
-                         linkTarget: (ObjectID) async throws(GitError) -> String) async throws(GitError) -> DesiredStateCache.Entry {
+    static func evaluate(
+        _ loaded: LoadedFile, file: String, in byPath: [String: TreeFile], isGallery: Bool,
+        linkTarget: (ObjectID) async throws(GitError) -> String
+    ) async throws(GitError) -> DesiredStateCache.Entry {
         var entry = DesiredStateCache.Entry()
         if isGallery {
             entry.galleries = loaded.galleryDefinitions
@@ -212,14 +230,18 @@ public enum DesiredStateReader {
                         resolved[reference] = hit.blob
                     case .failure(let why):
                         let at = JSONPath(t.resourcePath.components + r.path.components)
-                        errors.append(Diagnostic(file: file, position: SourcePosition(line: t.artifactLines[at.description] ?? t.line, column: 1), path: at,
-                                                 code: r.errorCode, message: "\(r.property) '\(reference)': \(why)"))
+                        errors.append(
+                            Diagnostic(
+                                file: file, position: SourcePosition(line: t.artifactLines[at.description] ?? t.line, column: 1), path: at,
+                                code: r.errorCode, message: "\(r.property) '\(reference)': \(why)"))
                     }
                     break
                 }
             }
-            entry.templates.append(DesiredTemplate(loaded: t, file: file, referencedFiles: refs, resolvedReferences: resolved,
-                                                   contentHash: ContentHash.of(t.template, referencedFiles: refs)))
+            entry.templates.append(
+                DesiredTemplate(
+                    loaded: t, file: file, referencedFiles: refs, resolvedReferences: resolved,
+                    contentHash: ContentHash.of(t.template, referencedFiles: refs)))
         }
         if !errors.isEmpty {
             entry.templates = []
@@ -230,8 +252,10 @@ public enum DesiredStateReader {
 
     /// The file a tree path stands for: itself, or where its symbolic links lead (up to 8 hops), each hop
     /// inside the repository.
-    static func follow(_ path: String, in byPath: [String: TreeFile], linkTarget: (ObjectID) async throws(GitError) -> String,
-                       dependencies: inout [String: String]) async throws(GitError) -> Result<TreeFile, LinkError> {
+    static func follow(
+        _ path: String, in byPath: [String: TreeFile], linkTarget: (ObjectID) async throws(GitError) -> String,
+        dependencies: inout [String: String]
+    ) async throws(GitError) -> Result<TreeFile, LinkError> {
         var current = path
         for _ in 0..<8 {
             guard let f = byPath[current] else { return .failure(LinkError("the symbolic link \(path) leads to \(current), which is not in the repository")) }

@@ -15,9 +15,11 @@ public struct GitSource: Sendable, Hashable {
     /// How long a fetch, ls-remote or push may go without progress before it is given up (Flux's `timeout`).
     public var timeout: Duration
 
-    public init(url: String, branch: String = "main", statusBranch: String = "kiln/status", notesRef: String = "refs/notes/kiln",
-                credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil,
-                author: GitSignature = GitSignature(name: "Kiln", email: "kiln@localhost"), timeout: Duration = defaultGitTimeout) {
+    public init(
+        url: String, branch: String = "main", statusBranch: String = "kiln/status", notesRef: String = "refs/notes/kiln",
+        credentials: GitCredentials = .none, knownHosts: KnownHosts? = nil,
+        author: GitSignature = GitSignature(name: "Kiln", email: "kiln@localhost"), timeout: Duration = defaultGitTimeout
+    ) {
         self.url = GitSource.normalize(url)
         self.branch = branch
         self.statusBranch = statusBranch

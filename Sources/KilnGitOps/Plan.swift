@@ -189,7 +189,8 @@ public enum Planner {
                 leaving[d.contentHash] = candidates
                 movedAway.insert(r.id.lowercased())
                 recordedByKey.removeValue(forKey: r.id.lowercased())
-                item = PlanItem(.move(from: r, to: d), reason: r.sourceFile == d.file ? "renamed from \(r.name)" : "\(r.sourceFile ?? r.name) → \(d.file), same content")
+                item = PlanItem(
+                    .move(from: r, to: d), reason: r.sourceFile == d.file ? "renamed from \(r.name)" : "\(r.sourceFile ?? r.name) → \(d.file), same content")
             }
             items.append(guardRun(item, onChange))
         }
@@ -205,8 +206,10 @@ public enum Planner {
 
         let described = Set(recorded.compactMap(\.sourceFile))
         for bad in desired.invalid where !described.contains(bad.file) {
-            items.append(PlanItem(.invalid(file: bad.file, diagnostics: bad.diagnostics, kept: nil),
-                                  reason: bad.diagnostics.first.map { "\($0.path): \($0.message)" }))
+            items.append(
+                PlanItem(
+                    .invalid(file: bad.file, diagnostics: bad.diagnostics, kept: nil),
+                    reason: bad.diagnostics.first.map { "\($0.path): \($0.message)" }))
         }
         return Plan(commit: desired.commit, items: items, galleries: desired.galleries)
     }

@@ -72,8 +72,9 @@ public actor Reconciler {
     public func desired(at commit: ObjectID) async throws(GitError) -> DesiredState {
         var excluding = ["status/"]
         if source.statusBranch != source.branch { excluding = [] }
-        let state = try await DesiredStateReader.read(mirror.repo, at: commit, cache: cache, excluding: excluding, templatesPath: templatesPath,
-                                                      policy: core.artifactPolicy)
+        let state = try await DesiredStateReader.read(
+            mirror.repo, at: commit, cache: cache, excluding: excluding, templatesPath: templatesPath,
+            policy: core.artifactPolicy)
         return state
     }
 
@@ -88,10 +89,11 @@ public actor Reconciler {
         let needsDiff = desired.templates.contains { recordedKeys.contains($0.key) }
         if needsDiff {
             let byKey = Dictionary(recorded.map { ($0.id.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
-            let commits = Set(desired.templates.compactMap { d -> String? in
-                guard let r = byKey[d.key], r.contentHash != d.contentHash else { return nil }
-                return r.sourceCommit
-            })
+            let commits = Set(
+                desired.templates.compactMap { d -> String? in
+                    guard let r = byKey[d.key], r.contentHash != d.contentHash else { return nil }
+                    return r.sourceCommit
+                })
             for c in commits {
                 guard let old = ObjectID(hex: c) else { continue }
                 if let diff = try? await mirror.repo.changes(from: old, to: commit) {
@@ -201,7 +203,8 @@ public actor Reconciler {
             guard !placed.contains(n), !visiting.contains(n) else { return }
             visiting.insert(n)
             if case .sharedImageVersion(let s)? = items[n].desired?.loaded.template.properties.source,
-               let producer = producers[definition(s.imageVersionId)], producer != n {
+                let producer = producers[definition(s.imageVersionId)], producer != n
+            {
                 place(producer)
             }
             visiting.remove(n)
@@ -213,23 +216,26 @@ public actor Reconciler {
     }
 
     func create(_ item: PlanItem, _ d: DesiredTemplate, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {
-        let origin = TemplateOrigin(file: d.file, commit: commit.hex,
-                                    relativeArtifacts: CommitArtifactSource(repo: mirror.repo, commit: commit, resolved: d.resolvedReferences),
-                                    managedBy: source.key, contentHash: d.contentHash)
+        let origin = TemplateOrigin(
+            file: d.file, commit: commit.hex,
+            relativeArtifacts: CommitArtifactSource(repo: mirror.repo, commit: commit, resolved: d.resolvedReferences),
+            managedBy: source.key, contentHash: d.contentHash)
         let resource: TemplateResource
         do {
             resource = try await core.create(d.loaded, origin: origin)
         } catch {
             if Self.isConflict(error) {
-                throw CoreError.conflict("\(d.id) exists and was not created from this repository (\(source.key)); the controller manages it once it is deleted",
-                                         remedy: .delete(template: d.name))
+                throw CoreError.conflict(
+                    "\(d.id) exists and was not created from this repository (\(source.key)); the controller manages it once it is deleted",
+                    remedy: .delete(template: d.name))
             }
             throw error
         }
         var outcome = ReconcileReport.Outcome(item: item, result: verb, ok: true)
         guard resource.provisioningState == .succeeded else {
             outcome.ok = false
-            outcome.result = "\(verb), but provisioning failed: \(resource.record.provisioningErrorCode ?? ""): \(resource.record.provisioningErrorMessage ?? "")"
+            outcome.result =
+                "\(verb), but provisioning failed: \(resource.record.provisioningErrorCode ?? ""): \(resource.record.provisioningErrorMessage ?? "")"
             return outcome
         }
         switch RunPolicy(d.loaded.template) {

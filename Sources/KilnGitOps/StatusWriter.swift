@@ -108,8 +108,10 @@ public actor StatusWriter {
             let key = StatusKey(s, sourceError: errors != nil)
             guard known[path] != key else { continue }
             let doc = try await document(s, errors: errors)
-            writes.append(Write(path: path, data: try doc.fileData(), message: Self.message(name: s.name, label: key.label, summary: s),
-                                key: key, sourceCommit: s.sourceCommit))
+            writes.append(
+                Write(
+                    path: path, data: try doc.fileData(), message: Self.message(name: s.name, label: key.label, summary: s),
+                    key: key, sourceCommit: s.sourceCommit))
         }
         for (path, _) in known where !live.contains(path) {
             let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
@@ -124,14 +126,21 @@ public actor StatusWriter {
             writes.append(Write(path: path, data: try doc.fileData(), message: "\(bad.file): Invalid\n\nKiln-Status: invalid", key: nil, sourceCommit: nil))
         }
         for path in knownInvalid where !invalidLive.contains(path) {
-            writes.append(Write(path: path, data: nil, message: "\(path.dropFirst("status/_invalid/".count).dropLast(5)): Fixed or removed\n\nKiln-Status: fixed", key: nil, sourceCommit: nil))
+            writes.append(
+                Write(
+                    path: path, data: nil, message: "\(path.dropFirst("status/_invalid/".count).dropLast(5)): Fixed or removed\n\nKiln-Status: fixed", key: nil,
+                    sourceCommit: nil))
         }
         guard !writes.isEmpty else { return 0 }
         try await commitAndPush(writes)
         for w in writes {
             if w.path.hasPrefix("status/_invalid/") {
                 if w.data == nil { knownInvalid.remove(w.path) } else { knownInvalid.insert(w.path) }
-            } else if let k = w.key { known[w.path] = k } else { known.removeValue(forKey: w.path) }
+            } else if let k = w.key {
+                known[w.path] = k
+            } else {
+                known.removeValue(forKey: w.path)
+            }
         }
         let touched = Set(writes.compactMap(\.sourceCommit))
         if !touched.isEmpty { try await writeNotes(for: touched, summaries: summaries) }
@@ -174,8 +183,9 @@ public actor StatusWriter {
             if pending.isEmpty { return }
             var parent = tipBefore
             for w in pending {
-                parent = try await repo.commit(files: [w.path: w.data], on: source.statusRef, message: w.message, author: source.author,
-                                               parent: .some(parent))
+                parent = try await repo.commit(
+                    files: [w.path: w.data], on: source.statusRef, message: w.message, author: source.author,
+                    parent: .some(parent))
             }
             guard let e = await push(source.statusRef) else {
                 commitsWritten += pending.count
@@ -194,7 +204,8 @@ public actor StatusWriter {
     /// `catch` inside the retry loop: Swift 6.3's SIL verifier crashes on the latter.)
     func push(_ ref: String) async -> PushError? {
         do {
-            try await repo.push(source.url, refspecs: ["\(ref):\(ref)"], credentials: source.credentials, knownHosts: source.knownHosts, timeout: source.timeout)
+            try await repo.push(
+                source.url, refspecs: ["\(ref):\(ref)"], credentials: source.credentials, knownHosts: source.knownHosts, timeout: source.timeout)
             return nil
         } catch {
             return error
@@ -207,8 +218,9 @@ public actor StatusWriter {
         let remote = try await mirror.remoteState()
         let tip = source.statusBranch == source.branch ? remote.watched : remote.status
         if tip != nil {
-            try await repo.fetch(source.url, refspecs: ["+\(source.statusRef):\(source.statusRef)"], credentials: source.credentials,
-                                 knownHosts: source.knownHosts, timeout: source.timeout)
+            try await repo.fetch(
+                source.url, refspecs: ["+\(source.statusRef):\(source.statusRef)"], credentials: source.credentials,
+                knownHosts: source.knownHosts, timeout: source.timeout)
         } else if let old {
             try await repo.setReference(source.statusRef, to: old)
         }
@@ -229,7 +241,8 @@ public actor StatusWriter {
             guard let id = ObjectID(hex: c) else { continue }
             let lines = summaries.filter { $0.sourceCommit == c }.sorted { $0.name < $1.name }.map { s in
                 let key = StatusKey(s, sourceError: false)
-                return "\(s.name): \(key.label)" + (s.lastRunId.map { " (run \($0))" } ?? "") + " — \(Self.path(resourceGroup: s.resourceGroup, name: s.name)) on \(source.statusBranch)"
+                return "\(s.name): \(key.label)" + (s.lastRunId.map { " (run \($0))" } ?? "")
+                    + " — \(Self.path(resourceGroup: s.resourceGroup, name: s.name)) on \(source.statusBranch)"
             }
             let text = "Kiln\n" + lines.joined(separator: "\n") + "\n"
             if notes[c] == text { continue }
@@ -249,8 +262,9 @@ public actor StatusWriter {
             guard e.isRejection, attempt < maxAttempts else { throw e }
             pushRetries += 1
             try await Task.sleep(for: Self.backoff(attempt))
-            try await repo.fetch(source.url, refspecs: ["+\(source.notesRef):\(source.notesRef)"], credentials: source.credentials,
-                                 knownHosts: source.knownHosts, timeout: source.timeout)
+            try await repo.fetch(
+                source.url, refspecs: ["+\(source.notesRef):\(source.notesRef)"], credentials: source.credentials,
+                knownHosts: source.knownHosts, timeout: source.timeout)
         }
     }
 

@@ -79,6 +79,8 @@ public struct WebhookAuthenticator: Sendable {
 public enum WebhookError: Error, CustomStringConvertible {
     case invalid(String)
     public var description: String {
-        switch self { case .invalid(let m): return m }
+        switch self {
+        case .invalid(let m): return m
+        }
     }
 }

@@ -18,9 +18,11 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
     let core: KilnCore
     let scrapeState: ScrapeState
 
-    static let reconcileBuckets: [Duration] = [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-                                               .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
-                                               .seconds(30), .seconds(60), .seconds(300)]
+    static let reconcileBuckets: [Duration] = [
+        .milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        .seconds(30), .seconds(60), .seconds(300)
+    ]
     static let phaseBuckets: [Duration] = [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200].map { .seconds($0) }
     /// Listed so that the series exist (at zero) before the first template is in that state.
     static let templateStates = ProvisioningState.allCases
@@ -46,62 +48,82 @@ public final class ControllerMetrics: ControllerObserver, Sendable {
     // MARK: Series
 
     func reconcileCounter(_ repo: String, _ result: ReconcileResult) -> Counter {
-        registry.makeCounter(descriptor: .init(namespace: "kiln", metricName: "reconciles", unitName: "total",
-                                               helpText: "Reconciles by repository and result (success, problems: an invalid file or a failed change, error)."),
-                             labels: [("repository", repo), ("result", result.rawValue)])
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "kiln", metricName: "reconciles", unitName: "total",
+                helpText: "Reconciles by repository and result (success, problems: an invalid file or a failed change, error)."),
+            labels: [("repository", repo), ("result", result.rawValue)])
     }
 
     func reconcileHistogram(_ repo: String) -> DurationHistogram {
-        registry.makeDurationHistogram(descriptor: .init(namespace: "kiln", metricName: "reconcile_duration", unitName: "seconds",
-                                                         helpText: "Time to plan and apply one reconcile (builds excluded: they run in workers)."),
-                                       labels: [("repository", repo)], buckets: Self.reconcileBuckets)
+        registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "kiln", metricName: "reconcile_duration", unitName: "seconds",
+                helpText: "Time to plan and apply one reconcile (builds excluded: they run in workers)."),
+            labels: [("repository", repo)], buckets: Self.reconcileBuckets)
     }
 
     func syncGauge(_ repo: String) -> Gauge {
-        registry.makeGauge(descriptor: .init(namespace: "kiln", subsystem: "repository", metricName: "last_sync", unitName: "timestamp_seconds",
-                                             helpText: "When the repository's remote last answered (Unix time); 0 until it has."),
-                           labels: [("repository", repo)])
+        registry.makeGauge(
+            descriptor: .init(
+                namespace: "kiln", subsystem: "repository", metricName: "last_sync", unitName: "timestamp_seconds",
+                helpText: "When the repository's remote last answered (Unix time); 0 until it has."),
+            labels: [("repository", repo)])
     }
 
     func gitErrorCounter(_ repo: String, _ op: GitOperation) -> Counter {
-        registry.makeCounter(descriptor: .init(namespace: "kiln", metricName: "git_errors", unitName: "total",
-                                               helpText: "Failed git operations: fetch (ls-remote and fetch) and push (status, after retries)."),
-                             labels: [("repository", repo), ("operation", op.rawValue)])
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "kiln", metricName: "git_errors", unitName: "total",
+                helpText: "Failed git operations: fetch (ls-remote and fetch) and push (status, after retries)."),
+            labels: [("repository", repo), ("operation", op.rawValue)])
     }
 
     public func webhookCounter(_ repo: String, _ result: String) -> Counter {
-        registry.makeCounter(descriptor: .init(namespace: "kiln", metricName: "webhook_requests", unitName: "total",
-                                               helpText: "Webhook deliveries by repository and result (accepted, rejected: bad or missing signature, unknown: no such repository)."),
-                             labels: [("repository", repo), ("result", result)])
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "kiln", metricName: "webhook_requests", unitName: "total",
+                helpText: "Webhook deliveries by repository and result (accepted, rejected: bad or missing signature, unknown: no such repository)."),
+            labels: [("repository", repo), ("result", result)])
     }
 
     func templateGauge(_ state: String) -> Gauge {
-        registry.makeGauge(descriptor: .init(namespace: "kiln", metricName: "templates", unitName: "",
-                                             helpText: "Image templates by provisioning state."),
-                           labels: [("state", state)])
+        registry.makeGauge(
+            descriptor: .init(
+                namespace: "kiln", metricName: "templates", unitName: "",
+                helpText: "Image templates by provisioning state."),
+            labels: [("state", state)])
     }
 
     func runGauge(_ state: String) -> Gauge {
-        registry.makeGauge(descriptor: .init(namespace: "kiln", metricName: "runs", unitName: "",
-                                             helpText: "Template runs kept in the store, by run state."),
-                           labels: [("state", state)])
+        registry.makeGauge(
+            descriptor: .init(
+                namespace: "kiln", metricName: "runs", unitName: "",
+                helpText: "Template runs kept in the store, by run state."),
+            labels: [("state", state)])
     }
 
     var queueGauge: Gauge {
-        registry.makeGauge(descriptor: .init(namespace: "kiln", subsystem: "run", metricName: "queue_depth", unitName: "",
-                                             helpText: "Runs queued and not yet claimed by a worker."))
+        registry.makeGauge(
+            descriptor: .init(
+                namespace: "kiln", subsystem: "run", metricName: "queue_depth", unitName: "",
+                helpText: "Runs queued and not yet claimed by a worker."))
     }
 
     func phaseHistogram(_ phase: String) -> DurationHistogram {
-        registry.makeDurationHistogram(descriptor: .init(namespace: "kiln", subsystem: "run", metricName: "phase_duration", unitName: "seconds",
-                                                         helpText: "Duration of each build phase of the runs that ended while this process ran."),
-                                       labels: [("phase", phase)], buckets: Self.phaseBuckets)
+        registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "kiln", subsystem: "run", metricName: "phase_duration", unitName: "seconds",
+                helpText: "Duration of each build phase of the runs that ended while this process ran."),
+            labels: [("phase", phase)], buckets: Self.phaseBuckets)
     }
 
     func runHistogram(_ state: String) -> DurationHistogram {
-        registry.makeDurationHistogram(descriptor: .init(namespace: "kiln", subsystem: "run", metricName: "duration", unitName: "seconds",
-                                                         helpText: "Whole-run duration (claim to end) of the runs that ended while this process ran, by final state."),
-                                       labels: [("state", state)], buckets: Self.phaseBuckets)
+        registry.makeDurationHistogram(
+            descriptor: .init(
+                namespace: "kiln", subsystem: "run", metricName: "duration", unitName: "seconds",
+                helpText: "Whole-run duration (claim to end) of the runs that ended while this process ran, by final state."),
+            labels: [("state", state)], buckets: Self.phaseBuckets)
     }
 
     // MARK: ControllerObserver

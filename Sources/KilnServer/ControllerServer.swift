@@ -68,40 +68,50 @@ public enum ControllerServer {
     }
 
     /// `/healthz` always; the rest as `routes` says.
-    public static func application(listen: String, routes: Routes = .all, repositories: [Repository], metrics: ControllerMetrics,
-                                   readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
-                                   onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+    public static func application(
+        listen: String, routes: Routes = .all, repositories: [Repository], metrics: ControllerMetrics,
+        readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
         let router = Router()
         router.get("/healthz") { _, _ in "ok\n" }
         if routes.contains(.observability) { observabilityRoutes(router, metrics: metrics, readiness: readiness, logger: logger) }
         if routes.contains(.webhooks) { webhookRoutes(router, repositories: repositories, metrics: metrics, logger: logger) }
-        return Application(router: router, configuration: .init(address: try address(listen), serverName: "kiln"),
-                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
+        return Application(
+            router: router, configuration: .init(address: try address(listen), serverName: "kiln"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 
     /// One application per listener (`address`, `routes`), ready for `serve`. `onRunning` gets the listener and
     /// the port it bound (useful with port 0).
-    public static func applications(_ listeners: [(address: String, routes: Routes)], repositories: [Repository], metrics: ControllerMetrics,
-                                    readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
-                                    onRunning: @escaping @Sendable (String, Routes, Int) async -> Void) throws -> [any Service] {
+    public static func applications(
+        _ listeners: [(address: String, routes: Routes)], repositories: [Repository], metrics: ControllerMetrics,
+        readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
+        onRunning: @escaping @Sendable (String, Routes, Int) async -> Void
+    ) throws -> [any Service] {
         try listeners.map { listener -> any Service in
-            try application(listen: listener.address, routes: listener.routes, repositories: repositories, metrics: metrics,
-                            readiness: readiness, logger: logger, onRunning: { port in await onRunning(listener.address, listener.routes, port) })
+            try application(
+                listen: listener.address, routes: listener.routes, repositories: repositories, metrics: metrics,
+                readiness: readiness, logger: logger, onRunning: { port in await onRunning(listener.address, listener.routes, port) })
         }
     }
 
-    static func observabilityRoutes(_ router: Router<BasicRequestContext>, metrics: ControllerMetrics,
-                                    readiness: @escaping @Sendable () async -> Readiness, logger: Logger) {
+    static func observabilityRoutes(
+        _ router: Router<BasicRequestContext>, metrics: ControllerMetrics,
+        readiness: @escaping @Sendable () async -> Readiness, logger: Logger
+    ) {
         router.get("/readyz") { _, _ -> Response in
             let r = await readiness()
-            return Response(status: r.ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: r.json + "\n")))
+            return Response(
+                status: r.ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: r.json + "\n")))
         }
         router.get("/metrics") { _, _ -> Response in
             do {
                 let text = try await metrics.scrape()
-                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                                body: .init(byteBuffer: ByteBuffer(string: text)))
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(string: text)))
             } catch {
                 logger.error("metrics: the store did not answer", metadata: ["error": "\(error)"])
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "store unavailable\n")))
@@ -167,8 +177,10 @@ public enum ControllerServer {
     /// Serves `app` while `work` runs, then shuts the server down gracefully (requests in flight finish):
     /// cancelling it instead would log a CancellationError at error level on every clean stop. If the server
     /// fails (the port is taken), `stop` ends the work and the error is thrown.
-    public static func serve(_ apps: [any Service], while work: @escaping @Sendable () async -> Void,
-                             stop: @escaping @Sendable () async -> Void, logger: Logger) async throws {
+    public static func serve(
+        _ apps: [any Service], while work: @escaping @Sendable () async -> Void,
+        stop: @escaping @Sendable () async -> Void, logger: Logger
+    ) async throws {
         let services = ServiceGroup(configuration: .init(services: apps, logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -196,8 +208,9 @@ public enum ControllerServer {
 
     static func json(_ status: HTTPResponse.Status, _ reply: WebhookReply) -> Response {
         let data = (try? KilnJSON.encoder().encode(reply)) ?? Data("{}".utf8)
-        return Response(status: status, headers: [.contentType: "application/json"],
-                        body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: Array(data) + [0x0A])))
     }
 }
 
@@ -242,7 +255,9 @@ struct ReadinessDocument: Encodable {
         let f = ISO8601DateFormatter()
         ready = r.ready
         store = r.storeError ?? "ok"
-        repositories = r.repositories.map { Repository(name: $0.name, synced: $0.lastSync != nil, lastSync: $0.lastSync.map(f.string), lastError: $0.lastError) }
+        repositories = r.repositories.map {
+            Repository(name: $0.name, synced: $0.lastSync != nil, lastSync: $0.lastSync.map(f.string), lastError: $0.lastError)
+        }
     }
 }
 

@@ -22,15 +22,18 @@ extension KilnDatabase {
             if let publisher { q = q.filter(Column("publisher") == publisher) }
             if let offer { q = q.filter(Column("offer") == offer) }
             if let sku { q = q.filter(Column("sku") == sku) }
-            return try q.order(Column("publisher"), Column("offer"), Column("sku"),
-                               Column("versionMajor").desc, Column("versionMinor").desc, Column("versionPatch").desc).fetchAll(db)
+            return try q.order(
+                Column("publisher"), Column("offer"), Column("sku"),
+                Column("versionMajor").desc, Column("versionMinor").desc, Column("versionPatch").desc
+            ).fetchAll(db)
         }
     }
 
     /// The row with this key (publisher, offer and sku compare ignoring case).
     static func imageKey(_ publisher: String, _ offer: String, _ sku: String, _ version: ImageVersion) -> QueryInterfaceRequest<CatalogImage> {
-        CatalogImage.filter(Column("publisher") == publisher && Column("offer") == offer && Column("sku") == sku
-                            && Column("version") == version.description)
+        CatalogImage.filter(
+            Column("publisher") == publisher && Column("offer") == offer && Column("sku") == sku
+                && Column("version") == version.description)
     }
 
     public func image(publisher: String, offer: String, sku: String, version: ImageVersion) async throws(StoreError) -> CatalogImage? {
@@ -82,7 +85,9 @@ extension KilnDatabase {
             guard try GalleryDefinitionRecord.filter(Column("idKey") == v.definitionId.lowercased()).fetchCount(db) > 0 else {
                 throw StoreError.notFound("gallery image definition \(v.definitionId)")
             }
-            if try GalleryVersionRecord.filter(Column("definitionKey") == v.definitionId.lowercased() && Column("version") == v.version.description).fetchCount(db) > 0 {
+            if try GalleryVersionRecord.filter(Column("definitionKey") == v.definitionId.lowercased() && Column("version") == v.version.description).fetchCount(
+                db) > 0
+            {
                 throw StoreError.conflict("gallery image version \(v.id)")
             }
             try v.insert(db)

@@ -15,8 +15,9 @@ extension KilnDatabase {
             // The reconciler reads these columns of every managed template on each plan; template documents make
             // table rows large, so an index holding exactly these columns keeps that read off the table.
             try db.drop(index: "imageTemplate_managedBy")
-            try db.create(index: "imageTemplate_managed", on: "imageTemplate",
-                          columns: ["managedBy", "idKey", "id", "name", "resourceGroup", "sourceFile", "sourceCommit", "contentHash", "provisioningState"])
+            try db.create(
+                index: "imageTemplate_managed", on: "imageTemplate",
+                columns: ["managedBy", "idKey", "id", "name", "resourceGroup", "sourceFile", "sourceCommit", "contentHash", "provisioningState"])
         }
         m.registerMigration("v5-run-metrics") { db in
             // /metrics reads the runs that ended since its last scrape, and counts runs by state, on every scrape.

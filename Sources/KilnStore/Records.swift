@@ -42,9 +42,11 @@ public struct CatalogImage: Sendable, Hashable, Codable {
     public var createdAt: Date
     public var provenance: Provenance
 
-    public init(publisher: String, offer: String, sku: String, version: ImageVersion, osType: OSType, hyperVGeneration: HyperVGeneration,
-                architecture: String = "x64", format: String = "qcow2", virtualSize: Int64, fileSize: Int64, sha256: String, path: String,
-                createdAt: Date, provenance: Provenance) {
+    public init(
+        publisher: String, offer: String, sku: String, version: ImageVersion, osType: OSType, hyperVGeneration: HyperVGeneration,
+        architecture: String = "x64", format: String = "qcow2", virtualSize: Int64, fileSize: Int64, sha256: String, path: String,
+        createdAt: Date, provenance: Provenance
+    ) {
         self.publisher = publisher
         self.offer = offer
         self.sku = sku
@@ -120,8 +122,10 @@ public struct ManagedImageRecord: Sendable, Hashable, Codable {
     /// Source template, run, source image, tags: JSON kept as text.
     public var metadata: [String: String]
 
-    public init(id: String, location: String, osType: OSType, hyperVGeneration: HyperVGeneration, path: String, sha256: String,
-                virtualSize: Int64, createdAt: Date, metadata: [String: String] = [:]) {
+    public init(
+        id: String, location: String, osType: OSType, hyperVGeneration: HyperVGeneration, path: String, sha256: String,
+        virtualSize: Int64, createdAt: Date, metadata: [String: String] = [:]
+    ) {
         self.id = id
         self.location = location
         self.osType = osType
@@ -232,8 +236,10 @@ public struct GalleryVersionRecord: Sendable, Hashable, Codable {
     public var createdAt: Date
     public var metadata: [String: String]
 
-    public init(definitionId: String, version: ImageVersion, excludeFromLatest: Bool = false, path: String, sha256: String,
-                virtualSize: Int64, regions: [String: Int], createdAt: Date = Date(), metadata: [String: String] = [:]) {
+    public init(
+        definitionId: String, version: ImageVersion, excludeFromLatest: Bool = false, path: String, sha256: String,
+        virtualSize: Int64, regions: [String: Int], createdAt: Date = Date(), metadata: [String: String] = [:]
+    ) {
         self.definitionId = definitionId
         self.version = version
         self.excludeFromLatest = excludeFromLatest

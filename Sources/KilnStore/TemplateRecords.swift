@@ -47,9 +47,11 @@ public struct TemplateRecord: Sendable, Hashable, Codable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    public init(id: String, subscription: String, resourceGroup: String, name: String, location: String, document: String,
-                contentHash: String, sourceFile: String?, sourceCommit: String?, provisioningState: ProvisioningState,
-                stagingDirectory: String, stagingResourceGroup: String, createdAt: Date) {
+    public init(
+        id: String, subscription: String, resourceGroup: String, name: String, location: String, document: String,
+        contentHash: String, sourceFile: String?, sourceCommit: String?, provisioningState: ProvisioningState,
+        stagingDirectory: String, stagingResourceGroup: String, createdAt: Date
+    ) {
         self.idKey = id.lowercased()
         self.id = id
         self.subscription = subscription

@@ -120,11 +120,13 @@ extension KilnDatabase {
     /// The unfinished runs of the templates one GitOps source manages.
     public func activeRuns(managedBy: String) async throws(StoreError) -> [RunRecord] {
         try await read { db in
-            try RunRecord.fetchAll(db, sql: """
-                SELECT templateRun.* FROM templateRun JOIN imageTemplate ON imageTemplate.idKey = templateRun.templateKey
-                WHERE templateRun.runState IN (\(activeRunStates.map { "'\($0)'" }.joined(separator: ", "))) AND imageTemplate.managedBy = ?
-                ORDER BY templateRun.queuedAt
-                """, arguments: [managedBy])
+            try RunRecord.fetchAll(
+                db,
+                sql: """
+                    SELECT templateRun.* FROM templateRun JOIN imageTemplate ON imageTemplate.idKey = templateRun.templateKey
+                    WHERE templateRun.runState IN (\(activeRunStates.map { "'\($0)'" }.joined(separator: ", "))) AND imageTemplate.managedBy = ?
+                    ORDER BY templateRun.queuedAt
+                    """, arguments: [managedBy])
         }
     }
 
@@ -141,13 +143,16 @@ extension KilnDatabase {
 
     /// Applies `claim` (the core's claim transition) to a queued, unowned run (the oldest, or `runId`) if fewer
     /// than `parallelism` runs are being executed across all processes. Nil when there is none or no slot is free.
-    public func claimQueuedRun(parallelism: Int, runId: String? = nil,
-                               claim: @Sendable @escaping (inout RunRecord) throws -> Void) async throws(StoreError) -> RunRecord? {
+    public func claimQueuedRun(
+        parallelism: Int, runId: String? = nil,
+        claim: @Sendable @escaping (inout RunRecord) throws -> Void
+    ) async throws(StoreError) -> RunRecord? {
         try await write { db in
             let executing = try RunRecord.filter(activeRunStates.contains(Column("runState")) && Column("owner") != nil).fetchCount(db)
             guard executing < parallelism else { return nil }
-            var q = RunRecord.filter(Column("runState") == RunState.running.rawValue && Column("runSubState") == RunSubState.queued.rawValue
-                                     && Column("owner") == nil)
+            var q = RunRecord.filter(
+                Column("runState") == RunState.running.rawValue && Column("runSubState") == RunSubState.queued.rawValue
+                    && Column("owner") == nil)
             if let runId { q = q.filter(Column("id") == runId) }
             guard var run = try q.order(Column("queuedAt")).fetchOne(db) else { return nil }
             try claim(&run)
@@ -183,8 +188,10 @@ extension KilnDatabase {
             for row in try Row.fetchAll(db, sql: "SELECT runState, COUNT(*) FROM templateRun GROUP BY runState") {
                 runs[try state(row[0], column: "templateRun.runState")] = row[1]
             }
-            let queued = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM templateRun WHERE runState = ? AND runSubState = ? AND owner IS NULL",
-                                          arguments: [RunState.running.rawValue, RunSubState.queued.rawValue]) ?? 0
+            let queued =
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM templateRun WHERE runState = ? AND runSubState = ? AND owner IS NULL",
+                    arguments: [RunState.running.rawValue, RunSubState.queued.rawValue]) ?? 0
             return StoreCounts(templatesByState: templates, runsByState: runs, queued: queued)
         }
     }
@@ -211,8 +218,10 @@ public struct ManagedTemplateSummary: Sendable, Hashable {
     public var lastRunSubState: RunSubState?
     public var lastRunId: String?
 
-    public init(id: String, name: String, resourceGroup: String, sourceFile: String?, sourceCommit: String?, contentHash: String,
-                provisioningState: ProvisioningState, lastRunState: RunState?, lastRunSubState: RunSubState?, lastRunId: String?) {
+    public init(
+        id: String, name: String, resourceGroup: String, sourceFile: String?, sourceCommit: String?, contentHash: String,
+        provisioningState: ProvisioningState, lastRunState: RunState?, lastRunSubState: RunSubState?, lastRunId: String?
+    ) {
         self.id = id
         self.name = name
         self.resourceGroup = resourceGroup
@@ -232,25 +241,31 @@ extension KilnDatabase {
         try await read { db in
             // Two plain scans joined here: cheaper than a correlated subquery per template at 10,000 templates.
             var latest: [String: (id: String, state: RunState, sub: RunSubState?)] = [:]
-            let runs = try Row.fetchCursor(db, sql: """
-                SELECT r.templateKey, r.id, r.runState, r.runSubState, MAX(r.queuedAt) FROM templateRun r
-                JOIN imageTemplate t ON t.idKey = r.templateKey WHERE t.managedBy = ? GROUP BY r.templateKey
-                """, arguments: [managedBy])
+            let runs = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT r.templateKey, r.id, r.runState, r.runSubState, MAX(r.queuedAt) FROM templateRun r
+                    JOIN imageTemplate t ON t.idKey = r.templateKey WHERE t.managedBy = ? GROUP BY r.templateKey
+                    """, arguments: [managedBy])
             while let row = try runs.next() {
                 let sub: String? = row[3]
                 latest[row[0]] = (row[1], try state(row[2], column: "templateRun.runState"), try sub.map { try state($0, column: "templateRun.runSubState") })
             }
             var out: [ManagedTemplateSummary] = []
-            let rows = try Row.fetchCursor(db, sql: """
-                SELECT idKey, id, name, resourceGroup, sourceFile, sourceCommit, contentHash, provisioningState
-                FROM imageTemplate WHERE managedBy = ? ORDER BY idKey
-                """, arguments: [managedBy])
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT idKey, id, name, resourceGroup, sourceFile, sourceCommit, contentHash, provisioningState
+                    FROM imageTemplate WHERE managedBy = ? ORDER BY idKey
+                    """, arguments: [managedBy])
             while let row = try rows.next() {
                 let run = latest[row[0]]
-                out.append(ManagedTemplateSummary(id: row[1], name: row[2], resourceGroup: row[3], sourceFile: row[4], sourceCommit: row[5],
-                                                  contentHash: row[6], provisioningState: try state(row[7], column: "imageTemplate.provisioningState"),
-                                                  lastRunState: run?.state,
-                                                  lastRunSubState: run?.sub, lastRunId: run?.id))
+                out.append(
+                    ManagedTemplateSummary(
+                        id: row[1], name: row[2], resourceGroup: row[3], sourceFile: row[4], sourceCommit: row[5],
+                        contentHash: row[6], provisioningState: try state(row[7], column: "imageTemplate.provisioningState"),
+                        lastRunState: run?.state,
+                        lastRunSubState: run?.sub, lastRunId: run?.id))
             }
             return out
         }

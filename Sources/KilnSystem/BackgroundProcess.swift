@@ -44,8 +44,9 @@ public enum BackgroundProcess {
                 let pid = try spawn(executable, arguments, output: output, append: false, detach: .processGroup)
                 var guardPid: pid_t?
                 if let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
-                    guardPid = try? spawn(setpriv, ["--pdeathsig", "TERM", "--", "/bin/sh", "-c", OwnedChild.guardScript, "kiln-vm-guard", String(pid)],
-                                          output: "/dev/null", append: true, detach: .processGroup)
+                    guardPid = try? spawn(
+                        setpriv, ["--pdeathsig", "TERM", "--", "/bin/sh", "-c", OwnedChild.guardScript, "kiln-vm-guard", String(pid)],
+                        output: "/dev/null", append: true, detach: .processGroup)
                 }
                 return .success(OwnedChild(pid: pid, guardPid: guardPid))
             } catch {

@@ -47,7 +47,9 @@ public enum DiskTool {
     }
 
     /// Converts between formats; the output is sparse.
-    public static func convert(_ source: String, from sourceFormat: String, to destination: String, format: String, options: [String] = []) async throws(CommandError) {
+    public static func convert(_ source: String, from sourceFormat: String, to destination: String, format: String, options: [String] = [])
+        async throws(CommandError)
+    {
         var args = ["convert", "-f", sourceFormat, "-O", format]
         if !options.isEmpty { args += ["-o", options.joined(separator: ",")] }
         try await ProcessRunner.check("qemu-img", args + [source, destination])

@@ -46,9 +46,11 @@ public enum ProcessRunner {
     }
 
     /// Runs `executable` with `arguments`; returns its output whatever the exit status.
-    public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                           currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
-                           onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
+    public static func run(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
+        onOutputLine: (@Sendable (String) -> Void)? = nil
+    ) async throws(CommandError) -> CommandOutput {
         let display = ([executable] + arguments).joined(separator: " ")
         guard let path = which(executable) else {
             throw CommandError(command: display, status: 127, output: "", reason: "'\(executable)' is not installed (run scripts/install-deps)")
@@ -59,8 +61,9 @@ public enum ProcessRunner {
         // status socket is gone, so a daemon the command left behind held the command).
         let child: SpawnedChild
         do {
-            child = try SpawnedChild(path: path, arguments: arguments, environment: environment, currentDirectory: currentDirectory,
-                                     withInput: input != nil)
+            child = try SpawnedChild(
+                path: path, arguments: arguments, environment: environment, currentDirectory: currentDirectory,
+                withInput: input != nil)
         } catch {
             throw CommandError(command: display, status: -1, output: "", reason: "cannot start: \(error)")
         }
@@ -126,11 +129,14 @@ public enum ProcessRunner {
 
     /// Runs a command that must succeed; a non-zero exit throws with its output.
     @discardableResult
-    public static func check(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                             currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
-                             onOutputLine: (@Sendable (String) -> Void)? = nil) async throws(CommandError) -> CommandOutput {
-        let r = try await run(executable, arguments, environment: environment, currentDirectory: currentDirectory, input: input,
-                              timeout: timeout, onOutputLine: onOutputLine)
+    public static func check(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        currentDirectory: String? = nil, input: Data? = nil, timeout: Duration? = nil,
+        onOutputLine: (@Sendable (String) -> Void)? = nil
+    ) async throws(CommandError) -> CommandOutput {
+        let r = try await run(
+            executable, arguments, environment: environment, currentDirectory: currentDirectory, input: input,
+            timeout: timeout, onOutputLine: onOutputLine)
         guard r.status == 0 else {
             throw CommandError(command: ([executable] + arguments).joined(separator: " "), status: r.status, output: r.combined)
         }
@@ -175,7 +181,9 @@ private final class SpawnedChild: @unchecked Sendable {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let input { posix_spawn_file_actions_adddup2(&actions, input.0, 0) } else {
+        if let input {
+            posix_spawn_file_actions_adddup2(&actions, input.0, 0)
+        } else {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
         posix_spawn_file_actions_adddup2(&actions, out.1, 1)
@@ -236,7 +244,9 @@ private final class SpawnedChild: @unchecked Sendable {
             status = c
             return c
         }
-        let h: (@Sendable (Int32) -> Void)? = lock.withLock { defer { handler = nil }; return handler }
+        let h: (@Sendable (Int32) -> Void)? = lock.withLock {
+            defer { handler = nil }; return handler
+        }
         h?(code)
     }
 

@@ -19,8 +19,8 @@ public struct APIVersion: Sendable, Hashable, Comparable, CustomStringConvertibl
         }
         let parts = base.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
-              parts.allSatisfy({ $0.allSatisfy(\.isASCII) && Int($0) != nil }),
-              let m = Int(parts[1]), (1...12).contains(m), let d = Int(parts[2]), (1...31).contains(d)
+            parts.allSatisfy({ $0.allSatisfy(\.isASCII) && Int($0) != nil }),
+            let m = Int(parts[1]), (1...12).contains(m), let d = Int(parts[2]), (1...31).contains(d)
         else { return nil }
         date = String(base)
         isPreview = preview
@@ -39,7 +39,7 @@ public struct APIVersion: Sendable, Hashable, Comparable, CustomStringConvertibl
     public static let strictFrom = APIVersion("2024-02-01")!
     /// The api-versions AIB has published from `minimum` on.
     public static let published: [APIVersion] = [
-        "2020-02-14", "2021-10-01", "2022-02-14", "2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01",
+        "2020-02-14", "2021-10-01", "2022-02-14", "2022-07-01", "2023-07-01", "2024-02-01", "2025-10-01"
     ].map { APIVersion($0)! }
 
     /// Case-sensitive names and unknown properties rejected.

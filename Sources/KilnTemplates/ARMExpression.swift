@@ -161,7 +161,7 @@ struct ARMEvaluator {
 
     /// The functions Kiln evaluates, lower-cased.
     static let supported: Set<String> = [
-        "parameters", "variables", "concat", "format", "tolower", "toupper", "resourcegroup", "subscription", "resourceid", "uniquestring",
+        "parameters", "variables", "concat", "format", "tolower", "toupper", "resourcegroup", "subscription", "resourceid", "uniquestring"
     ]
 
     var scope: DeploymentScope
@@ -194,7 +194,9 @@ struct ARMEvaluator {
                 var key = m.key
                 if ARMExpression.isExpression(key) {
                     let k = evaluateString(key, node: SourceNode(.string(key), at: m.keyPosition), path: path / key, ctx: ctx)
-                    if case .string(let ks) = k.value { key = ks } else if !ctx.isSuppressed(k) {
+                    if case .string(let ks) = k.value {
+                        key = ks
+                    } else if !ctx.isSuppressed(k) {
                         ctx.error(.invalidTemplate, "a property name expression must produce a string, found \(k.kindName)", path / m.key, m.keyPosition)
                     }
                 } else {
@@ -249,10 +251,14 @@ struct ARMEvaluator {
             let i = try evaluate(indexExpr)
             switch (b.value, i.value) {
             case (.array(let elements), .number(let n)):
-                guard let k = n.int, k >= 0, k < elements.count else { throw EvalError(message: "index \(n.text) is out of range (the array has \(elements.count) elements)") }
+                guard let k = n.int, k >= 0, k < elements.count else {
+                    throw EvalError(message: "index \(n.text) is out of range (the array has \(elements.count) elements)")
+                }
                 return elements[k]
             case (.object(let members), .string(let key)):
-                guard let m = members.first(where: { $0.key.lowercased() == key.lowercased() }) else { throw EvalError(message: "the object has no property '\(key)'") }
+                guard let m = members.first(where: { $0.key.lowercased() == key.lowercased() }) else {
+                    throw EvalError(message: "the object has no property '\(key)'")
+                }
                 return m.value
             default:
                 throw EvalError(message: "cannot index \(b.kindName) with \(i.kindName)")
@@ -328,8 +334,10 @@ struct ARMEvaluator {
             return Self.object(["id": id, "name": scope.resourceGroup, "type": "Microsoft.Resources/resourceGroups", "location": scope.location])
         case "subscription":
             try arity(0...0)
-            return Self.object(["id": "/subscriptions/\(scope.subscriptionId)", "subscriptionId": scope.subscriptionId,
-                                "tenantId": "00000000-0000-0000-0000-000000000000", "displayName": scope.subscriptionId])
+            return Self.object([
+                "id": "/subscriptions/\(scope.subscriptionId)", "subscriptionId": scope.subscriptionId,
+                "tenantId": "00000000-0000-0000-0000-000000000000", "displayName": scope.subscriptionId
+            ])
         case "resourceid":
             var strings: [String] = []
             for a in args { strings.append(try stringArg(a, name)) }
@@ -405,7 +413,9 @@ struct ARMEvaluator {
         let typeParts = args[typeIndex].split(separator: "/").map(String.init)
         let names = Array(args[(typeIndex + 1)...])
         guard typeParts.count >= 2, names.count == typeParts.count - 1 else {
-            throw EvalError(message: "resourceId(): type '\(args[typeIndex])' needs \(max(typeParts.count - 1, 1)) name\(typeParts.count == 2 ? "" : "s"), found \(names.count)")
+            throw EvalError(
+                message:
+                    "resourceId(): type '\(args[typeIndex])' needs \(max(typeParts.count - 1, 1)) name\(typeParts.count == 2 ? "" : "s"), found \(names.count)")
         }
         var id = "/subscriptions/\(sub)/resourceGroups/\(rg)/providers/\(typeParts[0])"
         for (t, n) in zip(typeParts.dropFirst(), names) { id += "/\(t)/\(n)" }

@@ -56,7 +56,8 @@ public struct ArtifactPolicy: Sendable, Hashable {
     public func fileProblem(_ path: String) -> String? {
         guard case .under(let roots) = localFiles else { return nil }
         guard !roots.isEmpty else {
-            return "host files are not allowed for this template (artifacts.allowedFileRoots is empty); put the file in the repository, or list its directory in artifacts.allowedFileRoots"
+            return
+                "host files are not allowed for this template (artifacts.allowedFileRoots is empty); put the file in the repository, or list its directory in artifacts.allowedFileRoots"
         }
         let real = Self.realPath(path)
         if roots.contains(where: { Self.isInside(real, Self.realPath($0)) }) { return nil }
@@ -70,7 +71,8 @@ public struct ArtifactPolicy: Sendable, Hashable {
         let parent = Self.realPath((path as NSString).deletingLastPathComponent)
         if vhdRoots.contains(where: { Self.isInside(parent, Self.realPath($0)) }) { return nil }
         if vhdRoots.isEmpty {
-            return "writing a VHD to a host path is not allowed for this template (distribution.allowedVhdRoots is empty); leave uri out to keep the VHD in the staging area"
+            return
+                "writing a VHD to a host path is not allowed for this template (distribution.allowedVhdRoots is empty); leave uri out to keep the VHD in the staging area"
         }
         return "\(path) is outside distribution.allowedVhdRoots (\(vhdRoots.joined(separator: ", ")))"
     }
@@ -94,7 +96,8 @@ public struct ArtifactPolicy: Sendable, Hashable {
         let scope = address.scope
         guard scope.isInternal, !allowedNetworks.contains(where: { $0.contains(address) }), !admitsName(host) else { return nil }
         let via = host == address.description || IPAddress(host) != nil ? "" : " (\(host) resolves to it)"
-        return "\(address)\(via) is an internal address (\(scope.rawValue)); Kiln does not fetch from internal addresses unless artifacts.allowedHosts lists them"
+        return
+            "\(address)\(via) is an internal address (\(scope.rawValue)); Kiln does not fetch from internal addresses unless artifacts.allowedHosts lists them"
     }
 
     /// A configured host name matches (`*.corp.example` matches any name under corp.example).

@@ -63,8 +63,10 @@ struct DeploymentLoader {
 
     /// Resolves the declared parameters in declaration order (defaults may refer to earlier ones) into `eval`,
     /// then reports values from the parameters file or the command line for parameters that are not declared.
-    private func resolveParameters(_ root: SourceNode, fileValues: [String: FileParameter], paramsCtx: DecodeContext?,
-                                   eval: inout ARMEvaluator, ctx: DecodeContext) {
+    private func resolveParameters(
+        _ root: SourceNode, fileValues: [String: FileParameter], paramsCtx: DecodeContext?,
+        eval: inout ARMEvaluator, ctx: DecodeContext
+    ) {
         let declared = root.member(caseInsensitive: "parameters")
         var declaredNames: Set<String> = []
         if let declared {
@@ -73,7 +75,8 @@ struct DeploymentLoader {
                 for d in decls {
                     declaredNames.insert(d.key.lowercased())
                     let p = JSONPath.root / "parameters" / d.key
-                    if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()].map { ($0.node, $0.keyPosition) }, eval: &eval, ctx: ctx) {
+                    if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()].map { ($0.node, $0.keyPosition) }, eval: &eval, ctx: ctx)
+                    {
                         eval.parameters[d.key] = v
                     } else {
                         eval.failedParameters.insert(d.key.lowercased())
@@ -85,10 +88,14 @@ struct DeploymentLoader {
             }
         }
         for (key, v) in fileValues.sorted(by: { $0.key < $1.key }) where !declaredNames.contains(key) {
-            paramsCtx?.error(.invalidTemplate, "parameter '\(v.name)' is not declared in the template \((path as NSString).lastPathComponent)", JSONPath.root / "parameters" / v.name, v.keyPosition)
+            paramsCtx?.error(
+                .invalidTemplate, "parameter '\(v.name)' is not declared in the template \((path as NSString).lastPathComponent)",
+                JSONPath.root / "parameters" / v.name, v.keyPosition)
         }
         for name in options.parameters.keys where !declaredNames.contains(name.lowercased()) {
-            ctx.error(.invalidTemplate, "parameter '\(name)' given on the command line is not declared in the template", JSONPath.root / "parameters", declared?.position ?? root.position)
+            ctx.error(
+                .invalidTemplate, "parameter '\(name)' given on the command line is not declared in the template", JSONPath.root / "parameters",
+                declared?.position ?? root.position)
         }
     }
 
@@ -126,8 +133,10 @@ struct DeploymentLoader {
 
     /// Expands and decodes one resource. A template is added to `file` only when it decoded without new
     /// errors and its name is not taken; resources Kiln does not handle are recorded as skipped.
-    private func loadResource(_ node: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
-                              ctx: DecodeContext, into file: inout LoadedFile) {
+    private func loadResource(
+        _ node: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
+        ctx: DecodeContext, into file: inout LoadedFile
+    ) {
         let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
         let nameNode = node.member(caseInsensitive: "name")
         guard let evaluated = expandResource(node, path: rpath, nameNode: nameNode, eval: &eval, ctx: ctx, into: &file) else { return }
@@ -141,18 +150,23 @@ struct DeploymentLoader {
         ctx.suppressed = rctx.suppressed
         guard let template, ctx.sink.items.filter({ $0.severity == .error }).count == errorsBefore else { return }
         if let first = names[template.name.lowercased()] {
-            ctx.error(.invalidTemplate, "the template '\(template.name)' is declared twice (also at \(first))", rpath / "name", nameNode?.position ?? node.position)
+            ctx.error(
+                .invalidTemplate, "the template '\(template.name)' is declared twice (also at \(first))", rpath / "name", nameNode?.position ?? node.position)
             return
         }
         names[template.name.lowercased()] = rpath
-        file.templates.append(TemplateLoader.makeLoaded(template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line,
-                                                        artifactLines: rctx.artifactLines))
+        file.templates.append(
+            TemplateLoader.makeLoaded(
+                template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line,
+                artifactLines: rctx.artifactLines))
     }
 
     /// The imageTemplates resource with its expressions evaluated and deployment-only properties removed, or nil
     /// when it is skipped (another type, a false condition) or cannot be expanded (not an object, a copy loop).
-    private func expandResource(_ node: SourceNode, path rpath: JSONPath, nameNode: SourceNode?, eval: inout ARMEvaluator,
-                                ctx: DecodeContext, into file: inout LoadedFile) -> SourceNode? {
+    private func expandResource(
+        _ node: SourceNode, path rpath: JSONPath, nameNode: SourceNode?, eval: inout ARMEvaluator,
+        ctx: DecodeContext, into file: inout LoadedFile
+    ) -> SourceNode? {
         guard var rmembers = node.members else {
             ctx.error(.invalidTemplate, "a resource must be an object, found \(node.kindName)", rpath, node.position)
             return nil
@@ -163,22 +177,30 @@ struct DeploymentLoader {
             if let n = name, ARMExpression.isExpression(n) {
                 name = (try? eval.evaluateStrict(nameNode!))?.stringValue ?? n
             }
-            let reason = typeText.lowercased() == "microsoft.resources/deployments"
+            let reason =
+                typeText.lowercased() == "microsoft.resources/deployments"
                 ? "nested deployments are not expanded by Kiln"
                 : "Kiln handles only Microsoft.VirtualMachineImages/imageTemplates"
-            file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText.isEmpty ? "(no type)" : typeText, name: name, reason: reason))
-            ctx.warning(.invalidTemplate, "skipped resource of type '\(typeText.isEmpty ? "(no type)" : typeText)'\(name.map { " '\($0)'" } ?? ""): \(reason)", rpath, node.position)
+            file.skipped.append(
+                SkippedResource(path: rpath.description, line: node.position.line, type: typeText.isEmpty ? "(no type)" : typeText, name: name, reason: reason))
+            ctx.warning(
+                .invalidTemplate, "skipped resource of type '\(typeText.isEmpty ? "(no type)" : typeText)'\(name.map { " '\($0)'" } ?? ""): \(reason)", rpath,
+                node.position)
             return nil
         }
         if let cond = node.member(caseInsensitive: "condition") {
             let v = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx)
             if case .bool(false) = v.value {
-                file.skipped.append(SkippedResource(path: rpath.description, line: node.position.line, type: typeText, name: nameNode?.stringValue, reason: "condition is false"))
+                file.skipped.append(
+                    SkippedResource(
+                        path: rpath.description, line: node.position.line, type: typeText, name: nameNode?.stringValue, reason: "condition is false"))
                 return nil
             }
         }
         if let copy = node.member(caseInsensitive: "copy") {
-            ctx.error(.invalidTemplate, "resource copy loops are not supported for imageTemplates; declare each template as its own resource", rpath / "copy", copy.position)
+            ctx.error(
+                .invalidTemplate, "resource copy loops are not supported for imageTemplates; declare each template as its own resource", rpath / "copy",
+                copy.position)
             return nil
         }
         // dependsOn and child resources have no meaning for a single template.
@@ -210,7 +232,9 @@ struct DeploymentLoader {
         for m in members {
             let p = JSONPath.root / "parameters" / m.key
             if m.value.member(caseInsensitive: "reference") != nil {
-                ctx.error(.invalidTemplate, "Key Vault references are not supported; pass the value with --parameter \(m.key)=VALUE", p / "reference", m.value.position)
+                ctx.error(
+                    .invalidTemplate, "Key Vault references are not supported; pass the value with --parameter \(m.key)=VALUE", p / "reference",
+                    m.value.position)
                 continue
             }
             guard let v = m.value.member(caseInsensitive: "value") else {
@@ -222,8 +246,10 @@ struct DeploymentLoader {
         return out
     }
 
-    private func resolveParameter(_ d: SourceNode.Member, path: JSONPath, fileValue: (node: SourceNode, keyPosition: SourcePosition)?,
-                                  eval: inout ARMEvaluator, ctx: DecodeContext) -> SourceNode? {
+    private func resolveParameter(
+        _ d: SourceNode.Member, path: JSONPath, fileValue: (node: SourceNode, keyPosition: SourcePosition)?,
+        eval: inout ARMEvaluator, ctx: DecodeContext
+    ) -> SourceNode? {
         guard let decl = d.value.members.map({ SourceNode(.object($0), at: d.value.position) }) else {
             ctx.error(.invalidTemplate, "the declaration of parameter '\(d.key)' must be an object with a 'type'", path, d.value.position)
             return nil
@@ -234,7 +260,9 @@ struct DeploymentLoader {
         }
         let known = ["string", "securestring", "int", "bool", "object", "secureobject", "array"]
         guard known.contains(typeText) else {
-            ctx.error(.invalidTemplate, "parameter '\(d.key)' has unknown type '\(typeText)'; expected one of \(known.joined(separator: ", "))", path / "type", decl.position)
+            ctx.error(
+                .invalidTemplate, "parameter '\(d.key)' has unknown type '\(typeText)'; expected one of \(known.joined(separator: ", "))", path / "type",
+                decl.position)
             return nil
         }
         var value: SourceNode?
@@ -259,7 +287,10 @@ struct DeploymentLoader {
         }
         guard let value else {
             let file = TemplateLoader.siblingParametersPath(for: self.path)
-            ctx.error(.invalidTemplate, "no value for parameter '\(d.key)': give it a defaultValue, set it in \((file as NSString).lastPathComponent), or pass --parameter \(d.key)=VALUE", path, d.keyPosition)
+            ctx.error(
+                .invalidTemplate,
+                "no value for parameter '\(d.key)': give it a defaultValue, set it in \((file as NSString).lastPathComponent), or pass --parameter \(d.key)=VALUE",
+                path, d.keyPosition)
             return nil
         }
         let ok: Bool
@@ -278,7 +309,10 @@ struct DeploymentLoader {
                 return a.jsonText() == value.jsonText()
             }
             if !matches {
-                ctx.error(.invalidTemplate, "parameter '\(d.key)' is \(value.jsonText()), which is not among its allowedValues \(allowed.map { $0.jsonText() }.joined(separator: ", "))", path, d.keyPosition)
+                ctx.error(
+                    .invalidTemplate,
+                    "parameter '\(d.key)' is \(value.jsonText()), which is not among its allowedValues \(allowed.map { $0.jsonText() }.joined(separator: ", "))",
+                    path, d.keyPosition)
                 return nil
             }
         }

@@ -15,8 +15,8 @@ public struct ImageVersion: Sendable, Hashable, Comparable, CustomStringConverti
     public init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
-              parts.allSatisfy({ !$0.isEmpty && $0.count <= 18 && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
-              let a = Int(parts[0]), let b = Int(parts[1]), let c = Int(parts[2])
+            parts.allSatisfy({ !$0.isEmpty && $0.count <= 18 && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
+            let a = Int(parts[0]), let b = Int(parts[1]), let c = Int(parts[2])
         else { return nil }
         self.init(a, b, c)
     }

@@ -87,10 +87,12 @@ public struct ImageTemplateProperties: Sendable, Hashable, Encodable {
     public var autoRun: AutoRun
     public var managedResourceTags: [String: String]
 
-    public init(source: ImageSource, customize: [Customizer] = [], validate: Validation = Validation(), distribute: [Distributor],
-                optimize: Optimize = Optimize(), errorHandling: ErrorHandling = ErrorHandling(), buildTimeoutInMinutes: Int = 240,
-                vmProfile: VMProfile = VMProfile(), additionalDataDisks: [DataDisk] = [], stagingResourceGroup: String? = nil,
-                autoRun: AutoRun = AutoRun(), managedResourceTags: [String: String] = [:]) {
+    public init(
+        source: ImageSource, customize: [Customizer] = [], validate: Validation = Validation(), distribute: [Distributor],
+        optimize: Optimize = Optimize(), errorHandling: ErrorHandling = ErrorHandling(), buildTimeoutInMinutes: Int = 240,
+        vmProfile: VMProfile = VMProfile(), additionalDataDisks: [DataDisk] = [], stagingResourceGroup: String? = nil,
+        autoRun: AutoRun = AutoRun(), managedResourceTags: [String: String] = [:]
+    ) {
         self.source = source
         self.customize = customize
         self.validate = validate
@@ -215,7 +217,10 @@ public struct PowerShellScript: Sendable, Hashable, Encodable {
     /// Defaults to `[0]`.
     public var validExitCodes: [Int]
 
-    public init(name: String? = nil, script: ScriptSource, sha256Checksum: String? = nil, runElevated: Bool = false, runAsSystem: Bool = false, validExitCodes: [Int] = [0]) {
+    public init(
+        name: String? = nil, script: ScriptSource, sha256Checksum: String? = nil, runElevated: Bool = false, runAsSystem: Bool = false,
+        validExitCodes: [Int] = [0]
+    ) {
         self.name = name
         self.script = script
         self.sha256Checksum = sha256Checksum
@@ -261,7 +266,10 @@ public struct WindowsRestart: Sendable, Hashable, Encodable {
     /// A duration such as `5m`, `10m`, `2h`.
     public var restartTimeout: String
 
-    public init(name: String? = nil, restartCommand: String = WindowsRestart.defaultRestartCommand, restartCheckCommand: String = "", restartTimeout: String = WindowsRestart.defaultRestartTimeout) {
+    public init(
+        name: String? = nil, restartCommand: String = WindowsRestart.defaultRestartCommand, restartCheckCommand: String = "",
+        restartTimeout: String = WindowsRestart.defaultRestartTimeout
+    ) {
         self.name = name
         self.restartCommand = restartCommand
         self.restartCheckCommand = restartCheckCommand
@@ -428,9 +436,11 @@ public struct SharedImageDistributor: Sendable, Hashable, Encodable {
     public var versioning: Versioning?
     public var replicationMode: ReplicationMode
 
-    public init(runOutputName: String, artifactTags: [String: String] = [:], galleryImageId: String, targetRegions: [TargetRegion],
-                usesDeprecatedReplicationRegions: Bool = false, excludeFromLatest: Bool = false, versioning: Versioning? = Versioning(scheme: .latest),
-                replicationMode: ReplicationMode = .full) {
+    public init(
+        runOutputName: String, artifactTags: [String: String] = [:], galleryImageId: String, targetRegions: [TargetRegion],
+        usesDeprecatedReplicationRegions: Bool = false, excludeFromLatest: Bool = false, versioning: Versioning? = Versioning(scheme: .latest),
+        replicationMode: ReplicationMode = .full
+    ) {
         self.runOutputName = runOutputName
         self.artifactTags = artifactTags
         self.galleryImageId = galleryImageId
@@ -590,10 +600,12 @@ public struct ImageTemplateStatus: Sendable, Hashable, Encodable {
     }
     public struct LastRunStatus: Sendable, Hashable, Codable {
         public enum RunState: String, AIBEnum, Decodable {
-            case running = "Running", canceling = "Canceling", succeeded = "Succeeded", partiallySucceeded = "PartiallySucceeded", failed = "Failed", canceled = "Canceled"
+            case running = "Running", canceling = "Canceling", succeeded = "Succeeded", partiallySucceeded = "PartiallySucceeded", failed = "Failed", canceled =
+                "Canceled"
         }
         public enum RunSubState: String, AIBEnum, Decodable, CodingKeyRepresentable {
-            case queued = "Queued", building = "Building", customizing = "Customizing", optimizing = "Optimizing", validating = "Validating", distributing = "Distributing"
+            case queued = "Queued", building = "Building", customizing = "Customizing", optimizing = "Optimizing", validating = "Validating", distributing =
+                "Distributing"
         }
         public var startTime: String?
         public var endTime: String?

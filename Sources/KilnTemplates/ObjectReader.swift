@@ -283,7 +283,8 @@ final class ObjectReader {
             if ctx.strict {
                 var msg = "unknown property '\(m.key)'"
                 if let s = suggestion {
-                    msg += s.lowercased() == m.key.lowercased()
+                    msg +=
+                        s.lowercased() == m.key.lowercased()
                         ? "; property names are case-sensitive from api-version \(APIVersion.strictFrom): did you mean '\(s)'?"
                         : "; did you mean '\(s)'?"
                 } else {

@@ -14,8 +14,10 @@ public struct RepositoryConfig: Sendable, Hashable, Codable {
 
     public enum OnChangeDuringRun: String, Sendable, Hashable, Codable, AIBEnum { case wait, cancel }
 
-    public init(subscription: String? = nil, resourceGroup: String? = nil, location: String? = nil,
-                templatesPath: String = "templates", galleriesPath: String = "galleries", onChangeDuringRun: OnChangeDuringRun = .wait) {
+    public init(
+        subscription: String? = nil, resourceGroup: String? = nil, location: String? = nil,
+        templatesPath: String = "templates", galleriesPath: String = "galleries", onChangeDuringRun: OnChangeDuringRun = .wait
+    ) {
         self.subscription = subscription
         self.resourceGroup = resourceGroup
         self.location = location
@@ -40,8 +42,11 @@ public struct RepositoryConfig: Sendable, Hashable, Codable {
         var c = RepositoryConfig()
         c.subscription = r.string("subscription", nonEmpty: true)
         if let g = r.string("resourceGroup", nonEmpty: true) {
-            if ResourceNames.isValidResourceGroup(g) { c.resourceGroup = g } else {
-                ctx.error(.invalidParameter, "'\(g)' is not a valid resource group name", JSONPath.root / "resourceGroup", r.value("resourceGroup")!.node.position)
+            if ResourceNames.isValidResourceGroup(g) {
+                c.resourceGroup = g
+            } else {
+                ctx.error(
+                    .invalidParameter, "'\(g)' is not a valid resource group name", JSONPath.root / "resourceGroup", r.value("resourceGroup")!.node.position)
             }
         }
         c.location = r.string("location", nonEmpty: true).map(TemplateDecoder.normalizeLocation)
@@ -86,8 +91,10 @@ public struct GalleryImageDefinition: Sendable, Hashable, Codable {
     public var description: String?
     public var endOfLifeDate: String?
 
-    public init(id: String, gallery: String, name: String, location: String?, osType: OSType, osState: OSState, hyperVGeneration: Generation,
-                publisher: String, offer: String, sku: String, description: String?, endOfLifeDate: String?) {
+    public init(
+        id: String, gallery: String, name: String, location: String?, osType: OSType, osState: OSState, hyperVGeneration: Generation,
+        publisher: String, offer: String, sku: String, description: String?, endOfLifeDate: String?
+    ) {
         self.id = id
         self.gallery = gallery
         self.name = name
@@ -138,8 +145,9 @@ public struct GalleryImageDefinition: Sendable, Hashable, Codable {
         let eol = p.string("endOfLifeDate")
         guard !gallery.isEmpty, let osType, let publisher, let offer, let sku else { return nil }
         let id = "/subscriptions/\(sub)/resourceGroups/\(rg)/providers/Microsoft.Compute/galleries/\(gallery)/images/\(name)"
-        return GalleryImageDefinition(id: id, gallery: gallery, name: name, location: location, osType: osType, osState: osState,
-                                      hyperVGeneration: generation, publisher: publisher, offer: offer, sku: sku,
-                                      description: description, endOfLifeDate: eol)
+        return GalleryImageDefinition(
+            id: id, gallery: gallery, name: name, location: location, osType: osType, osState: osState,
+            hyperVGeneration: generation, publisher: publisher, offer: offer, sku: sku,
+            description: description, endOfLifeDate: eol)
     }
 }

@@ -47,8 +47,8 @@ public struct ResourceID: Sendable, Hashable, CustomStringConvertible {
         parts.removeFirst()
         if parts.last == "" { parts.removeLast() }
         guard parts.count >= 4,
-              parts[0].lowercased() == "subscriptions", !parts[1].isEmpty,
-              parts[2].lowercased() == "resourcegroups", !parts[3].isEmpty
+            parts[0].lowercased() == "subscriptions", !parts[1].isEmpty,
+            parts[2].lowercased() == "resourcegroups", !parts[3].isEmpty
         else { return nil }
         guard parts.allSatisfy({ !$0.isEmpty }) else { return nil }
         var id = ResourceID(subscription: parts[1], resourceGroup: parts[3])
@@ -75,19 +75,26 @@ public struct ResourceID: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public static let imageTemplate = Shape("Microsoft.VirtualMachineImages/imageTemplates",
+    public static let imageTemplate = Shape(
+        "Microsoft.VirtualMachineImages/imageTemplates",
         example: "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.VirtualMachineImages/imageTemplates/{name}")
-    public static let managedImage = Shape("Microsoft.Compute/images",
+    public static let managedImage = Shape(
+        "Microsoft.Compute/images",
         example: "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/images/{name}")
-    public static let galleryImage = Shape("Microsoft.Compute/galleries/images",
+    public static let galleryImage = Shape(
+        "Microsoft.Compute/galleries/images",
         example: "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/galleries/{gallery}/images/{definition}")
-    public static let galleryImageVersion = Shape("Microsoft.Compute/galleries/images/versions",
+    public static let galleryImageVersion = Shape(
+        "Microsoft.Compute/galleries/images/versions",
         example: "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Compute/galleries/{gallery}/images/{definition}/versions/{x.y.z}")
-    public static let userAssignedIdentity = Shape("Microsoft.ManagedIdentity/userAssignedIdentities",
+    public static let userAssignedIdentity = Shape(
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
         example: "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
-    public static let subnet = Shape("Microsoft.Network/virtualNetworks/subnets",
+    public static let subnet = Shape(
+        "Microsoft.Network/virtualNetworks/subnets",
         example: "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network/virtualNetworks/{vnet}/subnets/{subnet}")
-    public static let resourceGroupShape = Shape("resourcegroup",
+    public static let resourceGroupShape = Shape(
+        "resourcegroup",
         example: "/subscriptions/{subscription}/resourceGroups/{group}")
 
     /// Parses `text` and checks it has `shape`; returns a reason when it does not.
@@ -96,11 +103,17 @@ public struct ResourceID: Sendable, Hashable, CustomStringConvertible {
             return .failure(ShapeError(message: "'\(text)' is not a resource id; expected \(shape.example)"))
         }
         guard id.fullType == shape.fullType else {
-            let found = id.providerNamespace == nil ? "a resource group" : "a resource of type \(([id.providerNamespace!] + id.segments.map(\.type)).joined(separator: "/"))"
+            let found =
+                id.providerNamespace == nil
+                ? "a resource group" : "a resource of type \(([id.providerNamespace!] + id.segments.map(\.type)).joined(separator: "/"))"
             return .failure(ShapeError(message: "'\(text)' is \(found); expected \(shape.example)"))
         }
         if !ResourceNames.isValidResourceGroup(id.resourceGroup) {
-            return .failure(ShapeError(message: "'\(id.resourceGroup)' in '\(text)' is not a valid resource group name (1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.')"))
+            return .failure(
+                ShapeError(
+                    message:
+                        "'\(id.resourceGroup)' in '\(text)' is not a valid resource group name (1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.')"
+                ))
         }
         return .success(id)
     }
@@ -112,9 +125,10 @@ public struct ResourceID: Sendable, Hashable, CustomStringConvertible {
 public enum ResourceNames {
     /// `^[A-Za-z0-9-_.]{1,64}$`: template, run output and trigger names.
     public static func isValidTemplateName(_ s: String) -> Bool {
-        (1...64).contains(s.count) && s.allSatisfy { c in
-            c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".")
-        }
+        (1...64).contains(s.count)
+            && s.allSatisfy { c in
+                c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".")
+            }
     }
 
     public static func isValidResourceGroup(_ s: String) -> Bool {
@@ -125,6 +139,7 @@ public enum ResourceNames {
     /// Gallery image versions: `x.y.z`, each part a 32-bit non-negative integer.
     public static func isValidGalleryVersion(_ s: String) -> Bool {
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 3 && parts.allSatisfy { p in !p.isEmpty && p.count <= 10 && p.allSatisfy(\.isASCII) && Int32(p) != nil && !p.hasPrefix("-") && !p.hasPrefix("+") }
+        return parts.count == 3
+            && parts.allSatisfy { p in !p.isEmpty && p.count <= 10 && p.allSatisfy(\.isASCII) && Int32(p) != nil && !p.hasPrefix("-") && !p.hasPrefix("+") }
     }
 }

@@ -20,7 +20,9 @@ extension TemplateDecoder {
         guard let typeText = r.string("type", code: .badCustomizerType, required: true) else { r.skipUnknownCheck = true; return nil }
         guard let kind = Customizer.Kind.matching(typeText) else {
             r.skipUnknownCheck = true
-            ctx.error(.badCustomizerType, "unknown customizer type '\(typeText)'; expected \(Customizer.Kind.spellings)", path / "type", r.value("type")!.node.position)
+            ctx.error(
+                .badCustomizerType, "unknown customizer type '\(typeText)'; expected \(Customizer.Kind.spellings)", path / "type",
+                r.value("type")!.node.position)
             return nil
         }
         let name = r.string("name", code: .badCustomizerType)
@@ -40,8 +42,10 @@ extension TemplateDecoder {
                 ctx.error(.badCustomizerType, "restartTimeout '\(timeout)' is not a duration; use a number and a unit, such as 5m, 10m or 2h", tp, tn.position)
                 return nil
             }
-            return .windowsRestart(WindowsRestart(name: name, restartCommand: command.isEmpty ? WindowsRestart.defaultRestartCommand : command,
-                                                  restartCheckCommand: check, restartTimeout: timeout))
+            return .windowsRestart(
+                WindowsRestart(
+                    name: name, restartCommand: command.isEmpty ? WindowsRestart.defaultRestartCommand : command,
+                    restartCheckCommand: check, restartTimeout: timeout))
         case .windowsUpdate:
             let criteria = r.string("searchCriteria")
             let filters = r.stringArray("filters") ?? []
@@ -62,7 +66,9 @@ extension TemplateDecoder {
         guard let items = v.array("inVMValidations", code: .badValidatorType) else {
             if v.value("inVMValidations") != nil { return nil }
             if result.sourceValidationOnly {
-                ctx.error(.badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly", v.value("sourceValidationOnly")!.node.position)
+                ctx.error(
+                    .badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly",
+                    v.value("sourceValidationOnly")!.node.position)
                 return nil
             }
             return result
@@ -74,7 +80,9 @@ extension TemplateDecoder {
             guard let typeText = r.string("type", code: .badValidatorType, required: true) else { r.skipUnknownCheck = true; ok = false; continue }
             guard let kind = InVMValidation.Kind.matching(typeText) else {
                 r.skipUnknownCheck = true
-                ctx.error(.badValidatorType, "unknown validator type '\(typeText)'; expected \(InVMValidation.Kind.spellings)", path / "type", r.value("type")!.node.position)
+                ctx.error(
+                    .badValidatorType, "unknown validator type '\(typeText)'; expected \(InVMValidation.Kind.spellings)", path / "type",
+                    r.value("type")!.node.position)
                 ok = false
                 continue
             }
@@ -88,7 +96,9 @@ extension TemplateDecoder {
             if let decoded { result.inVMValidations.append(decoded) } else { ok = false }
         }
         if result.sourceValidationOnly && result.inVMValidations.isEmpty && ok {
-            ctx.error(.badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly", v.value("sourceValidationOnly")!.node.position)
+            ctx.error(
+                .badValidatorType, "sourceValidationOnly needs at least one entry in inVMValidations", v.path / "sourceValidationOnly",
+                v.value("sourceValidationOnly")!.node.position)
             return nil
         }
         return ok ? result : nil

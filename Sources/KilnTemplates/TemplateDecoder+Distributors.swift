@@ -31,7 +31,9 @@ extension TemplateDecoder {
             guard let typeText else { r.skipUnknownCheck = true; ok = false; continue }
             guard let kind = Distributor.Kind.matching(typeText) else {
                 r.skipUnknownCheck = true
-                ctx.error(.badDistributeType, "unknown distribution type '\(typeText)'; expected \(Distributor.Kind.spellings)", path / "type", r.value("type")!.node.position)
+                ctx.error(
+                    .badDistributeType, "unknown distribution type '\(typeText)'; expected \(Distributor.Kind.spellings)", path / "type",
+                    r.value("type")!.node.position)
                 ok = false
                 continue
             }
@@ -42,7 +44,11 @@ extension TemplateDecoder {
                 let location = r.string("location", code: .badDistributeType, required: true)
                 var good = imageId != nil && location != nil
                 if let imageId { good = checkShape(imageId, r.value("imageId")!, ResourceID.managedImage, .badDistributeType, "imageId") && good }
-                decoded = good ? .managedImage(ManagedImageDistributor(runOutputName: runOutputName ?? "", artifactTags: tags, imageId: imageId!, location: Self.normalizeLocation(location!))) : nil
+                decoded =
+                    good
+                    ? .managedImage(
+                        ManagedImageDistributor(
+                            runOutputName: runOutputName ?? "", artifactTags: tags, imageId: imageId!, location: Self.normalizeLocation(location!))) : nil
             case .sharedImage:
                 decoded = decodeSharedImage(r, runOutputName: runOutputName ?? "", tags: tags).map(Distributor.sharedImage)
             case .vhd:
@@ -50,7 +56,8 @@ extension TemplateDecoder {
                 if let u = uri, u.isEmpty { uri = nil }
                 var good = true
                 if let u = uri, let at = r.value("uri"), !ctx.isSuppressed(at.node),
-                   let problem = ArtifactReference.vhdTargetProblem(u) ?? ArtifactReference.vhdLocalPath(u).flatMap({ p in ctx.policy?.vhdProblem(p) }) {
+                    let problem = ArtifactReference.vhdTargetProblem(u) ?? ArtifactReference.vhdLocalPath(u).flatMap({ p in ctx.policy?.vhdProblem(p) })
+                {
                     ctx.error(.badDistributeType, "uri '\(u)': \(problem)", at.path, at.node.position)
                     good = false
                 }
@@ -71,9 +78,10 @@ extension TemplateDecoder {
         let mode = r.enumeration("replicationMode", SharedImageDistributor.ReplicationMode.self, code: code)
         let modeOK = r.value("replicationMode") == nil || mode != nil
         guard gallery.ok, targets.ok, versioning.ok, modeOK, let galleryImageId = gallery.id else { return nil }
-        return SharedImageDistributor(runOutputName: runOutputName, artifactTags: tags, galleryImageId: galleryImageId,
-                                      targetRegions: targets.regions, usesDeprecatedReplicationRegions: targets.usesReplicationRegions,
-                                      excludeFromLatest: exclude, versioning: versioning.versioning, replicationMode: mode ?? .full)
+        return SharedImageDistributor(
+            runOutputName: runOutputName, artifactTags: tags, galleryImageId: galleryImageId,
+            targetRegions: targets.regions, usesDeprecatedReplicationRegions: targets.usesReplicationRegions,
+            excludeFromLatest: exclude, versioning: versioning.versioning, replicationMode: mode ?? .full)
     }
 
     /// `galleryImageId`: a gallery image, or one of its versions (`.../versions/x.y.z`, an explicit version).
@@ -86,7 +94,9 @@ extension TemplateDecoder {
                 explicitVersion = true
                 let v = ResourceID.parse(id)!.name
                 if !ResourceNames.isValidGalleryVersion(v) {
-                    ctx.error(code, "version '\(v)' in galleryImageId must be x.y.z (three integers); leave the version out to have one generated", at.path, at.node.position)
+                    ctx.error(
+                        code, "version '\(v)' in galleryImageId must be x.y.z (three integers); leave the version out to have one generated", at.path,
+                        at.node.position)
                     ok = false
                 }
             } else if case .failure(let e) = ResourceID.parse(id, as: ResourceID.galleryImage) {
@@ -111,7 +121,9 @@ extension TemplateDecoder {
             ok = false
         }
         if let storageNode, replicationNode == nil {
-            ctx.error(code, "storageAccountType at this level applies only with replicationRegions; with targetRegions set it per region", storageNode.path, storageNode.node.position)
+            ctx.error(
+                code, "storageAccountType at this level applies only with replicationRegions; with targetRegions set it per region", storageNode.path,
+                storageNode.node.position)
             ok = false
         }
         var seenRegions: [String: JSONPath] = [:]
@@ -135,8 +147,9 @@ extension TemplateDecoder {
                 t.finish()
                 guard let name else { ok = false; continue }
                 if ctx.isSuppressed(t.value("name")!.node) { ok = false; continue }
-                addRegion(TargetRegion(name: Self.normalizeLocation(name), replicaCount: count ?? 1, storageAccountType: storage ?? .standardLRS),
-                          path / "name", t.value("name")!.node.position)
+                addRegion(
+                    TargetRegion(name: Self.normalizeLocation(name), replicaCount: count ?? 1, storageAccountType: storage ?? .standardLRS),
+                    path / "name", t.value("name")!.node.position)
             }
         } else if targetNode != nil {
             ok = false
@@ -147,8 +160,9 @@ extension TemplateDecoder {
             for (i, name) in names.enumerated() {
                 let node = replicationNode!.node.elements![i]
                 if ctx.isSuppressed(node) { ok = false; continue }
-                addRegion(TargetRegion(name: Self.normalizeLocation(name), replicaCount: 1, storageAccountType: storage ?? .standardLRS),
-                          replicationNode!.path / i, node.position)
+                addRegion(
+                    TargetRegion(name: Self.normalizeLocation(name), replicaCount: 1, storageAccountType: storage ?? .standardLRS),
+                    replicationNode!.path / i, node.position)
             }
         } else if replicationNode != nil {
             ok = false

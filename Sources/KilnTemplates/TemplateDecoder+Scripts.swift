@@ -28,7 +28,9 @@ extension TemplateDecoder {
             }
             if case .failure = checksum { return nil }
             if case .success(.some) = checksum {
-                ctx.warning(bad, "sha256Checksum applies to scriptUri only and is ignored with inline", r.path / "sha256Checksum", r.value("sha256Checksum")!.node.position)
+                ctx.warning(
+                    bad, "sha256Checksum applies to scriptUri only and is ignored with inline", r.path / "sha256Checksum",
+                    r.value("sha256Checksum")!.node.position)
             }
             return (.inline(inline), nil)
         }
@@ -148,10 +150,18 @@ public enum ArtifactReference: Sendable, Hashable {
 
     public init?(_ s: String) {
         let lower = s.lowercased()
-        if lower.hasPrefix("https://") { self = .https(s) } else if lower.hasPrefix("http://") { self = .http(s) } else if lower.hasPrefix("file://") {
+        if lower.hasPrefix("https://") {
+            self = .https(s)
+        } else if lower.hasPrefix("http://") {
+            self = .http(s)
+        } else if lower.hasPrefix("file://") {
             // The path as the fetcher will open it: percent-escapes decoded (file:///etc/%73hadow is /etc/shadow).
             self = .file(URL(string: s)?.path ?? String(s.dropFirst("file://".count)))
-        } else if Self.problem(with: s) == nil { self = .relative(s) } else { return nil }
+        } else if Self.problem(with: s) == nil {
+            self = .relative(s)
+        } else {
+            return nil
+        }
     }
 
     /// A reference as messages and logs show it: without its query, where signed URLs (an Azure SAS `sig=`, a

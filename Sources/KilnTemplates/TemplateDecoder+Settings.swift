@@ -12,7 +12,9 @@ extension TemplateDecoder {
         if let vb = o.object("vmBoot") {
             if let s = vb.enumeration("state", FeatureState.self, required: true) { result.vmBoot.state = s } else { ok = false }
             vb.finish()
-        } else if o.value("vmBoot") != nil { ok = false }
+        } else if o.value("vmBoot") != nil {
+            ok = false
+        }
         if let w = o.object("workload") {
             let state = w.enumeration("state", FeatureState.self, required: true)
             let uri = w.string("scriptUri")
@@ -25,8 +27,12 @@ extension TemplateDecoder {
                     ok = false
                 }
                 result.workload = .init(state: state, scriptUri: (uri ?? "").isEmpty ? nil : uri, sha256Checksum: s)
-            } else { ok = false }
-        } else if o.value("workload") != nil { ok = false }
+            } else {
+                ok = false
+            }
+        } else if o.value("workload") != nil {
+            ok = false
+        }
         return ok ? result : nil
     }
 
@@ -58,21 +64,29 @@ extension TemplateDecoder {
                 if !checkShape(id, at, ResourceID.userAssignedIdentity, .invalidParameter, "user-assigned identity") { ok = false }
             }
             profile.userAssignedIdentities = ids
-        } else if v.value("userAssignedIdentities") != nil { ok = false }
+        } else if v.value("userAssignedIdentities") != nil {
+            ok = false
+        }
         if let net = v.object("vnetConfig") {
             var cfg = VNetConfig()
             cfg.subnetId = net.string("subnetId").flatMap { $0.isEmpty ? nil : $0 }
             cfg.containerInstanceSubnetId = net.string("containerInstanceSubnetId").flatMap { $0.isEmpty ? nil : $0 }
             cfg.proxyVmSize = net.string("proxyVmSize").flatMap { $0.isEmpty ? nil : $0 }
             if let s = cfg.subnetId, !checkShape(s, net.value("subnetId")!, ResourceID.subnet, .invalidParameter, "subnetId") { ok = false }
-            if let s = cfg.containerInstanceSubnetId, !checkShape(s, net.value("containerInstanceSubnetId")!, ResourceID.subnet, .invalidParameter, "containerInstanceSubnetId") { ok = false }
+            if let s = cfg.containerInstanceSubnetId,
+                !checkShape(s, net.value("containerInstanceSubnetId")!, ResourceID.subnet, .invalidParameter, "containerInstanceSubnetId")
+            {
+                ok = false
+            }
             if cfg.containerInstanceSubnetId != nil && cfg.subnetId == nil {
                 ctx.error(.invalidParameter, "containerInstanceSubnetId needs subnetId", net.path / "containerInstanceSubnetId", net.position)
                 ok = false
             }
             net.finish()
             profile.vnetConfig = cfg
-        } else if v.value("vnetConfig") != nil { ok = false }
+        } else if v.value("vnetConfig") != nil {
+            ok = false
+        }
         return ok ? profile : nil
     }
 }

@@ -14,7 +14,9 @@ extension TemplateDecoder {
         guard let kind = ImageSource.Kind.matching(typeText) else {
             s.skipUnknownCheck = true
             let hint = typeText.lowercased() == "iso" ? " (ISO sources were removed from AIB in api-version 2020-02-14)" : ""
-            ctx.error(.badSourceType, "unknown source type '\(typeText)'\(hint); expected \(ImageSource.Kind.spellings)", s.path / "type", s.value("type")!.node.position)
+            ctx.error(
+                .badSourceType, "unknown source type '\(typeText)'\(hint); expected \(ImageSource.Kind.spellings)", s.path / "type",
+                s.value("type")!.node.position)
             return nil
         }
         switch kind {
@@ -75,7 +77,8 @@ extension TemplateDecoder {
         let parts = id.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         // /CommunityGalleries/{name}/Images/{def}/Versions/{v} and /SharedGalleries/...: accepted by AIB.
         if parts.count == 7, parts[0] == "", ["communitygalleries", "sharedgalleries"].contains(parts[1].lowercased()),
-           parts[3].lowercased() == "images", parts[5].lowercased() == "versions", !parts[2].isEmpty, !parts[4].isEmpty {
+            parts[3].lowercased() == "images", parts[5].lowercased() == "versions", !parts[2].isEmpty, !parts[4].isEmpty
+        {
             let v = parts[6]
             return v.lowercased() == "latest" || ResourceNames.isValidGalleryVersion(v)
                 ? nil : "version '\(v)' must be 'latest' or x.y.z"

@@ -28,7 +28,9 @@ struct TemplateDecoder {
         r.accept("apiVersion", "id", "systemData", "dependsOn", "comments", "condition", "metadata", "$schema")
         if let t = r.string("type") {
             if t.lowercased() != "microsoft.virtualmachineimages/imagetemplates" {
-                ctx.error(.invalidRequestContent, "resource type '\(t)' is not Microsoft.VirtualMachineImages/imageTemplates", path / "type", r.value("type")!.node.position)
+                ctx.error(
+                    .invalidRequestContent, "resource type '\(t)' is not Microsoft.VirtualMachineImages/imageTemplates", path / "type",
+                    r.value("type")!.node.position)
             }
         }
         var name = r.string("name", code: .invalidParameter)
@@ -94,7 +96,9 @@ struct TemplateDecoder {
             wherePaths[f.placeholder, default: []].append(f.path.description)
         }
         let list = order.map { "\($0) (\(wherePaths[$0]!.joined(separator: ", ")))" }.joined(separator: "; ")
-        ctx.error(.unfilledPlaceholder, "the template still holds \(order.count) documentation placeholder\(order.count == 1 ? "" : "s"); replace \(list)", first.path, first.position)
+        ctx.error(
+            .unfilledPlaceholder, "the template still holds \(order.count) documentation placeholder\(order.count == 1 ? "" : "s"); replace \(list)",
+            first.path, first.position)
     }
 
     // MARK: Envelope
@@ -131,11 +135,14 @@ struct TemplateDecoder {
         switch type {
         case .userAssigned:
             if ids.isEmpty {
-                ctx.error(.invalidParameter, "identity type 'UserAssigned' needs exactly one entry in userAssignedIdentities", i.path / "userAssignedIdentities", i.position)
+                ctx.error(
+                    .invalidParameter, "identity type 'UserAssigned' needs exactly one entry in userAssignedIdentities", i.path / "userAssignedIdentities",
+                    i.position)
                 return nil
             }
             if ids.count > 1 {
-                ctx.error(.invalidParameter, "AIB supports at most one user-assigned identity, found \(ids.count)", i.path / "userAssignedIdentities", i.position)
+                ctx.error(
+                    .invalidParameter, "AIB supports at most one user-assigned identity, found \(ids.count)", i.path / "userAssignedIdentities", i.position)
                 return nil
             }
         case .none:
@@ -159,10 +166,11 @@ struct TemplateDecoder {
             e.finish()
         }
         if let l = p.object("lastRunStatus") {
-            status.lastRunStatus = .init(startTime: l.string("startTime"), endTime: l.string("endTime"),
-                                         runState: l.enumeration("runState", ImageTemplateStatus.LastRunStatus.RunState.self),
-                                         runSubState: l.enumeration("runSubState", ImageTemplateStatus.LastRunStatus.RunSubState.self),
-                                         message: l.string("message"))
+            status.lastRunStatus = .init(
+                startTime: l.string("startTime"), endTime: l.string("endTime"),
+                runState: l.enumeration("runState", ImageTemplateStatus.LastRunStatus.RunState.self),
+                runSubState: l.enumeration("runSubState", ImageTemplateStatus.LastRunStatus.RunSubState.self),
+                message: l.string("message"))
             l.finish()
         }
         status.exactStagingResourceGroup = p.string("exactStagingResourceGroup")
@@ -202,10 +210,11 @@ struct TemplateDecoder {
         p.finish()
 
         guard let source, let customize, let validate, let distribute, let optimize, let errorHandling, let vmProfile else { return nil }
-        return ImageTemplateProperties(source: source, customize: customize, validate: validate, distribute: distribute,
-                                       optimize: optimize, errorHandling: errorHandling, buildTimeoutInMinutes: timeout,
-                                       vmProfile: vmProfile, additionalDataDisks: dataDisks, stagingResourceGroup: staging,
-                                       autoRun: autoRun, managedResourceTags: managedTags)
+        return ImageTemplateProperties(
+            source: source, customize: customize, validate: validate, distribute: distribute,
+            optimize: optimize, errorHandling: errorHandling, buildTimeoutInMinutes: timeout,
+            vmProfile: vmProfile, additionalDataDisks: dataDisks, stagingResourceGroup: staging,
+            autoRun: autoRun, managedResourceTags: managedTags)
     }
 
     // MARK: Shared checks

@@ -27,8 +27,10 @@ public struct LoadOptions: Sendable, Hashable {
     /// are then checked to stay inside the repository (see `RepositoryPath`).
     public var repositoryPath: String?
 
-    public init(scope: DeploymentScope = LoadOptions.defaultScope, parameters: [String: String] = [:],
-                artifactPolicy: ArtifactPolicy? = nil, repositoryPath: String? = nil) {
+    public init(
+        scope: DeploymentScope = LoadOptions.defaultScope, parameters: [String: String] = [:],
+        artifactPolicy: ArtifactPolicy? = nil, repositoryPath: String? = nil
+    ) {
         self.scope = scope
         self.parameters = parameters
         self.artifactPolicy = artifactPolicy
@@ -146,15 +148,20 @@ public enum TemplateLoader {
     }
 
     /// Loads a file from memory (a blob at a commit, a test fixture).
-    public static func load(text: String, path: String, format: Format? = nil, options: LoadOptions = LoadOptions(),
-                            parameters: (path: String, text: String)? = nil) -> LoadedFile {
+    public static func load(
+        text: String, path: String, format: Format? = nil, options: LoadOptions = LoadOptions(),
+        parameters: (path: String, text: String)? = nil
+    ) -> LoadedFile {
         var file = LoadedFile(path: path)
         let fmt = format ?? Self.format(forPath: path) ?? .json
         let root: SourceNode
         do {
             root = try parse(text, format: fmt)
         } catch {
-            file.diagnostics.append(Diagnostic(file: path, position: error.position, path: .root, code: .invalidRequestContent, message: "cannot parse \(fmt == .json ? "JSON" : "YAML"): \(error.message)"))
+            file.diagnostics.append(
+                Diagnostic(
+                    file: path, position: error.position, path: .root, code: .invalidRequestContent,
+                    message: "cannot parse \(fmt == .json ? "JSON" : "YAML"): \(error.message)"))
             return file
         }
         let kind = classify(root, path: path)
@@ -205,17 +212,23 @@ public enum TemplateLoader {
         let (template, status) = TemplateDecoder(ctx: ctx).decodeResource(root, path: .root, fallbackName: baseName(file.path))
         file.diagnostics = ctx.sink.items
         if let template, !ctx.sink.hasErrors {
-            file.templates.append(makeLoaded(template, status: status, version: version, scope: options.scope, path: .root, line: root.position.line,
-                                             artifactLines: ctx.artifactLines))
+            file.templates.append(
+                makeLoaded(
+                    template, status: status, version: version, scope: options.scope, path: .root, line: root.position.line,
+                    artifactLines: ctx.artifactLines))
         }
     }
 
-    static func makeLoaded(_ t: ImageTemplate, status: ImageTemplateStatus, version: APIVersion, scope: DeploymentScope, path: JSONPath, line: Int,
-                           artifactLines: [String: Int]) -> LoadedTemplate {
-        let id = ResourceID(subscription: scope.subscriptionId, resourceGroup: scope.resourceGroup,
-                            providerNamespace: "Microsoft.VirtualMachineImages", segments: [(type: "imageTemplates", name: t.name)])
-        return LoadedTemplate(resourceId: id, template: t, status: status, apiVersion: version, resourcePath: path, line: line,
-                              contentHash: ContentHash.of(t), artifactLines: artifactLines)
+    static func makeLoaded(
+        _ t: ImageTemplate, status: ImageTemplateStatus, version: APIVersion, scope: DeploymentScope, path: JSONPath, line: Int,
+        artifactLines: [String: Int]
+    ) -> LoadedTemplate {
+        let id = ResourceID(
+            subscription: scope.subscriptionId, resourceGroup: scope.resourceGroup,
+            providerNamespace: "Microsoft.VirtualMachineImages", segments: [(type: "imageTemplates", name: t.name)])
+        return LoadedTemplate(
+            resourceId: id, template: t, status: status, apiVersion: version, resourcePath: path, line: line,
+            contentHash: ContentHash.of(t), artifactLines: artifactLines)
     }
 
     /// The resource's api-version, checked; the newest when absent or unusable (the error is reported).
@@ -231,7 +244,10 @@ public enum TemplateLoader {
             return .latest
         }
         if v < APIVersion.minimum {
-            sink.error(.noRegisteredProviderFound, "api-version \(v) is retired; the oldest AIB accepts is \(APIVersion.minimum) (supported: \(APIVersion.published.map(\.description).joined(separator: ", ")))", at: p, node.position)
+            sink.error(
+                .noRegisteredProviderFound,
+                "api-version \(v) is retired; the oldest AIB accepts is \(APIVersion.minimum) (supported: \(APIVersion.published.map(\.description).joined(separator: ", ")))",
+                at: p, node.position)
             return .latest
         }
         if v > APIVersion.latest {
@@ -239,7 +255,9 @@ public enum TemplateLoader {
             return .latest
         }
         if !APIVersion.published.contains(v) {
-            sink.warning(.noRegisteredProviderFound, "api-version \(v) is not a published imageTemplates api-version; validating by the rules in force at that date", at: p, node.position)
+            sink.warning(
+                .noRegisteredProviderFound, "api-version \(v) is not a published imageTemplates api-version; validating by the rules in force at that date",
+                at: p, node.position)
         }
         return v
     }

@@ -67,8 +67,11 @@ public struct TemplateScanner {
                 let owners = [stem + ".json", stem + ".yaml", stem + ".yml"]
                 if owners.contains(where: { set.contains($0) || FileManager.default.fileExists(atPath: $0) }) { continue }
                 var f = TemplateLoader.loadFile(path, options: options)
-                f.diagnostics.append(Diagnostic(severity: .warning, file: path, position: SourcePosition(line: 1, column: 1), path: .root,
-                                                code: .invalidTemplate, message: "parameters file without a deployment template next to it (expected \((stem as NSString).lastPathComponent).json)"))
+                f.diagnostics.append(
+                    Diagnostic(
+                        severity: .warning, file: path, position: SourcePosition(line: 1, column: 1), path: .root,
+                        code: .invalidTemplate,
+                        message: "parameters file without a deployment template next to it (expected \((stem as NSString).lastPathComponent).json)"))
                 results.append(f)
                 continue
             }

@@ -48,8 +48,9 @@ struct Author: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertibl
     /// `Name <email>`: a name, and an email address with an `@` (or kiln@localhost).
     init(parsing text: String) throws {
         guard let lt = text.firstIndex(of: "<"), text.hasSuffix(">") else { throw ValidationError(Self.hint) }
-        self.init(name: text[..<lt].trimmingCharacters(in: .whitespaces),
-                  email: String(text[text.index(after: lt)..<text.index(before: text.endIndex)]))
+        self.init(
+            name: text[..<lt].trimmingCharacters(in: .whitespaces),
+            email: String(text[text.index(after: lt)..<text.index(before: text.endIndex)]))
         guard isValid else { throw ValidationError(Self.hint) }
     }
 

@@ -31,12 +31,18 @@ struct Config: AsyncParsableCommand {
             var warnings: [String] = []
             for identity in config.identities.identities {
                 for c in identity.credentials {
-                    if case .file(let p) = c.secret, !FileManager.default.isReadableFile(atPath: p) { warnings.append("identity \(identity.name): tokenFile \(p) is not readable") }
-                    if case .environment(let n) = c.secret, ProcessInfo.processInfo.environment[n] == nil { warnings.append("identity \(identity.name): tokenEnv \(n) is not set") }
+                    if case .file(let p) = c.secret, !FileManager.default.isReadableFile(atPath: p) {
+                        warnings.append("identity \(identity.name): tokenFile \(p) is not readable")
+                    }
+                    if case .environment(let n) = c.secret, ProcessInfo.processInfo.environment[n] == nil {
+                        warnings.append("identity \(identity.name): tokenEnv \(n) is not set")
+                    }
                 }
             }
             for r in config.repositories {
-                for (what, p) in [("tokenFile", r.tokenFile), ("sshKeyFile", r.sshKeyFile), ("knownHosts", r.knownHosts), ("webhookSecretFile", r.webhookSecretFile)] {
+                for (what, p) in [
+                    ("tokenFile", r.tokenFile), ("sshKeyFile", r.sshKeyFile), ("knownHosts", r.knownHosts), ("webhookSecretFile", r.webhookSecretFile)
+                ] {
                     if let p, !FileManager.default.isReadableFile(atPath: p) { warnings.append("repository \(r.name): \(what) \(p) is not readable") }
                 }
                 if let n = r.tokenEnv, ProcessInfo.processInfo.environment[n] == nil { warnings.append("repository \(r.name): tokenEnv \(n) is not set") }

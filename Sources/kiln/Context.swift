@@ -29,8 +29,9 @@ struct KilnContext {
     /// The core over this context's store, with default identities and regions (commands that build read the
     /// configured ones: `Template.core`).
     var core: KilnCore {
-        KilnCore(paths: paths, store: store, artifactPolicy: configuration?.artifactPolicy ?? .untrusted,
-                 buildNetwork: configuration?.buildNetwork ?? .automatic())
+        KilnCore(
+            paths: paths, store: store, artifactPolicy: configuration?.artifactPolicy ?? .untrusted,
+            buildNetwork: configuration?.buildNetwork ?? .automatic())
     }
 }
 

@@ -30,21 +30,30 @@ struct ControllerCommand: KilnCommand {
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var repo: RepoOptions
-    @Option(help: ArgumentHelp("Time between polls: 30s, 5m (default: the configured repository's, else 60s).", valueName: "DURATION"),
-            transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 5m") })
+    @Option(
+        help: ArgumentHelp("Time between polls: 30s, 5m (default: the configured repository's, else 60s).", valueName: "DURATION"),
+        transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 5m") })
     var interval: Duration?
     @Option(help: "Runs executed at once by the background workers (default: the configuration's, else 1).") var parallelism: Int?
-    @Option(name: [.customLong("listen"), .customLong("webhook-listen")],
-            help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"),
-            transform: { try ListenAddress(parsing: $0) })
+    @Option(
+        name: [.customLong("listen"), .customLong("webhook-listen")],
+        help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"),
+        transform: { try ListenAddress(parsing: $0) })
     var listen: ListenAddress?
-    @Option(name: .customLong("metrics-listen"),
-            help: ArgumentHelp("Serve /readyz and /metrics here instead, leaving --listen only /healthz and the webhooks (default: the configuration's server.metricsListen).", valueName: "HOST:PORT"),
-            transform: { try ListenAddress(parsing: $0) })
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: ArgumentHelp(
+            "Serve /readyz and /metrics here instead, leaving --listen only /healthz and the webhooks (default: the configuration's server.metricsListen).",
+            valueName: "HOST:PORT"),
+        transform: { try ListenAddress(parsing: $0) })
     var metricsListen: ListenAddress?
-    @Option(name: .customLong("webhook-secret-file"), help: ArgumentHelp("The shared secret for webhook signatures, for --repo (or for the configured repositories that have none).", valueName: "FILE"))
+    @Option(
+        name: .customLong("webhook-secret-file"),
+        help: ArgumentHelp("The shared secret for webhook signatures, for --repo (or for the configured repositories that have none).", valueName: "FILE"))
     var webhookSecretFile: String?
-    @Option(name: .customLong("stop-grace"), help: ArgumentHelp("After SIGTERM, how long to wait for a repository whose git call hangs before exiting anyway.", valueName: "DURATION"))
+    @Option(
+        name: .customLong("stop-grace"),
+        help: ArgumentHelp("After SIGTERM, how long to wait for a repository whose git call hangs before exiting anyway.", valueName: "DURATION"))
     var stopGrace: Duration = .seconds(20)
 
     /// SIGTERM/SIGINT: every loop ends after its step in progress. A repository blocked in a git call (a remote
@@ -99,9 +108,12 @@ struct ControllerCommand: KilnCommand {
 
     /// A controller for each repository that can start, with its webhook; the repositories that cannot, as
     /// unavailable.
-    func startControllers(names: [String], repos: [RepoOptions], core: KilnCore, metrics: ControllerMetrics,
-                          launch: @escaping @Sendable () -> Void)
-        -> (controllers: [Controller], unavailable: [RepositoryHealth], hooks: [ControllerServer.Repository]) {
+    func startControllers(
+        names: [String], repos: [RepoOptions], core: KilnCore, metrics: ControllerMetrics,
+        launch: @escaping @Sendable () -> Void
+    )
+        -> (controllers: [Controller], unavailable: [RepositoryHealth], hooks: [ControllerServer.Repository])
+    {
         var controllers: [Controller] = []
         var unavailable: [RepositoryHealth] = []
         var hooks: [ControllerServer.Repository] = []
@@ -123,17 +135,21 @@ struct ControllerCommand: KilnCommand {
     }
 
     /// The controller of one repository, polling at --interval, else at the configured repository's interval.
-    func makeController(_ name: String, repo: RepoOptions, mirror: RepositoryMirror, core: KilnCore, metrics: ControllerMetrics,
-                        launch: @escaping @Sendable () -> Void) -> Controller {
+    func makeController(
+        _ name: String, repo: RepoOptions, mirror: RepositoryMirror, core: KilnCore, metrics: ControllerMetrics,
+        launch: @escaping @Sendable () -> Void
+    ) -> Controller {
         var options = Controller.Options()
         options.interval = interval ?? .milliseconds(Int((repo.configuredInterval ?? 60) * 1000))
-        let controller = Controller(name: name, core: core, mirror: mirror, templatesPath: repo.path, options: options,
-                                    launchWorkers: launch,
-                                    onReport: { report in
-                                        printError("\(ISO8601DateFormatter().string(from: Date())) \(name): reconciled \(report.plan.commit.short)")
-                                        printReport(report)
-                                    }, observer: metrics, logger: Logger(label: "kiln.controller"))
-        printError("kiln controller: watching \(name) (\(GitRepository.redact(repo.url)) \(repo.branch)) every \(options.interval); status on \(repo.statusBranch)")
+        let controller = Controller(
+            name: name, core: core, mirror: mirror, templatesPath: repo.path, options: options,
+            launchWorkers: launch,
+            onReport: { report in
+                printError("\(ISO8601DateFormatter().string(from: Date())) \(name): reconciled \(report.plan.commit.short)")
+                printReport(report)
+            }, observer: metrics, logger: Logger(label: "kiln.controller"))
+        printError(
+            "kiln controller: watching \(name) (\(GitRepository.redact(repo.url)) \(repo.branch)) every \(options.interval); status on \(repo.statusBranch)")
         return controller
     }
 
@@ -163,8 +179,10 @@ struct ControllerCommand: KilnCommand {
 
     /// Runs the group while serving health, readiness, metrics and the webhooks on `listen` (readiness and
     /// metrics on `metricsListen` instead, when given).
-    func serve(_ group: ControllerGroup, listen: String, metricsListen: String?, hooks: [ControllerServer.Repository],
-               metrics: ControllerMetrics, core: KilnCore) async throws {
+    func serve(
+        _ group: ControllerGroup, listen: String, metricsListen: String?, hooks: [ControllerServer.Repository],
+        metrics: ControllerMetrics, core: KilnCore
+    ) async throws {
         var logger = Logger(label: "kiln.server")
         logger.logLevel = global.verbose ? .info : .warning
         var listeners: [(address: String, routes: ControllerServer.Routes)] = [(listen, metricsListen == nil ? .all : .webhooks)]

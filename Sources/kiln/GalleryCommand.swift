@@ -19,7 +19,8 @@ struct Gallery: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create-definition",
             abstract: "Create a gallery image definition (or several, from a galleries/*.yaml file).",
-            discussion: "ID is /subscriptions/S/resourceGroups/G/providers/Microsoft.Compute/galleries/GALLERY/images/NAME. Creating one that exists with the same properties is a no-op; with different ones, an error."
+            discussion:
+                "ID is /subscriptions/S/resourceGroups/G/providers/Microsoft.Compute/galleries/GALLERY/images/NAME. Creating one that exists with the same properties is a no-op; with different ones, an error."
         )
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The definition's resource id.") var id: String?
@@ -57,9 +58,12 @@ struct Gallery: AsyncParsableCommand {
                 }
             } else {
                 let rid = ResourceID.parse(id!)!
-                defs = [GalleryImageDefinition(id: id!, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: osType, osState: .generalized,
-                                               hyperVGeneration: generation, publisher: publisher!, offer: offer!, sku: sku!,
-                                               description: description, endOfLifeDate: endOfLife)]
+                defs = [
+                    GalleryImageDefinition(
+                        id: id!, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: osType, osState: .generalized,
+                        hyperVGeneration: generation, publisher: publisher!, offer: offer!, sku: sku!,
+                        description: description, endOfLifeDate: endOfLife)
+                ]
             }
             var out: [GalleryImageDefinitionDocument] = []
             let core = ctx.core
@@ -72,7 +76,9 @@ struct Gallery: AsyncParsableCommand {
                     throw CLIError.message("\(error)")
                 }
                 if env.output == .text {
-                    print(change == .created ? "created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))" : "\(d.id): exists")
+                    print(
+                        change == .created
+                            ? "created \(d.id) (\(d.osType.rawValue), \(d.hyperVGeneration.rawValue), \(d.publisher)/\(d.offer)/\(d.sku))" : "\(d.id): exists")
                 }
                 out.append(GalleryImageDefinitionDocument(record))
             }
@@ -98,7 +104,9 @@ struct Gallery: AsyncParsableCommand {
             switch env.output {
             case .json: try printJSON(ListDocument(value: json))
             case .text:
-                if rows.isEmpty { printError("no gallery image definitions; create one with: kiln gallery create-definition ID ...") } else {
+                if rows.isEmpty {
+                    printError("no gallery image definitions; create one with: kiln gallery create-definition ID ...")
+                } else {
                     printTable(["DEFINITION", "OS", "GEN", "VERSIONS", "LATEST"], rows)
                 }
             }
@@ -146,7 +154,8 @@ struct Gallery: AsyncParsableCommand {
     }
 
     struct DeleteVersion: KilnCommand {
-        static let configuration = CommandConfiguration(commandName: "delete-version", abstract: "Delete a gallery image version and its replicas in every region.")
+        static let configuration = CommandConfiguration(
+            commandName: "delete-version", abstract: "Delete a gallery image version and its replicas in every region.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The version's resource id (…/images/NAME/versions/x.y.z).") var id: String
 
@@ -174,8 +183,12 @@ func printVersions(_ versions: [GalleryVersionRecord]) {
         print("  no versions yet")
         return
     }
-    printTable(["VERSION", "REGIONS", "LATEST", "CREATED", "FROM RUN"], versions.map { v in
-        [v.version.description, v.regions.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "),
-         v.excludeFromLatest ? "excluded" : "yes", shortDate(v.createdAt), v.metadata["runId"] ?? "-"]
-    })
+    printTable(
+        ["VERSION", "REGIONS", "LATEST", "CREATED", "FROM RUN"],
+        versions.map { v in
+            [
+                v.version.description, v.regions.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "),
+                v.excludeFromLatest ? "excluded" : "yes", shortDate(v.createdAt), v.metadata["runId"] ?? "-"
+            ]
+        })
 }

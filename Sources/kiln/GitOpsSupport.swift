@@ -14,7 +14,9 @@ import KilnTemplates
 func printPlan(_ plan: Plan, verbose: Bool) {
     let counts = Dictionary(grouping: plan.items, by: \.action).mapValues(\.count)
     let order: [PlanItem.Action] = [.create, .recreate, .move, .delete, .run, .wait, .invalid, .unchanged]
-    let summary = order.compactMap { a in counts[a].map { "\($0) \(a == .unchanged ? "unchanged" : a == .invalid ? "invalid" : a == .wait ? "waiting" : "to \(a.rawValue)")" } }
+    let summary = order.compactMap { a in
+        counts[a].map { "\($0) \(a == .unchanged ? "unchanged" : a == .invalid ? "invalid" : a == .wait ? "waiting" : "to \(a.rawValue)")" }
+    }
     print("plan at \(plan.commit.short): " + (summary.isEmpty ? "no templates" : summary.joined(separator: ", ")))
     let marks: [PlanItem.Action: String] = [.create: "+", .recreate: "~", .move: ">", .delete: "-", .run: "^", .wait: "…", .invalid: "!", .unchanged: "="]
     for item in plan.items where verbose || item.action != .unchanged {

@@ -30,7 +30,9 @@ struct HistoryCommand: KilnCommand {
                 throw CLIError.message("\(repo.statusBranch) does not exist yet")
             }
             let suffix = "/\(template.lowercased()).json"
-            let paths = try await mirror.repo.files(at: tip).map { (f: TreeFile) in f.path }.filter { $0.hasPrefix("status/") && $0.lowercased().hasSuffix(suffix) }
+            let paths = try await mirror.repo.files(at: tip).map { (f: TreeFile) in f.path }.filter {
+                $0.hasPrefix("status/") && $0.lowercased().hasSuffix(suffix)
+            }
             var entries: [CommitInfo] = []
             if paths.isEmpty {
                 // Deleted: find it in the history by commit trailers.

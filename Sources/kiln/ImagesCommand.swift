@@ -40,13 +40,16 @@ extension Images {
             let start = ContinuousClock.now
             let quiet = env.output == .json
             do {
-                let outcome = try await service.bootstrapDebian12(generation: generation, version: version.flatMap(ImageVersion.init), force: force,
-                                                                  mirror: mirror) { line in if !quiet { printError("==> \(line)") } }
+                let outcome = try await service.bootstrapDebian12(
+                    generation: generation, version: version.flatMap(ImageVersion.init), force: force,
+                    mirror: mirror
+                ) { line in if !quiet { printError("==> \(line)") } }
                 let took = ContinuousClock.now - start
                 switch env.output {
                 case .json:
                     struct Out: Encodable { var image: CatalogImage; var seconds: Double; var reusedCache: Bool; var alreadyInCatalog: Bool }
-                    try printJSON(Out(image: outcome.image, seconds: seconds(took), reusedCache: outcome.reusedCache, alreadyInCatalog: outcome.alreadyInCatalog))
+                    try printJSON(
+                        Out(image: outcome.image, seconds: seconds(took), reusedCache: outcome.reusedCache, alreadyInCatalog: outcome.alreadyInCatalog))
                 case .text:
                     let how = outcome.alreadyInCatalog ? "already in the catalog" : (outcome.reusedCache ? "from the bootstrap cache" : "built")
                     print("\(outcome.image.urn) (\(outcome.image.hyperVGeneration.rawValue)) \(how) in \(formatDuration(took))")
@@ -77,8 +80,9 @@ extension Images {
             let service = ctx.core.images
             let start = ContinuousClock.now
             do {
-                let image = try await service.importImage(file: file, publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!,
-                                                          osType: osType, generation: generation)
+                let image = try await service.importImage(
+                    file: file, publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!,
+                    osType: osType, generation: generation)
                 switch env.output {
                 case .json: try printJSON(image)
                 case .text: print("imported \(image.urn) from \(image.provenance.originalFormat ?? "?") in \(formatDuration(ContinuousClock.now - start))")
@@ -103,8 +107,12 @@ extension Images {
                     print("the catalog is empty; add an image with `kiln images bootstrap debian-12` or `kiln images import`")
                     return
                 }
-                let rows = images.map { [$0.publisher, $0.offer, $0.sku, $0.version.description, $0.osType.rawValue, $0.hyperVGeneration.rawValue,
-                                         "\($0.virtualSize >> 30) GiB", "\($0.fileSize >> 20) MiB", $0.provenance.kind.rawValue] }
+                let rows = images.map {
+                    [
+                        $0.publisher, $0.offer, $0.sku, $0.version.description, $0.osType.rawValue, $0.hyperVGeneration.rawValue,
+                        "\($0.virtualSize >> 30) GiB", "\($0.fileSize >> 20) MiB", $0.provenance.kind.rawValue
+                    ]
+                }
                 printTable(["PUBLISHER", "OFFER", "SKU", "VERSION", "OS", "GEN", "SIZE", "ON DISK", "FROM"], rows)
             }
         }
@@ -122,7 +130,8 @@ extension Images {
                 switch env.output {
                 case .json: try printJSON(image)
                 case .text:
-                    print("""
+                    print(
+                        """
                         image:        \(image.urn)
                         os:           \(image.osType.rawValue), \(image.hyperVGeneration.rawValue), \(image.architecture)
                         disk:         \(ctx.paths.absolute(image.path)) (\(image.format), \(image.virtualSize >> 20) MiB virtual, \(image.fileSize >> 20) MiB on disk)
@@ -192,8 +201,10 @@ extension Images {
                 switch env.output {
                 case .json:
                     struct Out: Encodable { var image: String; var accelerator: String; var bootToSSHSeconds: Double; var status: Int32; var output: String }
-                    try printJSON(Out(image: label, accelerator: outcome.accelerator.rawValue, bootToSSHSeconds: seconds(outcome.bootToSSH),
-                                      status: outcome.status, output: outcome.output))
+                    try printJSON(
+                        Out(
+                            image: label, accelerator: outcome.accelerator.rawValue, bootToSSHSeconds: seconds(outcome.bootToSSH),
+                            status: outcome.status, output: outcome.output))
                 case .text:
                     print(outcome.output, terminator: outcome.output.hasSuffix("\n") ? "" : "\n")
                     printError("\(label): SSH after \(formatDuration(outcome.bootToSSH)) (\(outcome.accelerator.rawValue))")
@@ -238,15 +249,20 @@ extension Images {
             switch env.output {
             case .json: try printJSON(ListDocument(value: all.map { ManagedImageDocument($0, paths: ctx.paths) }))
             case .text:
-                if all.isEmpty { printError("no managed images") } else {
-                    printTable(["ID", "LOCATION", "OS", "GEN", "CREATED"], all.map { [$0.id, $0.location, $0.osType.rawValue, $0.hyperVGeneration.rawValue, shortDate($0.createdAt)] })
+                if all.isEmpty {
+                    printError("no managed images")
+                } else {
+                    printTable(
+                        ["ID", "LOCATION", "OS", "GEN", "CREATED"],
+                        all.map { [$0.id, $0.location, $0.osType.rawValue, $0.hyperVGeneration.rawValue, shortDate($0.createdAt)] })
                 }
             }
         }
     }
 
     struct ManagedShow: KilnCommand {
-        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a managed image, its metadata and the history of what it replaced.")
+        static let configuration = CommandConfiguration(
+            commandName: "show", abstract: "Show a managed image, its metadata and the history of what it replaced.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The managed image id.") var id: String
         func run(_ env: KilnEnvironment) async throws {

@@ -15,8 +15,10 @@ struct Kiln: AsyncParsableCommand {
             VMs over SSH, and reconciles templates from a git repository.
             """,
         version: version,
-        subcommands: [Validate.self, Template.self, Images.self, Gallery.self, PlanCommand.self, Reconcile.self, ControllerCommand.self,
-                      StatusCommand.self, HistoryCommand.self, Config.self, Version.self]
+        subcommands: [
+            Validate.self, Template.self, Images.self, Gallery.self, PlanCommand.self, Reconcile.self, ControllerCommand.self,
+            StatusCommand.self, HistoryCommand.self, Config.self, Version.self
+        ]
     )
 
     /// Runs the command with Kiln's exit-code convention: usage errors exit 2 (not sysexits' 64). A `KilnCommand`

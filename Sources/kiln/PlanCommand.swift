@@ -59,7 +59,8 @@ struct PlanCommand: KilnCommand {
         let ref = rev.hasPrefix("refs/") ? rev : "refs/heads/\(rev)"
         guard RepoOptions.isValidBranch(String(ref.dropFirst(5))) else { throw ValidationError("--revision \(rev): not a valid revision") }
         let src = mirror.source
-        try await mirror.repo.fetch(src.url, refspecs: ["+\(ref):refs/kiln/revision"], credentials: src.credentials, knownHosts: src.knownHosts, timeout: src.timeout)
+        try await mirror.repo.fetch(
+            src.url, refspecs: ["+\(ref):refs/kiln/revision"], credentials: src.credentials, knownHosts: src.knownHosts, timeout: src.timeout)
         guard let id = try await mirror.repo.resolve("refs/kiln/revision") else { throw ValidationError("--revision \(rev): not found") }
         return id
     }

@@ -37,11 +37,13 @@ struct Reconcile: KilnCommand {
         let text = env.output == .text
         let start = ContinuousClock.now
         let names = NameCache()
-        let controller = Controller(core: core, mirror: mirror, templatesPath: repo.path, launchWorkers: {}, onReport: { report in
-            names.record(report)
-            guard text else { return }
-            printReport(report)
-        })
+        let controller = Controller(
+            core: core, mirror: mirror, templatesPath: repo.path, launchWorkers: {},
+            onReport: { report in
+                names.record(report)
+                guard text else { return }
+                printReport(report)
+            })
         if text { printError("reconciling \(GitRepository.redact(repo.url)) \(repo.branch)") }
         let result: Controller.OnceResult
         do {

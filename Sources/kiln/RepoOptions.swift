@@ -14,7 +14,10 @@ import KilnTemplates
 
 /// The repository options every GitOps command takes.
 struct RepoOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The repository: https://, ssh://, file:// URL, user@host:path, a local path, or the name of a repository in the configuration file (default: the configuration's only repository).", valueName: "URL|NAME"))
+    @Option(
+        help: ArgumentHelp(
+            "The repository: https://, ssh://, file:// URL, user@host:path, a local path, or the name of a repository in the configuration file (default: the configuration's only repository).",
+            valueName: "URL|NAME"))
     var repo: String?
 
     @Option(help: "The branch that holds the templates.")
@@ -38,12 +41,18 @@ struct RepoOptions: ParsableArguments {
     @Option(name: .customLong("token-env"), help: ArgumentHelp("An environment variable holding an HTTPS token.", valueName: "NAME"))
     var tokenEnv: String?
 
-    @Option(name: .customLong("author"), help: ArgumentHelp("Author of status commits and notes (default: the configuration's, else Kiln <kiln@localhost>).", valueName: "NAME <EMAIL>"),
-            transform: { try Author(parsing: $0) })
+    @Option(
+        name: .customLong("author"),
+        help: ArgumentHelp("Author of status commits and notes (default: the configuration's, else Kiln <kiln@localhost>).", valueName: "NAME <EMAIL>"),
+        transform: { try Author(parsing: $0) })
     var author: Author?
 
-    @Option(name: .customLong("git-timeout"), help: ArgumentHelp("Give up a fetch, ls-remote or push after this long without progress: 30s, 2m (default: the configured repository's, else 60s).", valueName: "DURATION"),
-            transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 2m") })
+    @Option(
+        name: .customLong("git-timeout"),
+        help: ArgumentHelp(
+            "Give up a fetch, ls-remote or push after this long without progress: 30s, 2m (default: the configured repository's, else 60s).",
+            valueName: "DURATION"),
+        transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 2m") })
     var gitTimeout: Duration?
 
     /// The configured repository's interval, when `--repo` named one.
@@ -107,9 +116,10 @@ struct RepoOptions: ParsableArguments {
         guard let repo else {
             let configured = config?.repositories ?? []
             guard configured.count == 1 else {
-                throw ValidationError(configured.isEmpty
-                    ? "give --repo URL (or a configuration file with a repository: --config FILE)"
-                    : "give --repo NAME: the configuration has \(configured.count) repositories (\(configured.map(\.name).joined(separator: ", ")))")
+                throw ValidationError(
+                    configured.isEmpty
+                        ? "give --repo URL (or a configuration file with a repository: --config FILE)"
+                        : "give --repo NAME: the configuration has \(configured.count) repositories (\(configured.map(\.name).joined(separator: ", ")))")
             }
             var named = self
             named.repo = configured[0].name
@@ -165,7 +175,9 @@ struct RepoOptions: ParsableArguments {
             credentials = .token(t.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         if let tokenEnv {
-            guard let t = ProcessInfo.processInfo.environment[tokenEnv], !t.isEmpty else { throw ValidationError("--token-env \(tokenEnv): the variable is not set") }
+            guard let t = ProcessInfo.processInfo.environment[tokenEnv], !t.isEmpty else {
+                throw ValidationError("--token-env \(tokenEnv): the variable is not set")
+            }
             credentials = .token(t)
         }
         var hosts: KnownHosts?
@@ -174,8 +186,9 @@ struct RepoOptions: ParsableArguments {
             do { hosts = try KnownHosts(path: file) } catch { throw ValidationError("--known-hosts \(file): \(error)") }
         }
         let timeout = gitTimeout ?? configuredTimeout.map { Duration.milliseconds(Int($0 * 1000)) } ?? defaultGitTimeout
-        return GitSource(url: url, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
-                         author: try parsedAuthor(), timeout: timeout)
+        return GitSource(
+            url: url, branch: branch, statusBranch: statusBranch, credentials: credentials, knownHosts: hosts,
+            author: try parsedAuthor(), timeout: timeout)
     }
 
     /// The core, the data directory's controller lock, and the mirror: what a command that applies needs.

@@ -36,9 +36,10 @@ struct Template: AsyncParsableCommand {
             if !config.identities.identities.isEmpty { identities = config.identities }
             if !config.regions.isEmpty || config.allowOnlyRegions != nil { regions = config.regionMap(defaultRoot: ctx.paths.regions) }
         }
-        let core = KilnCore(paths: ctx.paths, store: ctx.store, identities: identities, regions: regions,
-                            artifactPolicy: ctx.configuration?.artifactPolicy ?? .untrusted,
-                            buildNetwork: ctx.configuration?.buildNetwork ?? .automatic())
+        let core = KilnCore(
+            paths: ctx.paths, store: ctx.store, identities: identities, regions: regions,
+            artifactPolicy: ctx.configuration?.artifactPolicy ?? .untrusted,
+            buildNetwork: ctx.configuration?.buildNetwork ?? .automatic())
         for r in await core.recoverAbandonedRuns() {
             printError("kiln: run \(r.id) of \(r.templateId) was left unfinished by a process that is gone; marked \(r.runState)")
         }
@@ -54,4 +55,3 @@ func shortDate(_ d: Date) -> String {
     f.timeZone = TimeZone(identifier: "UTC")
     return f.string(from: d)
 }
-

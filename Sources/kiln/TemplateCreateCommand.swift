@@ -34,8 +34,11 @@ extension Template {
         @Option(name: .customLong("resource-group"), help: "Resource group (default: kiln.yaml, else 'kiln').") var resourceGroup: String?
         @Option(help: "Location for resourceGroup().location (default: kiln.yaml, else 'local').") var location: String?
         @Flag(help: "Queue a run right after a successful create.") var run = false
-        @Flag(name: .customLong("trust-local-files"),
-              help: "Let file:// references and local VHD targets name any path the user running kiln can use (default: only under artifacts.allowedFileRoots and distribution.allowedVhdRoots).")
+        @Flag(
+            name: .customLong("trust-local-files"),
+            help:
+                "Let file:// references and local VHD targets name any path the user running kiln can use (default: only under artifacts.allowedFileRoots and distribution.allowedVhdRoots)."
+        )
         var trustLocalFiles = false
 
         func run(_ env: KilnEnvironment) async throws {
@@ -60,7 +63,11 @@ extension Template {
             }
             let loaded: LoadedFile
             do {
-                guard let f = try scanner.scan([file]).first(where: { $0.path == file || $0.path.hasSuffix(file) || $0.kind == .imageTemplate || $0.kind == .deploymentTemplate }) else {
+                guard
+                    let f = try scanner.scan([file]).first(where: {
+                        $0.path == file || $0.path.hasSuffix(file) || $0.kind == .imageTemplate || $0.kind == .deploymentTemplate
+                    })
+                else {
                     throw CLIError.message("\(file) holds no image template")
                 }
                 loaded = f
@@ -73,8 +80,9 @@ extension Template {
                 throw CLIError.message("\(file) holds no image template (it is \(loaded.kind?.rawValue ?? "not a template"))")
             }
             let core = try await Template.core(env)
-            let origin = TemplateOrigin(file: absolute, relativeArtifacts: DirectoryArtifactSource(templateFile: absolute, repositoryRoot: repository),
-                                        trustsLocalFiles: trustLocalFiles)
+            let origin = TemplateOrigin(
+                file: absolute, relativeArtifacts: DirectoryArtifactSource(templateFile: absolute, repositoryRoot: repository),
+                trustsLocalFiles: trustLocalFiles)
             var failed = false
             var created: [ImageTemplateResourceDocument] = []
             for t in loaded.templates {
@@ -88,7 +96,9 @@ extension Template {
                     created.append(ImageTemplateResourceDocument(r, lastRun: lastRun))
                     if r.provisioningState == .succeeded {
                         if env.output == .text {
-                            print("created \(r.name) (\(r.record.id)): Succeeded, \(r.record.artifacts.count) artifact\(r.record.artifacts.count == 1 ? "" : "s") staged")
+                            print(
+                                "created \(r.name) (\(r.record.id)): Succeeded, \(r.record.artifacts.count) artifact\(r.record.artifacts.count == 1 ? "" : "s") staged"
+                            )
                             if let lastRun { print("queued run \(lastRun.id); follow it with: kiln template logs \(r.name) --follow") }
                         }
                     } else {

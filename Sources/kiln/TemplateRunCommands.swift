@@ -153,8 +153,9 @@ func spawnWorker(_ env: KilnEnvironment, paths: KilnPaths, parallelism: Int = 1)
         // The worker reads the same configuration file (regions, identities, logging) as the process that starts it.
         var args = ["template", "worker", "--data-dir", paths.dataDir, "--parallelism", String(parallelism)]
         if let config = env.configFile { args += ["--config", URL(fileURLWithPath: config).standardizedFileURL.path] }
-        let pid = try BackgroundProcess.spawn(exe, args,
-                                        output: logFile, append: true, detach: .session)
+        let pid = try BackgroundProcess.spawn(
+            exe, args,
+            output: logFile, append: true, detach: .session)
         BackgroundProcess.reapOnExit(pid)
     } catch {
         throw CLIError.message("cannot start the background worker (\(error)); run `kiln template worker` yourself")

@@ -32,8 +32,10 @@ extension Template {
                 }
                 var table: [[String]] = []
                 for (t, r) in rows {
-                    table.append([t.name, t.record.resourceGroup, t.record.provisioningState.rawValue, r?.runState.rawValue ?? "-", r?.runSubState?.rawValue ?? "-",
-                                  r?.endTime.map(shortDate) ?? "-"])
+                    table.append([
+                        t.name, t.record.resourceGroup, t.record.provisioningState.rawValue, r?.runState.rawValue ?? "-", r?.runSubState?.rawValue ?? "-",
+                        r?.endTime.map(shortDate) ?? "-"
+                    ])
                 }
                 printTable(["NAME", "RESOURCE GROUP", "STATE", "LAST RUN", "SUB-STATE", "ENDED"], table)
             }
@@ -58,7 +60,9 @@ extension Template {
                 print("  provisioningState  \(t.record.provisioningState)")
                 if let code = t.record.provisioningErrorCode { print("  provisioningError  \(code): \(t.record.provisioningErrorMessage ?? "")") }
                 print("  source             \(describe(t.template.properties.source))")
-                print("  customize          \(t.template.properties.customize.count) step\(t.template.properties.customize.count == 1 ? "" : "s"), validate \(t.template.properties.validate.inVMValidations.count), distribute \(t.template.properties.distribute.count)")
+                print(
+                    "  customize          \(t.template.properties.customize.count) step\(t.template.properties.customize.count == 1 ? "" : "s"), validate \(t.template.properties.validate.inVMValidations.count), distribute \(t.template.properties.distribute.count)"
+                )
                 print("  contentHash        \(t.record.contentHash)")
                 if let f = t.record.sourceFile { print("  sourceFile         \(f)\(t.record.sourceCommit.map { " @ \($0)" } ?? "")") }
                 print("  staging            \(t.record.stagingDirectory)")
@@ -130,7 +134,12 @@ extension Template {
                 }
             }
             switch env.output {
-            case .json: if runOutput != nil { try printJSON(RunOutputDocument(outputs[0])) } else { try printJSON(ListDocument(value: outputs.map(RunOutputDocument.init))) }
+            case .json:
+                if runOutput != nil {
+                    try printJSON(RunOutputDocument(outputs[0]))
+                } else {
+                    try printJSON(ListDocument(value: outputs.map(RunOutputDocument.init)))
+                }
             case .text:
                 for o in outputs {
                     print("\(o.name): \(o.provisioningState)")

@@ -21,8 +21,9 @@ struct Validate: KilnCommand {
     @Argument(help: ArgumentHelp("Files or directories (searched recursively).", valueName: "PATH"))
     var paths: [String]
 
-    @Option(name: [.customShort("p"), .customLong("parameter")],
-            help: ArgumentHelp("A deployment template parameter, NAME=VALUE (JSON for non-string types). Repeatable.", valueName: "NAME=VALUE"))
+    @Option(
+        name: [.customShort("p"), .customLong("parameter")],
+        help: ArgumentHelp("A deployment template parameter, NAME=VALUE (JSON for non-string types). Repeatable.", valueName: "NAME=VALUE"))
     var parameters: [String] = []
 
     @Option(help: "Subscription id for resource ids and subscription() (default: kiln.yaml, else all zeros).")
@@ -93,14 +94,18 @@ struct Validate: KilnCommand {
 
         switch env.output {
         case .json:
-            let report = Report(valid: valid, files: files.map { f in
-                Report.File(path: f.path, kind: f.kind?.rawValue, valid: f.isValid, parametersFile: f.parametersFile,
-                            templates: f.templates.map {
-                                Report.Template(name: $0.template.name, id: $0.resourceId.description, apiVersion: $0.apiVersion.description,
-                                                contentHash: $0.contentHash, line: $0.line, path: $0.resourcePath.description)
-                            },
-                            skipped: f.skipped, diagnostics: quiet ? f.errors : f.diagnostics)
-            }, errors: errors, warnings: warnings)
+            let report = Report(
+                valid: valid,
+                files: files.map { f in
+                    Report.File(
+                        path: f.path, kind: f.kind?.rawValue, valid: f.isValid, parametersFile: f.parametersFile,
+                        templates: f.templates.map {
+                            Report.Template(
+                                name: $0.template.name, id: $0.resourceId.description, apiVersion: $0.apiVersion.description,
+                                contentHash: $0.contentHash, line: $0.line, path: $0.resourcePath.description)
+                        },
+                        skipped: f.skipped, diagnostics: quiet ? f.errors : f.diagnostics)
+                }, errors: errors, warnings: warnings)
             try printJSON(report)
         case .text:
             for f in files {
@@ -119,14 +124,17 @@ struct Validate: KilnCommand {
                     print("\(f.path):1: $: ok: gallery image definition \(g.id) (\(g.osType.rawValue), \(g.hyperVGeneration.rawValue))")
                 }
                 if let c = f.repositoryConfig {
-                    print("\(f.path):1: $: ok: repository defaults subscription=\(c.subscription ?? "-") resourceGroup=\(c.resourceGroup ?? "-") location=\(c.location ?? "-")")
+                    print(
+                        "\(f.path):1: $: ok: repository defaults subscription=\(c.subscription ?? "-") resourceGroup=\(c.resourceGroup ?? "-") location=\(c.location ?? "-")"
+                    )
                 }
             }
             let templates = files.reduce(0) { $0 + $1.templates.count }
             let invalidFiles = files.filter { !$0.isValid }.count
-            printError("\(files.count) file\(files.count == 1 ? "" : "s"), \(templates) valid template\(templates == 1 ? "" : "s"); "
-                + (valid ? "all valid" : "\(invalidFiles) invalid file\(invalidFiles == 1 ? "" : "s")")
-                + " (\(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s"))")
+            printError(
+                "\(files.count) file\(files.count == 1 ? "" : "s"), \(templates) valid template\(templates == 1 ? "" : "s"); "
+                    + (valid ? "all valid" : "\(invalidFiles) invalid file\(invalidFiles == 1 ? "" : "s")")
+                    + " (\(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s"))")
         }
         if !valid { throw ExitCode(1) }
     }

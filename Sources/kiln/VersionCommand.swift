@@ -17,8 +17,9 @@ struct Version: ParsableCommand {
     }
 
     func run() throws {
-        let info = Info(kiln: Kiln.version, templateApiVersion: APIVersion.latest.description,
-                        libgit2: LibGit2.version.description, libgit2Features: LibGit2.features.names)
+        let info = Info(
+            kiln: Kiln.version, templateApiVersion: APIVersion.latest.description,
+            libgit2: LibGit2.version.description, libgit2Features: LibGit2.features.names)
         switch global.output {
         case .json: try printJSON(info)
         case .text:

@@ -17,14 +17,17 @@ struct OutsideHost {
         let ns = "kiln-t-out\(index)"
         _ = try? await ProcessRunner.run("ip", ["netns", "del", ns])
         _ = try? await ProcessRunner.run("ip", ["link", "del", "kto\(index)"])
-        for args in [["netns", "add", ns], ["link", "add", "kto\(index)", "type", "veth", "peer", "name", "eth0", "netns", ns],
-                     ["addr", "add", "10.214.\(index).1/30", "dev", "kto\(index)"], ["link", "set", "kto\(index)", "up"],
-                     ["-n", ns, "addr", "add", "10.214.\(index).2/30", "dev", "eth0"], ["-n", ns, "link", "set", "eth0", "up"],
-                     ["-n", ns, "link", "set", "lo", "up"], ["-n", ns, "route", "add", "default", "via", "10.214.\(index).1"]] {
+        for args in [
+            ["netns", "add", ns], ["link", "add", "kto\(index)", "type", "veth", "peer", "name", "eth0", "netns", ns],
+            ["addr", "add", "10.214.\(index).1/30", "dev", "kto\(index)"], ["link", "set", "kto\(index)", "up"],
+            ["-n", ns, "addr", "add", "10.214.\(index).2/30", "dev", "eth0"], ["-n", ns, "link", "set", "eth0", "up"],
+            ["-n", ns, "link", "set", "lo", "up"], ["-n", ns, "route", "add", "default", "via", "10.214.\(index).1"]
+        ] {
             let r = try await ProcessRunner.run("ip", args)
             try #require(r.status == 0, "ip \(args): \(r.combined)")
         }
-        let server = try BackgroundProcess.spawnOwned(try #require(ProcessRunner.which("ip")),
+        let server = try BackgroundProcess.spawnOwned(
+            try #require(ProcessRunner.which("ip")),
             ["netns", "exec", ns, "python3", "-m", "http.server", "8080", "--bind", "10.214.\(index).2", "--directory", root],
             output: root + "/../server-\(index).log")
         let host = OutsideHost(index: index, server: server)
@@ -48,8 +51,9 @@ struct OutsideHost {
 struct BuildNetworkTests {
     /// Whether a TCP connection from namespace `ns` to host:port is accepted within 3 s.
     static func reach(_ ns: String, _ host: String, _ port: Int) async -> Bool {
-        let r = try? await ProcessRunner.run("ip", ["netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/\(host)/\(port)"],
-                                             timeout: .seconds(10))
+        let r = try? await ProcessRunner.run(
+            "ip", ["netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/\(host)/\(port)"],
+            timeout: .seconds(10))
         return r?.status == 0
     }
 
@@ -59,8 +63,9 @@ struct BuildNetworkTests {
         let outside = try await OutsideHost.start(index: 1, root: root)
         // A service of the build host on every address, like a controller listening on 0.0.0.0.
         let port = try #require(SSHClient.freeLoopbackPort())
-        let service = try BackgroundProcess.spawnOwned("/usr/bin/python3", ["-m", "http.server", String(port), "--bind", "0.0.0.0", "--directory", root],
-                                                       output: root + "/service.log")
+        let service = try BackgroundProcess.spawnOwned(
+            "/usr/bin/python3", ["-m", "http.server", String(port), "--bind", "0.0.0.0", "--directory", root],
+            output: root + "/service.log")
         defer { kill(service.pid, SIGKILL) }
         #expect(await waitForPort(port), "the host service did not start")
 
@@ -69,7 +74,9 @@ struct BuildNetworkTests {
         #expect(allowed.index != closed.index)
         // The host, by every address it has, and its loopback (which inside is the namespace's own).
         var hostAddresses = [allowed.hostAddress, "127.0.0.1", "10.214.1.1"]
-        if let out = try? await ProcessRunner.run("hostname", ["-I"]) { hostAddresses += out.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { $0.contains(".") } }
+        if let out = try? await ProcessRunner.run("hostname", ["-I"]) {
+            hostAddresses += out.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { $0.contains(".") }
+        }
         for address in hostAddresses {
             #expect(!(await Self.reach(allowed.namespace, address, port)), "the build namespace reached the host at \(address):\(port)")
         }
@@ -77,11 +84,14 @@ struct BuildNetworkTests {
         #expect(!(await Self.reach(closed.namespace, outside.address, 8080)), "a private network was reachable without an allowance")
         #expect(!(await Self.reach(closed.namespace, "169.254.169.254", 80)))
         // The host reaches into the namespace (how Kiln's SSH gets to the guest).
-        let inside = try BackgroundProcess.spawnOwned(try #require(ProcessRunner.which("ip")),
+        let inside = try BackgroundProcess.spawnOwned(
+            try #require(ProcessRunner.which("ip")),
             ["netns", "exec", allowed.namespace, "python3", "-m", "http.server", "2222", "--bind", allowed.namespaceAddress, "--directory", root],
             output: root + "/inside.log")
         defer { kill(inside.pid, SIGKILL) }
-        let intoNamespace = await eventually(.seconds(10)) { (try? await ProcessRunner.run("bash", ["-c", "exec 3<>/dev/tcp/\(allowed.namespaceAddress)/2222"]))?.status == 0 }
+        let intoNamespace = await eventually(.seconds(10)) {
+            (try? await ProcessRunner.run("bash", ["-c", "exec 3<>/dev/tcp/\(allowed.namespaceAddress)/2222"]))?.status == 0
+        }
         #expect(intoNamespace != nil)
 
         kill(inside.pid, SIGKILL)
@@ -112,26 +122,31 @@ extension BuildNetworkTests {
         let outside = try await OutsideHost.start(index: 2, root: www)
         defer { Task { await outside.stop() } }
         let port = try #require(SSHClient.freeLoopbackPort())
-        let service = try BackgroundProcess.spawnOwned("/usr/bin/python3", ["-m", "http.server", String(port), "--bind", "0.0.0.0", "--directory", www],
-                                                       output: www + "/../service.log")
+        let service = try BackgroundProcess.spawnOwned(
+            "/usr/bin/python3", ["-m", "http.server", String(port), "--bind", "0.0.0.0", "--directory", www],
+            output: www + "/../service.log")
         defer { kill(service.pid, SIGKILL) }
         #expect(await waitForPort(port))
         let hostAddresses = ((try? await ProcessRunner.run("hostname", ["-I"]))?.stdout ?? "").split(separator: " ")
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { $0.contains(".") }
-        let probes = (["10.0.2.2", "10.214.2.1"] + hostAddresses).map { "! timeout 5 bash -c 'exec 3<>/dev/tcp/\($0)/\(port)' && echo \"host \($0):\(port) unreachable\"" }
-        let lines = probes + [
-            "echo 'deb [trusted=yes] http://\(outside.address):8080/ ./' | sudo tee /etc/apt/sources.list.d/probe.list",
-            "sudo apt-get update -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/probe.list -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0",
-            "sudo apt-get install -y kiln-probe",
-            "cat /usr/share/kiln-probe/ok",
-        ]
+        let probes = (["10.0.2.2", "10.214.2.1"] + hostAddresses).map {
+            "! timeout 5 bash -c 'exec 3<>/dev/tcp/\($0)/\(port)' && echo \"host \($0):\(port) unreachable\""
+        }
+        let lines =
+            probes + [
+                "echo 'deb [trusted=yes] http://\(outside.address):8080/ ./' | sudo tee /etc/apt/sources.list.d/probe.list",
+                "sudo apt-get update -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/probe.list -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0",
+                "sudo apt-get install -y kiln-probe",
+                "cat /usr/share/kiln-probe/ok"
+            ]
         let json = try String(data: JSONEncoder().encode(lines), encoding: .utf8)!
-        let t = try BuilderIntegrationTests.template("""
-        {"name": "net", "location": "westeurope", "identity": {"type": "None"},
-         "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
-           "customize": [{"type": "Shell", "name": "probe", "inline": \(json)}],
-           "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}}
-        """)
+        let t = try BuilderIntegrationTests.template(
+            """
+            {"name": "net", "location": "westeurope", "identity": {"type": "None"},
+             "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+               "customize": [{"type": "Shell", "name": "probe", "inline": \(json)}],
+               "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}}
+            """)
         var req = try await BuilderIntegrationTests.request(t)
         req.network = .isolated(allow: [outside.network])
         _ = try await Builder(request: req).run()

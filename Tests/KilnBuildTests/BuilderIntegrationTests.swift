@@ -28,32 +28,35 @@ import KilnSystem
         let runId = "run-\(UUID().uuidString.prefix(8).lowercased())"
         let base = (paths.dataDir as NSString).appendingPathComponent("builds/\(runId)")
         let (accel, _) = await AcceleratorProbe(cacheDir: paths.cacheDir).detect()
-        return BuildRequest(runId: runId, template: t, source: source, artifacts: artifacts,
-                            workDirectory: base + "/work", logDirectory: base + "/logs", capturedDisk: base + "/captured.qcow2", accelerator: accel)
+        return BuildRequest(
+            runId: runId, template: t, source: source, artifacts: artifacts,
+            workDirectory: base + "/work", logDirectory: base + "/logs", capturedDisk: base + "/captured.qcow2", accelerator: accel)
     }
 
     static let goodTemplate = """
-    {
-      "name": "e2e", "location": "westeurope", "identity": {"type": "None"},
-      "properties": {
-        "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
-        "customize": [
-          {"type": "Shell", "name": "inline", "inline": ["echo hello from inline", "sudo mkdir -p /etc/motd.d", "echo inline-ran | sudo tee /etc/kiln-inline"]},
-          {"type": "Shell", "name": "harden", "scriptUri": "scripts/harden.sh", "sha256Checksum": "bdf2394ce792c61d32345df9b1689126e028081acb029d003301892dca27fccd"},
-          {"type": "File", "name": "motd", "sourceUri": "files/motd", "destination": "/etc/motd.d/kiln", "sha256Checksum": "406e35a9c2d1ab05ae8d2ce16e4dc10e25b6be6a36e1ac4d06ec827b14bb89d4"},
-          {"type": "WindowsRestart", "name": "reboot", "restartCommand": "sudo systemctl reboot", "restartCheckCommand": "test -f /etc/kiln-inline", "restartTimeout": "5m"}
-        ],
-        "validate": {"inVMValidations": [
-          {"type": "Shell", "name": "check", "scriptUri": "scripts/validate-base.sh", "sha256Checksum": "d4322e00edb21b24dc7c286ed18c143e38d53f01434f5dc15b3bce5a70cf3af5"}
-        ]},
-        "distribute": [{"type": "VHD", "runOutputName": "vhd"}]
-      }
-    }
-    """
+        {
+          "name": "e2e", "location": "westeurope", "identity": {"type": "None"},
+          "properties": {
+            "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+            "customize": [
+              {"type": "Shell", "name": "inline", "inline": ["echo hello from inline", "sudo mkdir -p /etc/motd.d", "echo inline-ran | sudo tee /etc/kiln-inline"]},
+              {"type": "Shell", "name": "harden", "scriptUri": "scripts/harden.sh", "sha256Checksum": "bdf2394ce792c61d32345df9b1689126e028081acb029d003301892dca27fccd"},
+              {"type": "File", "name": "motd", "sourceUri": "files/motd", "destination": "/etc/motd.d/kiln", "sha256Checksum": "406e35a9c2d1ab05ae8d2ce16e4dc10e25b6be6a36e1ac4d06ec827b14bb89d4"},
+              {"type": "WindowsRestart", "name": "reboot", "restartCommand": "sudo systemctl reboot", "restartCheckCommand": "test -f /etc/kiln-inline", "restartTimeout": "5m"}
+            ],
+            "validate": {"inVMValidations": [
+              {"type": "Shell", "name": "check", "scriptUri": "scripts/validate-base.sh", "sha256Checksum": "d4322e00edb21b24dc7c286ed18c143e38d53f01434f5dc15b3bce5a70cf3af5"}
+            ]},
+            "distribute": [{"type": "VHD", "runOutputName": "vhd"}]
+          }
+        }
+        """
 
     static var exampleArtifacts: [String: String] {
-        ["scripts/harden.sh": repo + "/scripts/harden.sh", "files/motd": repo + "/files/motd",
-         "scripts/validate-base.sh": repo + "/scripts/validate-base.sh"]
+        [
+            "scripts/harden.sh": repo + "/scripts/harden.sh", "files/motd": repo + "/files/motd",
+            "scripts/validate-base.sh": repo + "/scripts/validate-base.sh"
+        ]
     }
 
     @Test func buildsCustomizesCapturesAndValidates() async throws {
@@ -74,7 +77,8 @@ import KilnSystem
 
         // Booting the captured image again shows the file and the scripts' effects, and the build user is gone.
         let paths = SharedImages.shared.paths
-        let check = try await BootCheck(paths: paths).run(disk: result.capturedDisk, generation: .v1,
+        let check = try await BootCheck(paths: paths).run(
+            disk: result.capturedDisk, generation: .v1,
             command: "cat /etc/kiln-inline /etc/motd.d/kiln; test -f /etc/kiln/hardening && echo hardened; id packer 2>/dev/null || echo no-build-user")
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.contains("inline-ran"))
@@ -84,13 +88,14 @@ import KilnSystem
     }
 
     @Test func aFailingCustomizerReportsItsNameExitCodeAndLogTail() async throws {
-        let t = try Self.template("""
-        {"name": "fails", "location": "westeurope", "identity": {"type": "None"},
-         "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
-           "customize": [{"type": "Shell", "name": "ok", "inline": ["echo first"]},
-                         {"type": "Shell", "name": "breaks", "inline": ["echo about to fail", "ls /nonexistent-kiln-path", "echo never printed"]}],
-           "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}}
-        """)
+        let t = try Self.template(
+            """
+            {"name": "fails", "location": "westeurope", "identity": {"type": "None"},
+             "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+               "customize": [{"type": "Shell", "name": "ok", "inline": ["echo first"]},
+                             {"type": "Shell", "name": "breaks", "inline": ["echo about to fail", "ls /nonexistent-kiln-path", "echo never printed"]}],
+               "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}}
+            """)
         let req = try await Self.request(t)
         do {
             _ = try await Builder(request: req).run()

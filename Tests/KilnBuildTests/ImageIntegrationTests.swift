@@ -97,8 +97,10 @@ actor SharedImages {
         #expect(try await DiskTool.detectFormat(raw) == "raw")
         #expect(try await DiskTool.detectFormat(vhd) == "vpc", "a fixed VHD is recognised by its footer, not taken for raw")
 
-        let fromRaw = try await service.importImage(file: raw, publisher: "Test", offer: "roundtrip", sku: "raw", version: ImageVersion(1, 0, 0), osType: .linux, generation: .v1)
-        let fromVHD = try await service.importImage(file: vhd, publisher: "Test", offer: "roundtrip", sku: "vhd", version: ImageVersion(1, 0, 0), osType: .linux, generation: .v1)
+        let fromRaw = try await service.importImage(
+            file: raw, publisher: "Test", offer: "roundtrip", sku: "raw", version: ImageVersion(1, 0, 0), osType: .linux, generation: .v1)
+        let fromVHD = try await service.importImage(
+            file: vhd, publisher: "Test", offer: "roundtrip", sku: "vhd", version: ImageVersion(1, 0, 0), osType: .linux, generation: .v1)
         #expect(fromRaw.provenance.originalFormat == "raw")
         #expect(fromVHD.provenance.originalFormat == "vpc")
         #expect(fromVHD.format == "qcow2")
@@ -110,7 +112,8 @@ actor SharedImages {
 
         // Importing the same key again is refused; deleting removes the disk.
         await #expect(throws: ImageService.ImageError.self) {
-            _ = try await service.importImage(file: raw, publisher: "Test", offer: "roundtrip", sku: "raw", version: ImageVersion(1, 0, 0), osType: .linux, generation: .v1)
+            _ = try await service.importImage(
+                file: raw, publisher: "Test", offer: "roundtrip", sku: "raw", version: ImageVersion(1, 0, 0), osType: .linux, generation: .v1)
         }
         let deleted = try await service.delete(urn: "Test:roundtrip:raw:1.0.0")
         #expect(!FileManager.default.fileExists(atPath: paths.absolute(deleted.path)))

@@ -11,27 +11,35 @@ import KilnSystem
     static let gallery = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g"
 
     static func catalogImage(_ publisher: String, _ offer: String, _ sku: String, _ version: String, gen: HyperVGeneration = .v1) -> CatalogImage {
-        CatalogImage(publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!, osType: .linux, hyperVGeneration: gen,
-                     virtualSize: 1 << 30, fileSize: 1 << 20, sha256: "sha-\(sku)-\(version)", path: "images/\(publisher)/\(offer)/\(sku)/\(version)/disk.qcow2",
-                     createdAt: Date(), provenance: Provenance(kind: .bootstrapped))
+        CatalogImage(
+            publisher: publisher, offer: offer, sku: sku, version: ImageVersion(version)!, osType: .linux, hyperVGeneration: gen,
+            virtualSize: 1 << 30, fileSize: 1 << 20, sha256: "sha-\(sku)-\(version)", path: "images/\(publisher)/\(offer)/\(sku)/\(version)/disk.qcow2",
+            createdAt: Date(), provenance: Provenance(kind: .bootstrapped))
     }
 
     static func fixture() async throws -> (KilnDatabase, SourceResolver) {
         let db = try KilnDatabase()
-        for (sku, v, gen) in [("12", "2026.1120.0", HyperVGeneration.v1), ("12", "2026.1128.0", .v1), ("12", "2026.999.0", .v1), ("12-gen2", "2026.1128.1", .v2)] {
+        for (sku, v, gen) in [
+            ("12", "2026.1120.0", HyperVGeneration.v1), ("12", "2026.1128.0", .v1), ("12", "2026.999.0", .v1), ("12-gen2", "2026.1128.1", .v2)
+        ] {
             try await db.addImage(catalogImage("Debian", "debian-12", sku, v, gen: gen))
         }
         try await db.addImage(catalogImage("Canonical", "ubuntu", "24_04", "1.0.0"))
-        try await db.putManagedImage(ManagedImageRecord(id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/base",
-                                                        location: "westeurope", osType: .linux, hyperVGeneration: .v2,
-                                                        path: "regions/westeurope/images/rg/base/disk.qcow2", sha256: "m", virtualSize: 2, createdAt: Date()))
-        let def = GalleryImageDefinition(id: "\(gallery)/images/base", gallery: "g", name: "base", location: nil, osType: .linux, osState: .generalized,
-                                         hyperVGeneration: .v2, publisher: "K", offer: "O", sku: "S", description: nil, endOfLifeDate: nil)
+        try await db.putManagedImage(
+            ManagedImageRecord(
+                id: "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/base",
+                location: "westeurope", osType: .linux, hyperVGeneration: .v2,
+                path: "regions/westeurope/images/rg/base/disk.qcow2", sha256: "m", virtualSize: 2, createdAt: Date()))
+        let def = GalleryImageDefinition(
+            id: "\(gallery)/images/base", gallery: "g", name: "base", location: nil, osType: .linux, osState: .generalized,
+            hyperVGeneration: .v2, publisher: "K", offer: "O", sku: "S", description: nil, endOfLifeDate: nil)
         try await db.putGalleryDefinition(GalleryDefinitionRecord(def))
         for (v, excluded) in [("1.0.0", false), ("1.2.0", false), ("1.10.0", true)] {
-            try await db.addGalleryVersion(GalleryVersionRecord(definitionId: def.id, version: ImageVersion(v)!, excludeFromLatest: excluded,
-                                                                path: "regions/westeurope/galleries/g/images/base/versions/\(v)/disk.qcow2",
-                                                                sha256: "g\(v)", virtualSize: 3, regions: ["westeurope": 1]))
+            try await db.addGalleryVersion(
+                GalleryVersionRecord(
+                    definitionId: def.id, version: ImageVersion(v)!, excludeFromLatest: excluded,
+                    path: "regions/westeurope/galleries/g/images/base/versions/\(v)/disk.qcow2",
+                    sha256: "g\(v)", virtualSize: 3, regions: ["westeurope": 1]))
         }
         return (db, SourceResolver(database: db, paths: paths))
     }
@@ -73,7 +81,10 @@ import KilnSystem
         } catch {
             #expect(error.code == .badPIRSource)
             #expect(error.message.contains("no image Debian:debian-12:13:latest"))
-            #expect(error.message.contains("For Debian:debian-12 the catalog holds: Debian:debian-12:12 (2026.1128.0, 2026.1120.0, 2026.999.0); Debian:debian-12:12-gen2 (2026.1128.1)"))
+            #expect(
+                error.message.contains(
+                    "For Debian:debian-12 the catalog holds: Debian:debian-12:12 (2026.1128.0, 2026.1120.0, 2026.999.0); Debian:debian-12:12-gen2 (2026.1128.1)"
+                ))
         }
         do {
             _ = try await r.resolve(Self.pir("12", "1.2.3"))

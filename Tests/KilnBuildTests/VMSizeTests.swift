@@ -66,11 +66,12 @@ import KilnStore
         let root = "/sys/fs/cgroup"
         let unified = FileManager.default.fileExists(atPath: root + "/cgroup.controllers")
         let mount = unified ? root : root + "/memory"
-        let own = table.split(separator: "\n").compactMap { line -> String? in
-            let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard f.count == 3 else { return nil }
-            return (unified ? f[0] == "0" : f[1].split(separator: ",").contains("memory")) ? String(f[2]) : nil
-        }.first ?? "/"
+        let own =
+            table.split(separator: "\n").compactMap { line -> String? in
+                let f = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+                guard f.count == 3 else { return nil }
+                return (unified ? f[0] == "0" : f[1].split(separator: ",").contains("memory")) ? String(f[2]) : nil
+            }.first ?? "/"
         let parent = FileManager.default.fileExists(atPath: mount + own) ? mount + own : mount
         let group = parent + "/kiln-test-\(getpid())"
         guard mkdir(group, 0o755) == 0 else {

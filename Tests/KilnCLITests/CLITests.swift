@@ -83,7 +83,8 @@ import Testing
     }
 
     @Test func jsonOutputIsMachineReadable() throws {
-        let r = try Self.kiln("validate", "--output", "json", "Tests/KilnTemplatesTests/Fixtures/invalid/70-many-problems.json", "examples/templates/debian-12-base.json")
+        let r = try Self.kiln(
+            "validate", "--output", "json", "Tests/KilnTemplatesTests/Fixtures/invalid/70-many-problems.json", "examples/templates/debian-12-base.json")
         #expect(r.status == 1)
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(obj["valid"] as? Bool == false)
@@ -95,7 +96,10 @@ import Testing
         let templates = try #require(files[1]["templates"] as? [[String: Any]])
         #expect((templates.first?["contentHash"] as? String)?.hasPrefix("sha256:") == true)
         // kiln.yaml in examples/ supplies the subscription and group.
-        #expect(templates.first?["id"] as? String == "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.VirtualMachineImages/imageTemplates/debian-12-base")
+        #expect(
+            templates.first?["id"] as? String
+                == "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.VirtualMachineImages/imageTemplates/debian-12-base"
+        )
     }
 
     @Test func usageErrorsExitTwo() throws {

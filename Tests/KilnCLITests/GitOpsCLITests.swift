@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import KilnTestSupport
 import Testing
@@ -110,7 +110,6 @@ struct Background {
     }
 }
 
-
 /// The controller's webhook, without VMs (templates tagged `kiln.run: manual`).
 @Suite struct WebhookCLITests {
     @Test func aSignedWebhookReconcilesWithinASecondAndABadOneGets401() async throws {
@@ -118,19 +117,26 @@ struct Background {
         defer { try? FileManager.default.removeItem(atPath: repo.dir) }
         let data = repo.dir + "/data"
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
-        try repo.write("templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.write(
+            "templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try repo.push("first")
         let secret = repo.dir + "/secret"
         try "a-long-shared-secret\n".write(toFile: secret, atomically: true, encoding: .utf8)
-        let controller = try Background([CLITests.binary, "controller", "--data-dir", data, "--repo", repo.remote, "--interval", "1h",
-                                         "--webhook-listen", "127.0.0.1:0", "--webhook-secret-file", secret], log: repo.dir + "/controller.log")
+        let controller = try Background(
+            [
+                CLITests.binary, "controller", "--data-dir", data, "--repo", repo.remote, "--interval", "1h",
+                "--webhook-listen", "127.0.0.1:0", "--webhook-secret-file", secret
+            ], log: repo.dir + "/controller.log")
         defer { kill(controller.pid, SIGKILL) }  // if an expectation below throws
         // Started: the first reconcile wrote the first status, and the webhook port is known.
-        let started = await eventually(.seconds(30)) { repo.statusLog().first?.hasPrefix("first: Accepted") == true && controller.output.contains("/hooks/git)") }
+        let started = await eventually(.seconds(30)) {
+            repo.statusLog().first?.hasPrefix("first: Accepted") == true && controller.output.contains("/hooks/git)")
+        }
         #expect(started != nil, "\(controller.output)")
         let port = try #require(controller.servedPort)
 
-        try repo.write("templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.write(
+            "templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try repo.push("second")
         let body = Array(#"{"ref": "refs/heads/main"}"#.utf8)
         func post(_ headers: [String: String]) async throws -> Int {
@@ -157,7 +163,8 @@ struct Background {
         for n in 0..<3 {
             let name = n == 0 ? "second" : "more\(n)"
             if n > 0 {
-                try repo.write("templates/\(name).json", GitRemote.template(name, customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+                try repo.write(
+                    "templates/\(name).json", GitRemote.template(name, customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
                 try repo.push(name)
             }
             let sent = ContinuousClock.now
@@ -226,14 +233,20 @@ struct Background {
         let repo = try GitRemote("metrics-port")
         defer { try? FileManager.default.removeItem(atPath: repo.dir) }
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
-        try repo.write("templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try repo.write(
+            "templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try repo.push("first")
         try "a-long-shared-secret\n".write(toFile: repo.dir + "/secret", atomically: true, encoding: .utf8)
-        let controller = try Background([CLITests.binary, "controller", "--data-dir", repo.dir + "/data", "--repo", repo.remote, "--interval", "1h",
-                                         "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--webhook-secret-file", repo.dir + "/secret"],
-                                        log: repo.dir + "/controller.log")
+        let controller = try Background(
+            [
+                CLITests.binary, "controller", "--data-dir", repo.dir + "/data", "--repo", repo.remote, "--interval", "1h",
+                "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--webhook-secret-file", repo.dir + "/secret"
+            ],
+            log: repo.dir + "/controller.log")
         defer { kill(controller.pid, SIGKILL) }
-        let up = await eventually(.seconds(30)) { controller.servedPort != nil && controller.metricsPort != nil && repo.statusLog().first?.hasPrefix("first: Accepted") == true }
+        let up = await eventually(.seconds(30)) {
+            controller.servedPort != nil && controller.metricsPort != nil && repo.statusLog().first?.hasPrefix("first: Accepted") == true
+        }
         #expect(up != nil, "\(controller.output)")
         let hooks = try #require(controller.servedPort), inner = try #require(controller.metricsPort)
         #expect(hooks != inner)
@@ -262,7 +275,8 @@ struct Background {
         let good = try GitRemote("multi")
         defer { try? FileManager.default.removeItem(atPath: good.dir) }
         try good.write("kiln.yaml", GitRemote.kilnYAML)
-        try good.write("templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try good.write(
+            "templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try good.push("first")
         let silent = try SilentListener()
         try "".write(toFile: good.dir + "/known_hosts", atomically: true, encoding: .utf8)
@@ -293,8 +307,9 @@ struct Background {
               listen: 127.0.0.1:0
             """
         try config.write(toFile: good.dir + "/kiln.yaml", atomically: true, encoding: .utf8)
-        let controller = try Background([CLITests.binary, "controller", "--config", good.dir + "/kiln.yaml", "--stop-grace", "3s"],
-                                        log: good.dir + "/controller.log")
+        let controller = try Background(
+            [CLITests.binary, "controller", "--config", good.dir + "/kiln.yaml", "--stop-grace", "3s"],
+            log: good.dir + "/controller.log")
         defer { kill(controller.pid, SIGKILL) }
 
         // The good repository reconciles although the others never answer (one fails at once, one hangs and is
@@ -313,7 +328,8 @@ struct Background {
         #expect(repos.first { $0["name"] as? String == "broken" }?["lastError"] as? String != nil, "\(ready)")
 
         // A push to the good repository and its webhook: reconciled now, while the others still fail or hang.
-        try good.write("templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
+        try good.write(
+            "templates/second.json", GitRemote.template("second", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try good.push("second")
         let body = Array(#"{"ref": "refs/heads/main"}"#.utf8)
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data("a-long-shared-secret".utf8)))
@@ -373,8 +389,11 @@ extension TemplateCLITests {
         defer { try? FileManager.default.removeItem(atPath: repo.dir) }
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
         try repo.write("scripts/hello.sh", "#!/bin/sh\necho \"hello-from-git v1\" | sudo tee /etc/kiln-gitops\n")
-        try repo.write("templates/gitops-e2e.json", GitRemote.template("gitops-e2e",
-            customize: #"[{"type": "Shell", "name": "hello", "scriptUri": "scripts/hello.sh"}]"#))
+        try repo.write(
+            "templates/gitops-e2e.json",
+            GitRemote.template(
+                "gitops-e2e",
+                customize: #"[{"type": "Shell", "name": "hello", "scriptUri": "scripts/hello.sh"}]"#))
         let c1 = try repo.push("add gitops-e2e")
 
         // Push → created and built; status commits per transition; a note on the source commit.
@@ -428,10 +447,14 @@ extension TemplateCLITests {
         #expect(fromShow == fromFile, "\(fromShow) vs \(fromFile)")
         #expect((shown["properties"] as? [String: Any])?["provisioningState"] as? String == fromFile["provisioningState"] as? String)
         let history = try await Self.k("history", "--repo", repo.remote, "gitops-e2e")
-        #expect(history.stdout.contains("gitops-e2e: Succeeded (\(c2.prefix(7)))") && history.stdout.contains("gitops-e2e: Succeeded (\(c1.prefix(7)))"), "\(history.stdout)")
+        #expect(
+            history.stdout.contains("gitops-e2e: Succeeded (\(c2.prefix(7)))") && history.stdout.contains("gitops-e2e: Succeeded (\(c1.prefix(7)))"),
+            "\(history.stdout)")
 
         // Delete the file → pruned, staging removed, status file removed.
-        let staging = try #require(try Self.json(try await Self.k("template", "show", "gitops-e2e", "--output", "json"))["kiln"] as? [String: Any])["stagingDirectory"] as? String
+        let staging =
+            try #require(try Self.json(try await Self.k("template", "show", "gitops-e2e", "--output", "json"))["kiln"] as? [String: Any])["stagingDirectory"]
+            as? String
         try repo.run("git", "-C", repo.work, "rm", "-q", "templates/gitops-e2e.json")
         try repo.push("remove it")
         let r3 = try await Self.k("reconcile", "--repo", repo.remote, "--once")
@@ -451,7 +474,9 @@ extension TemplateCLITests {
         let port = try #require(MultiRepositoryCLITests.freePort())
         let server = Process()
         server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        server.arguments = ["-c", """
+        server.arguments = [
+            "-c",
+            """
             import http.server
             class H(http.server.BaseHTTPRequestHandler):
                 def log_message(self, *a): pass
@@ -463,16 +488,23 @@ extension TemplateCLITests {
                     body = b"#!/bin/sh\\necho private-artifact-ran\\n"
                     self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
             http.server.HTTPServer(("127.0.0.1", \(port)), H).serve_forever()
-            """]
+            """
+        ]
         try server.run()
         defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
         try "\(token)\n".write(toFile: repo.dir + "/artifact.token", atomically: true, encoding: .utf8)
         let privateScript = "#!/bin/sh\necho private-artifact-ran\n"
 
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
-        let identity = #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#
-        try repo.write("templates/svc.json", GitRemote.template("svc-e2e",
-            customize: #"[{"type": "Shell", "name": "private", "scriptUri": "http://127.0.0.1:\#(port)/private/setup.sh", "sha256Checksum": "\#(sha256(privateScript))"}]"#)
+        let identity =
+            #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#
+        try repo.write(
+            "templates/svc.json",
+            GitRemote.template(
+                "svc-e2e",
+                customize:
+                    #"[{"type": "Shell", "name": "private", "scriptUri": "http://127.0.0.1:\#(port)/private/setup.sh", "sha256Checksum": "\#(sha256(privateScript))"}]"#
+            )
             .replacingOccurrences(of: #""identity": {"type": "None"}"#, with: identity))
         let commit = try repo.push("a template with a private script")
         let config = """
@@ -499,7 +531,10 @@ extension TemplateCLITests {
         let workerLogStart = (try? FileManager.default.attributesOfItem(atPath: workerLog)[.size] as? Int) ?? 0
         let controller = try Background([CLITests.binary, "controller", "--config", repo.dir + "/kiln-service.yaml"], log: repo.dir + "/controller.log")
         defer { kill(controller.pid, SIGKILL) }
-        let built = await eventually(.seconds(400)) { repo.statusLog().first?.hasPrefix("svc-e2e: ") == true && repo.statusLog().first?.hasPrefix("svc-e2e: Running") == false && repo.statusLog().first?.hasPrefix("svc-e2e: Accepted") == false }
+        let built = await eventually(.seconds(400)) {
+            repo.statusLog().first?.hasPrefix("svc-e2e: ") == true && repo.statusLog().first?.hasPrefix("svc-e2e: Running") == false
+                && repo.statusLog().first?.hasPrefix("svc-e2e: Accepted") == false
+        }
         #expect(built != nil, "\(controller.output)\n\(repo.statusLog())")
         #expect(repo.statusLog().first == "svc-e2e: Succeeded (\(commit.prefix(7)))", "\(repo.statusLog())\n\(controller.output)")
         let port2 = try #require(controller.servedPort, "\(controller.output)")
@@ -526,10 +561,14 @@ extension TemplateCLITests {
         // Logs are JSON lines that name the template and the run.
         let logs = controller.output + String(decoding: (FileManager.default.contents(atPath: workerLog) ?? Data()).dropFirst(workerLogStart), as: UTF8.self)
         let runId = try #require(runs.first?["runId"] as? String)
-        #expect(logs.split(separator: "\n").contains { $0.hasPrefix("{") && $0.contains("\"run phase\"") && $0.contains(runId) && $0.contains("svc-e2e") }, "\(logs.suffix(3000))")
+        #expect(
+            logs.split(separator: "\n").contains { $0.hasPrefix("{") && $0.contains("\"run phase\"") && $0.contains(runId) && $0.contains("svc-e2e") },
+            "\(logs.suffix(3000))")
 
         // No token anywhere: the data directory, everything reachable in the remote (status branch, notes), the logs.
-        let gitText = try repo.run("git", "-C", repo.remote, "log", "-p", "--all", "--format=%H %s%n%b") + (try repo.run("git", "-C", repo.remote, "notes", "--ref=kiln", "show", commit))
+        let gitText =
+            try repo.run("git", "-C", repo.remote, "log", "-p", "--all", "--format=%H %s%n%b")
+            + (try repo.run("git", "-C", repo.remote, "notes", "--ref=kiln", "show", commit))
         #expect(gitText.contains("svc-e2e: Succeeded"))
         #expect(!gitText.contains(token), "the token is in the remote's history")
         #expect(!logs.contains(token), "the token is in the logs")
@@ -554,7 +593,8 @@ extension TemplateCLITests {
         for case let rel as String in e {
             let path = root + "/" + rel
             guard let a = try? FileManager.default.attributesOfItem(atPath: path), let mode = a[.posixPermissions] as? Int,
-                  a[.type] as? FileAttributeType != .typeSymbolicLink else { continue }
+                a[.type] as? FileAttributeType != .typeSymbolicLink
+            else { continue }
             if mode & 0o004 != 0 || (a[.type] as? FileAttributeType == .typeDirectory && mode & 0o001 != 0) { out.append("\(rel) \(String(mode, radix: 8))") }
         }
         return out
@@ -565,8 +605,11 @@ extension TemplateCLITests {
         let repo = try GitRemote("crash")
         defer { try? FileManager.default.removeItem(atPath: repo.dir) }
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
-        try repo.write("templates/gitops-crash.json", GitRemote.template("gitops-crash",
-            customize: #"[{"type": "Shell", "name": "slow", "inline": ["sleep 15", "echo slept"]}]"#))
+        try repo.write(
+            "templates/gitops-crash.json",
+            GitRemote.template(
+                "gitops-crash",
+                customize: #"[{"type": "Shell", "name": "slow", "inline": ["sleep 15", "echo slept"]}]"#))
         try repo.push("add gitops-crash")
         let args = [CLITests.binary, "controller", "--data-dir", Self.data, "--repo", repo.remote, "--interval", "2s"]
         let first = try Background(args, log: repo.dir + "/controller-1.log")
@@ -636,8 +679,10 @@ extension TemplateCLITests {
         let author = try repo.run("git", "-C", repo.remote, "log", "-1", "--format=%an <%ae>", "build-status")
         #expect(author == "Image Bot <images@example.com>")
         // A flag wins over the file.
-        let other = try await spawnAndWait([CLITests.binary, "status", "--config", repo.dir + "/kiln-config.yaml", "--repo", "local",
-                                            "--data-dir", repo.dir + "/other-data", "--output", "json"])
+        let other = try await spawnAndWait([
+            CLITests.binary, "status", "--config", repo.dir + "/kiln-config.yaml", "--repo", "local",
+            "--data-dir", repo.dir + "/other-data", "--output", "json"
+        ])
         #expect(other.status == 0 && other.stdout.contains("\"name\" : \"one\""), "\(other.stdout)\n\(other.stderr)")
         #expect(FileManager.default.fileExists(atPath: repo.dir + "/other-data/git"))
     }

@@ -20,8 +20,9 @@ import Testing
         var bytes = Data(count: 4 << 20)
         bytes.replaceSubrange(0..<12, with: Data("kiln-import!".utf8))
         try bytes.write(to: URL(fileURLWithPath: raw))
-        let imported = try CLITests.kiln("images", "import", raw, "--publisher", "Test", "--offer", "small", "--sku", "raw",
-                                         "--version", "1.0.0", "--data-dir", data)
+        let imported = try CLITests.kiln(
+            "images", "import", raw, "--publisher", "Test", "--offer", "small", "--sku", "raw",
+            "--version", "1.0.0", "--data-dir", data)
         #expect(imported.status == 0, "\(imported.stderr)")
         #expect(imported.stdout.contains("imported Test:small:raw:1.0.0 from raw"))
 
@@ -34,8 +35,9 @@ import Testing
         let show = try CLITests.kiln("images", "show", "Test:small:raw:latest", "--data-dir", data)
         #expect(show.status == 0 && show.stdout.contains("provenance:   imported from"))
 
-        let dup = try CLITests.kiln("images", "import", raw, "--publisher", "Test", "--offer", "small", "--sku", "raw",
-                                    "--version", "1.0.0", "--data-dir", data)
+        let dup = try CLITests.kiln(
+            "images", "import", raw, "--publisher", "Test", "--offer", "small", "--sku", "raw",
+            "--version", "1.0.0", "--data-dir", data)
         #expect(dup.status == 1 && dup.stderr.contains("in the catalog already"))
 
         let missing = try CLITests.kiln("images", "show", "Test:small:raw:2.0.0", "--data-dir", data)
@@ -50,8 +52,11 @@ import Testing
         let data = try Self.dataDir()
         defer { try? FileManager.default.removeItem(atPath: data) }
         #expect(try CLITests.kiln("images", "bootstrap", "ubuntu-24", "--data-dir", data).status == 2)
-        #expect(try CLITests.kiln("images", "import", "/nonexistent", "--publisher", "a", "--offer", "b", "--sku", "c", "--version", "1.0", "--data-dir", data).status == 2)
-        let notThere = try CLITests.kiln("images", "import", "/nonexistent.raw", "--publisher", "a", "--offer", "b", "--sku", "c", "--version", "1.0.0", "--data-dir", data)
+        #expect(
+            try CLITests.kiln("images", "import", "/nonexistent", "--publisher", "a", "--offer", "b", "--sku", "c", "--version", "1.0", "--data-dir", data)
+                .status == 2)
+        let notThere = try CLITests.kiln(
+            "images", "import", "/nonexistent.raw", "--publisher", "a", "--offer", "b", "--sku", "c", "--version", "1.0.0", "--data-dir", data)
         #expect(notThere.status == 1 && notThere.stderr.contains("cannot read /nonexistent.raw"))
     }
 }

@@ -96,7 +96,8 @@ import Testing
     @Test func checksumMismatchFailsAtCreate() async throws {
         #expect(await Self.catalog.value)
         let file = try Self.project("sum", files: ["s.sh": "echo s\n"]) { _ in
-            Self.template("sum", customize: #"[{"type": "Shell", "name": "s", "scriptUri": "s.sh", "sha256Checksum": "\#(String(repeating: "0", count: 64))"}]"#)
+            Self.template(
+                "sum", customize: #"[{"type": "Shell", "name": "s", "scriptUri": "s.sh", "sha256Checksum": "\#(String(repeating: "0", count: 64))"}]"#)
         }
         let r = try await Self.k("template", "create", file)
         #expect(r.status == 1)
@@ -114,17 +115,20 @@ import Testing
         #expect(await Self.catalog.value)
         let setup = "#!/bin/sh\nset -e\nsudo mkdir -p /var/lib/kiln-e2e\necho from-script | sudo tee /var/lib/kiln-e2e/from-script\n"
         let file = try Self.project("e2e", files: ["scripts/setup.sh": setup, "files/hello.txt": "hello from kiln\n"]) { dir in
-            Self.template("e2e", customize: """
-                [
-                  {"type": "Shell", "name": "inline", "inline": ["echo inline-ran | sudo tee /var/lib/kiln-e2e-inline"]},
-                  {"type": "Shell", "name": "setup", "scriptUri": "file://\(dir)/scripts/setup.sh", "sha256Checksum": "\(sha256(setup))"},
-                  {"type": "File", "name": "hello", "sourceUri": "files/hello.txt", "destination": "/etc/kiln/hello.txt", "sha256Checksum": "\(sha256("hello from kiln\n"))"},
-                  {"type": "WindowsRestart", "name": "reboot", "restartCommand": "sudo reboot", "restartCheckCommand": "test -f /var/lib/kiln-e2e/from-script", "restartTimeout": "5m"},
-                  {"type": "Shell", "name": "after-reboot", "inline": ["uptime | sudo tee /var/lib/kiln-e2e/after-reboot"]}
-                ]
-                """, validate: """
-                {"inVMValidations": [{"type": "Shell", "name": "check", "inline": ["grep -q 'hello from kiln' /etc/kiln/hello.txt", "test -f /var/lib/kiln-e2e/from-script"]}]}
-                """)
+            Self.template(
+                "e2e",
+                customize: """
+                    [
+                      {"type": "Shell", "name": "inline", "inline": ["echo inline-ran | sudo tee /var/lib/kiln-e2e-inline"]},
+                      {"type": "Shell", "name": "setup", "scriptUri": "file://\(dir)/scripts/setup.sh", "sha256Checksum": "\(sha256(setup))"},
+                      {"type": "File", "name": "hello", "sourceUri": "files/hello.txt", "destination": "/etc/kiln/hello.txt", "sha256Checksum": "\(sha256("hello from kiln\n"))"},
+                      {"type": "WindowsRestart", "name": "reboot", "restartCommand": "sudo reboot", "restartCheckCommand": "test -f /var/lib/kiln-e2e/from-script", "restartTimeout": "5m"},
+                      {"type": "Shell", "name": "after-reboot", "inline": ["uptime | sudo tee /var/lib/kiln-e2e/after-reboot"]}
+                    ]
+                    """,
+                validate: """
+                    {"inVMValidations": [{"type": "Shell", "name": "check", "inline": ["grep -q 'hello from kiln' /etc/kiln/hello.txt", "test -f /var/lib/kiln-e2e/from-script"]}]}
+                    """)
         }
         // A file:// script outside any allowed root: refused before anything is read, unless the user who
         // wrote the template says it may read their files.
@@ -149,7 +153,10 @@ import Testing
 
         // Step markers and output in the log, the AIB shape in show, the output.
         let logs = try await Self.k("template", "logs", "e2e")
-        for marker in ["[1/5] Shell 'inline'", "[2/5] Shell 'setup'", "[3/5] File 'hello'", "[4/5] WindowsRestart 'reboot'", "[5/5] Shell 'after-reboot'", "validation passed"] {
+        for marker in [
+            "[1/5] Shell 'inline'", "[2/5] Shell 'setup'", "[3/5] File 'hello'", "[4/5] WindowsRestart 'reboot'", "[5/5] Shell 'after-reboot'",
+            "validation passed"
+        ] {
             #expect(logs.stdout.contains(marker), "no \(marker) in the logs")
         }
         #expect(logs.stdout.contains("from-script"))
@@ -162,8 +169,10 @@ import Testing
         #expect(vhdURI.hasSuffix("/\(runId)/vhd.vhd") && FileManager.default.fileExists(atPath: URL(string: vhdURI)?.path ?? "-"), "\(vhdURI)")
 
         // The captured image boots and carries every customization.
-        let boot = try await Self.k("images", "boot", "--disk", artifact, "--generation", "V2",
-                                    "--command", "cat /etc/kiln/hello.txt /var/lib/kiln-e2e/from-script /var/lib/kiln-e2e-inline && test -s /var/lib/kiln-e2e/after-reboot && echo after-reboot-ok")
+        let boot = try await Self.k(
+            "images", "boot", "--disk", artifact, "--generation", "V2",
+            "--command",
+            "cat /etc/kiln/hello.txt /var/lib/kiln-e2e/from-script /var/lib/kiln-e2e-inline && test -s /var/lib/kiln-e2e/after-reboot && echo after-reboot-ok")
         #expect(boot.status == 0, "\(boot.stderr)")
         for s in ["hello from kiln", "from-script", "inline-ran", "after-reboot-ok"] { #expect(boot.stdout.contains(s), "\(s) missing: \(boot.stdout)") }
         // Deprovisioned: the build user is gone.
@@ -189,7 +198,8 @@ import Testing
         #expect(base["runState"] as? String == "Succeeded", "\(base["message"] ?? "")")
         let outputs = try #require(base["runOutputs"] as? [[String: Any]])
         let props = outputs.map { $0["properties"] as? [String: Any] ?? [:] }
-        let def = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.Compute/galleries/kilnGallery/images/debian-12-base"
+        let def =
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.Compute/galleries/kilnGallery/images/debian-12-base"
         #expect(props[0]["artifactId"] as? String == "\(def)/versions/1.0.0")
         let vhdURI = try #require(props[1]["artifactUri"] as? String)
         let vhd = try #require(URL(string: vhdURI)?.path)
@@ -225,7 +235,11 @@ import Testing
         try FileManager.default.copyItem(atPath: "\(repo)/examples/kiln.yaml", toPath: dir + "/kiln.yaml")
         try FileManager.default.copyItem(atPath: "\(repo)/examples/scripts/app.sh", toPath: dir + "/scripts/app.sh")
         var text = try String(contentsOfFile: "\(repo)/examples/templates/debian-12-app.json", encoding: .utf8)
-        text = text.replacingOccurrences(of: #""versioning": { "scheme": "Source" }\#n      }"#, with: #""versioning": { "scheme": "Source" }\#n      },\#n      { "type": "VHD", "runOutputName": "unwritable", "uri": "/dev/null/no/such/dir.vhd" },\#n      { "type": "VHD", "runOutputName": "app-vhd" }"#)
+        text = text.replacingOccurrences(
+            of: #""versioning": { "scheme": "Source" }\#n      }"#,
+            with:
+                #""versioning": { "scheme": "Source" }\#n      },\#n      { "type": "VHD", "runOutputName": "unwritable", "uri": "/dev/null/no/such/dir.vhd" },\#n      { "type": "VHD", "runOutputName": "app-vhd" }"#
+        )
         try text.write(toFile: dir + "/templates/debian-12-app.json", atomically: true, encoding: .utf8)
         #expect(text.contains("unwritable"))
         // A VHD target on the host: this user's own template may write where they can (--trust-local-files).
@@ -238,8 +252,10 @@ import Testing
         let states = appOutputs.map { ($0["name"] as? String ?? "", ($0["properties"] as? [String: Any])?["provisioningState"] as? String ?? "") }
         #expect(states.map(\.0) == ["debian-12-app-gallery", "unwritable", "app-vhd"])
         #expect(states.map(\.1) == ["Succeeded", "Failed", "Succeeded"])
-        #expect((appOutputs[0]["properties"] as? [String: Any])?["artifactId"] as? String
-                == "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.Compute/galleries/kilnGallery/images/debian-12-app/versions/1.0.0")
+        #expect(
+            (appOutputs[0]["properties"] as? [String: Any])?["artifactId"] as? String
+                == "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/kiln-images/providers/Microsoft.Compute/galleries/kilnGallery/images/debian-12-app/versions/1.0.0"
+        )
         #expect((app["message"] as? String)?.contains("unwritable") == true)
         let show = try Self.json(try await Self.k("template", "show", "debian-12-app", "--output", "json"))
         let source = ((show["properties"] as? [String: Any])?["source"] as? [String: Any])
@@ -249,10 +265,12 @@ import Testing
     @Test func failingCustomizerWithAbortKeepsAVMYouCanSSHInto() async throws {
         #expect(await Self.catalog.value)
         let file = try Self.project("broken") { _ in
-            Self.template("broken", customize: """
-                [{"type": "Shell", "name": "fine", "inline": ["echo fine"]},
-                 {"type": "Shell", "name": "breaks", "inline": ["echo about to fail", "echo detail-line-XYZ", "exit 7"]}]
-                """, properties: #""errorHandling": {"onCustomizerError": "abort"},"#)
+            Self.template(
+                "broken",
+                customize: """
+                    [{"type": "Shell", "name": "fine", "inline": ["echo fine"]},
+                     {"type": "Shell", "name": "breaks", "inline": ["echo about to fail", "echo detail-line-XYZ", "exit 7"]}]
+                    """, properties: #""errorHandling": {"onCustomizerError": "abort"},"#)
         }
         #expect(try await Self.k("template", "create", file).status == 0)
         let run = try await Self.k("template", "run", "broken", "--wait", "--output", "json")
@@ -278,7 +296,9 @@ import Testing
     }
 
     static func sleepy(_ name: String, _ properties: String) throws -> String {
-        try project(name) { _ in template(name, customize: #"[{"type": "Shell", "name": "nap", "inline": ["echo napping", "sleep 900"]}]"#, properties: properties) }
+        try project(name) { _ in
+            template(name, customize: #"[{"type": "Shell", "name": "nap", "inline": ["echo napping", "sleep 900"]}]"#, properties: properties)
+        }
     }
 
     @Test func cancelMidCustomizationEndsCanceledWithinTenSeconds() async throws {

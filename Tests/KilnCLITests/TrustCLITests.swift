@@ -17,8 +17,13 @@ import Testing
         try repo.write("scripts/web.sh", "#!/bin/sh\necho web\n")
         try repo.write("templates/shadow.json", TemplateText.oneStep("shadow", Self.shadowStep))
         try repo.write("templates/web.json", TemplateText.oneStep("web", #"{"type": "Shell", "name": "s", "scriptUri": "../scripts/web.sh"}"#))
-        try repo.write("templates/metadata.json", TemplateText.oneStep("metadata", #"{"type": "Shell", "name": "s", "scriptUri": "https://169.254.169.254/latest/user-data"}"#))
-        try repo.write("templates/local.json", TemplateText.oneStep("local", #"{"type": "Shell", "name": "s", "scriptUri": "http://127.0.0.1:9/x.sh", "sha256Checksum": "\#(String(repeating: "0", count: 64))"}"#))
+        try repo.write(
+            "templates/metadata.json",
+            TemplateText.oneStep("metadata", #"{"type": "Shell", "name": "s", "scriptUri": "https://169.254.169.254/latest/user-data"}"#))
+        try repo.write(
+            "templates/local.json",
+            TemplateText.oneStep(
+                "local", #"{"type": "Shell", "name": "s", "scriptUri": "http://127.0.0.1:9/x.sh", "sha256Checksum": "\#(String(repeating: "0", count: 64))"}"#))
         try FileManager.default.createSymbolicLink(atPath: repo.work + "/scripts/passwd.sh", withDestinationPath: "/etc/passwd")
         try repo.write("templates/link.json", TemplateText.oneStep("link", #"{"type": "Shell", "name": "s", "scriptUri": "../scripts/passwd.sh"}"#))
         try repo.push("an exfiltration attempt among good templates")
@@ -26,10 +31,14 @@ import Testing
         // The plan names each bad reference: file, line, JSON path, code, why.
         let plan = try await spawnAndWait([CLITests.binary, "plan", "--repo", repo.remote, "--data-dir", data])
         let planText = plan.stdout + plan.stderr
-        #expect(planText.contains("templates/shadow.json:7: $.properties.customize[0].sourceUri: ") && planText.contains("allowedFileRoots is empty"), "\(planText)")
+        #expect(
+            planText.contains("templates/shadow.json:7: $.properties.customize[0].sourceUri: ") && planText.contains("allowedFileRoots is empty"), "\(planText)"
+        )
         #expect(planText.contains("templates/metadata.json:7: $.properties.customize[0].scriptUri: "), "\(planText)")
         #expect(planText.contains("templates/local.json:7: $.properties.customize[0].scriptUri: ") && planText.contains("(loopback)"), "\(planText)")
-        #expect(planText.contains("templates/link.json:7: $.properties.customize[0].scriptUri: NoCustomizerScript: ") && planText.contains("symbolic link to /etc/passwd"), "\(planText)")
+        #expect(
+            planText.contains("templates/link.json:7: $.properties.customize[0].scriptUri: NoCustomizerScript: ")
+                && planText.contains("symbolic link to /etc/passwd"), "\(planText)")
         #expect(planText.contains("create web [templates/web.json]"), "\(planText)")
 
         // Reconcile creates the good one only; nothing from /etc is staged anywhere.
@@ -45,7 +54,9 @@ import Testing
         let file = repo.work + "/templates/shadow.json"
         let create = try await spawnAndWait([CLITests.binary, "template", "create", file, "--data-dir", data])
         #expect(create.status == 1)
-        #expect(create.stderr.contains("\(file):7: $.properties.customize[0].sourceUri: ") && create.stderr.contains("allowedFileRoots is empty"), "\(create.stderr)")
+        #expect(
+            create.stderr.contains("\(file):7: $.properties.customize[0].sourceUri: ") && create.stderr.contains("allowedFileRoots is empty"),
+            "\(create.stderr)")
         let after = try await spawnAndWait([CLITests.binary, "template", "list", "--data-dir", data, "--output", "json"])
         #expect(!after.stdout.contains("\"name\" : \"shadow\""))
 

@@ -31,19 +31,22 @@ import Testing
             _ = try KilnConfiguration.parse("server:\n  metricsListen: 127.0.0.1:99999\n", file: "k.yaml")
         } throws: { error in
             let text = "\(error)"
-            return text.contains("k.yaml:2: $.server.metricsListen: write it as HOST:PORT") && text.contains("k.yaml:2: $.server.metricsListen: needs server.listen")
+            return text.contains("k.yaml:2: $.server.metricsListen: write it as HOST:PORT")
+                && text.contains("k.yaml:2: $.server.metricsListen: needs server.listen")
         }
     }
 
     @Test func gitTimeout() throws {
-        let c = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: 2m\n  - url: https://git.example.com/b.git\n", file: "k.yaml")
+        let c = try KilnConfiguration.parse(
+            "repositories:\n  - url: https://git.example.com/a.git\n    timeout: 2m\n  - url: https://git.example.com/b.git\n", file: "k.yaml")
         #expect(c.repositories.map(\.timeoutSeconds) == [120, 60])
         #expect {
             _ = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: 0s\n", file: "k.yaml")
         } throws: { "\($0)".contains("k.yaml:3: $.repositories[0].timeout: expected a duration of at least 1s, like 30s or 2m; found '0s'") }
         for bad in ["inf", "1e20s", "nan", "8d"] {
             #expect(throws: (any Error).self, "\(bad)") {
-                _ = try KilnConfiguration.parse("repositories:\n  - url: https://git.example.com/a.git\n    timeout: \(bad)\n    interval: \(bad)\n", file: "k.yaml")
+                _ = try KilnConfiguration.parse(
+                    "repositories:\n  - url: https://git.example.com/a.git\n    timeout: \(bad)\n    interval: \(bad)\n", file: "k.yaml")
             }
         }
     }
@@ -81,7 +84,7 @@ import Testing
                 "kiln.yaml:10: $.repositories[0].credentials.token: a token may not be written in the configuration; use tokenFile or tokenEnv",
                 "kiln.yaml:11: $.repositories[1].url: the URL carries a password; put the token in credentials.tokenFile or tokenEnv",
                 "kiln.yaml:12: $.repositories[2].url: the URL carries a user name, often a token (https://TOKEN@host/…); put the token in credentials.tokenFile or tokenEnv",
-                "kiln.yaml:15: $.repositories[4].branch: repositories[3] already watches branch main of this URL; one entry per branch",
+                "kiln.yaml:15: $.repositories[4].branch: repositories[3] already watches branch main of this URL; one entry per branch"
             ]
             for e in expected where !lines.contains(e) { Issue.record("missing: \(e)\nall:\n\(lines.joined(separator: "\n"))") }
             return lines.count == expected.count
@@ -89,7 +92,8 @@ import Testing
     }
 
     @Test func secretsAreMaskedInTheEffectiveSettings() throws {
-        let c = try KilnConfiguration.parse("""
+        let c = try KilnConfiguration.parse(
+            """
             identities:
               - name: builder
                 credentials:
@@ -106,7 +110,8 @@ import Testing
     }
 
     @Test func trustSettings() throws {
-        let c = try KilnConfiguration.parse("""
+        let c = try KilnConfiguration.parse(
+            """
             artifacts:
               allowedFileRoots: [/srv/artifacts]
               allowedHosts: [mirror.internal, "*.corp.example", 10.20.0.0/16, "fd00::/8"]
@@ -123,7 +128,8 @@ import Testing
         #expect(c.buildNetwork == .isolated(allow: ["10.30.0.0/24"]))
         #expect(try KilnConfiguration.parse("build:\n  network: host\n", file: "k.yaml").buildNetwork == .host)
         do {
-            _ = try KilnConfiguration.parse("""
+            _ = try KilnConfiguration.parse(
+                """
                 artifacts:
                   allowedFileRoots: [relative/dir]
                   allowedHosts: [10.0.0.300/8, "bad host!"]
@@ -134,11 +140,13 @@ import Testing
             Issue.record("accepted")
         } catch {
             let text = error.description
-            for expected in ["k.yaml:2: $.artifacts.allowedFileRoots[0]: expected an absolute directory",
-                             "k.yaml:3: $.artifacts.allowedHosts[0]: '10.0.0.300/8' is not a CIDR block",
-                             "$.artifacts.allowedHosts[1]: 'bad host!' is not a host name",
-                             "k.yaml:5: $.build.network: 'bridged' is not one of isolated, host",
-                             "$.build.allowNetworks[0]: 'fd00::/8' is not an IPv4 CIDR block"] {
+            for expected in [
+                "k.yaml:2: $.artifacts.allowedFileRoots[0]: expected an absolute directory",
+                "k.yaml:3: $.artifacts.allowedHosts[0]: '10.0.0.300/8' is not a CIDR block",
+                "$.artifacts.allowedHosts[1]: 'bad host!' is not a host name",
+                "k.yaml:5: $.build.network: 'bridged' is not one of isolated, host",
+                "$.build.allowNetworks[0]: 'fd00::/8' is not an IPv4 CIDR block"
+            ] {
                 #expect(text.contains(expected), "\(expected) not in \(text)")
             }
         }
@@ -158,8 +166,12 @@ import Testing
     let fields: Logger.Metadata = ["template": "/subscriptions/x/imageTemplates/base", "run": "r-1", "error": "exit 7: \"boom\"\nnext"]
 
     @Test func logfmtQuotesWhatNeedsIt() {
-        let line = KilnLogHandler.render(date: date, level: .notice, label: "kiln.core", message: "template provisioning failed", fields: fields, format: .logfmt)
-        #expect(line == #"time=2023-11-14T22:13:20.000Z level=notice logger=kiln.core msg="template provisioning failed" error="exit 7: \"boom\"\nnext" run=r-1 template=/subscriptions/x/imageTemplates/base"#)
+        let line = KilnLogHandler.render(
+            date: date, level: .notice, label: "kiln.core", message: "template provisioning failed", fields: fields, format: .logfmt)
+        #expect(
+            line
+                == #"time=2023-11-14T22:13:20.000Z level=notice logger=kiln.core msg="template provisioning failed" error="exit 7: \"boom\"\nnext" run=r-1 template=/subscriptions/x/imageTemplates/base"#
+        )
     }
 
     @Test func jsonIsOneObjectPerLine() throws {

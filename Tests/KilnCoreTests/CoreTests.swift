@@ -13,8 +13,10 @@ struct Scratch {
 
     /// The default policy trusts the test's own files and the loopback artifact server; trust-boundary tests
     /// pass `.untrusted`.
-    init(identities: IdentityConfig = IdentityConfig(),
-         policy: ArtifactPolicy = ArtifactPolicy(localFiles: .anyReadable, allowedNetworks: [AddressRange("127.0.0.1")!])) throws {
+    init(
+        identities: IdentityConfig = IdentityConfig(),
+        policy: ArtifactPolicy = ArtifactPolicy(localFiles: .anyReadable, allowedNetworks: [AddressRange("127.0.0.1")!])
+    ) throws {
         dir = NSTemporaryDirectory() + "kiln-core-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let paths = KilnPaths(dataDir: dir + "/data")
@@ -65,11 +67,13 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         defer { s.cleanup() }
         try s.write("repo/scripts/a.sh", "echo a\n")
         let abs = try s.write("elsewhere/b.txt", "bee\n")
-        let t = try load(templateJSON(customize: """
-            [{"type": "Shell", "name": "a", "scriptUri": "scripts/a.sh", "sha256Checksum": "\(sha("echo a\n"))"},
-             {"type": "File", "name": "b", "sourceUri": "file://\(abs)", "destination": "/tmp/b"},
-             {"type": "Shell", "name": "again", "scriptUri": "scripts/a.sh"}]
-            """))
+        let t = try load(
+            templateJSON(
+                customize: """
+                    [{"type": "Shell", "name": "a", "scriptUri": "scripts/a.sh", "sha256Checksum": "\(sha("echo a\n"))"},
+                     {"type": "File", "name": "b", "sourceUri": "file://\(abs)", "destination": "/tmp/b"},
+                     {"type": "Shell", "name": "again", "scriptUri": "scripts/a.sh"}]
+                    """))
         let origin = TemplateOrigin(file: "repo/t.json", relativeArtifacts: DirectoryArtifactSource(templateFile: s.dir + "/repo/t.json", repositoryRoot: nil))
         let r = try await s.core.create(t, origin: origin)
         #expect(r.record.provisioningState == .succeeded)
@@ -104,10 +108,12 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         defer { s.cleanup() }
         let script = try s.write("x.sh", "echo x\n")
         let wrong = String(repeating: "ab", count: 32)
-        let t = try load(templateJSON(customize: """
-            [{"type": "Shell", "name": "ok", "inline": ["true"]},
-             {"type": "Shell", "name": "x", "scriptUri": "file://\(script)", "sha256Checksum": "\(wrong)"}]
-            """))
+        let t = try load(
+            templateJSON(
+                customize: """
+                    [{"type": "Shell", "name": "ok", "inline": ["true"]},
+                     {"type": "Shell", "name": "x", "scriptUri": "file://\(script)", "sha256Checksum": "\(wrong)"}]
+                    """))
         let r = try await s.core.create(t)
         #expect(r.record.provisioningState == .failed)
         #expect(r.record.provisioningErrorCode == "NoCustomizerScript")
@@ -327,8 +333,10 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
         for f in files {
             for t in f.templates {
                 let stored = KilnCore.document(t.template)
-                let back = TemplateLoader.load(text: stored, path: "stored.json",
-                    options: LoadOptions(scope: DeploymentScope(subscriptionId: t.resourceId.subscription, resourceGroup: t.resourceId.resourceGroup, location: "x")))
+                let back = TemplateLoader.load(
+                    text: stored, path: "stored.json",
+                    options: LoadOptions(
+                        scope: DeploymentScope(subscriptionId: t.resourceId.subscription, resourceGroup: t.resourceId.resourceGroup, location: "x")))
                 #expect(back.isValid, "\(t.template.name): \(back.errors)")
                 // Equal in meaning: the canonical form is the same (a deprecated replicationRegions spelling is
                 // stored as targetRegions).

@@ -49,15 +49,18 @@ import Testing
         try data.write(to: URL(fileURLWithPath: raw))
         let qcow = s.dir + "/small.qcow2"
         try await DiskTool.convert(raw, from: "raw", to: qcow, format: "qcow2")
-        return CapturedImage(path: qcow, sha256: try DiskTool.sha256(of: qcow), virtualSize: 10 * Self.mib + 1536, osType: .linux, generation: .v2,
-                             sourceVersion: "2026.1128.0", sourceReference: "Debian:debian-12:12-gen2:2026.1128.0")
+        return CapturedImage(
+            path: qcow, sha256: try DiskTool.sha256(of: qcow), virtualSize: 10 * Self.mib + 1536, osType: .linux, generation: .v2,
+            sourceVersion: "2026.1128.0", sourceReference: "Debian:debian-12:12-gen2:2026.1128.0")
     }
 
     func definition(_ s: Scratch, id: String, generation: HyperVGeneration = .v2) async throws {
         let rid = try #require(ResourceID.parse(id))
-        try await s.core.store.putGalleryDefinition(GalleryDefinitionRecord(GalleryImageDefinition(
-            id: id, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: .linux, osState: .generalized,
-            hyperVGeneration: generation, publisher: "P", offer: "O", sku: rid.name, description: nil, endOfLifeDate: nil)))
+        try await s.core.store.putGalleryDefinition(
+            GalleryDefinitionRecord(
+                GalleryImageDefinition(
+                    id: id, gallery: rid.segments[0].name, name: rid.name, location: nil, osType: .linux, osState: .generalized,
+                    hyperVGeneration: generation, publisher: "P", offer: "O", sku: rid.name, description: nil, endOfLifeDate: nil)))
     }
 
     func template(_ distribute: String) throws -> ImageTemplate {
@@ -70,7 +73,8 @@ import Testing
         let image = try await smallImage(s)
         try await definition(s, id: defV2)
         let vhdPath = s.dir + "/out/exported.vhd"
-        let t = try template("""
+        let t = try template(
+            """
             [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)",
               "targetRegions": [{"name": "westeurope"}, {"name": "North Europe", "replicaCount": 3}, {"name": "eastus"}],
               "versioning": {"scheme": "Latest", "major": 1}, "artifactTags": {"channel": "stable"}},
@@ -80,7 +84,9 @@ import Testing
         let dist = s.core.distribution
         #expect(await dist.preflight(t, source: (.linux, .v2)).isEmpty)
         let lines = LinesBox()
-        let outcomes = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r1", stagingDirectory: s.dir + "/staging")) { lines.add($0) }
+        let outcomes = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r1", stagingDirectory: s.dir + "/staging")) {
+            lines.add($0)
+        }
         #expect(outcomes.map(\.runOutputName) == ["sig", "mi", "vhd"])
         for o in outcomes { #expect(o.succeeded, "\(o.runOutputName): \(o.error ?? "")") }
         #expect(outcomes[0].artifactId == "\(defV2)/versions/1.0.0")
@@ -116,12 +122,13 @@ import Testing
         try footer.seek(toOffset: UInt64(size - 512))
         let f = try #require(try footer.read(upToCount: 512))
         #expect(f.prefix(8) == Data("conectix".utf8))
-        #expect(f[f.startIndex + 60 ..< f.startIndex + 64] == Data([0, 0, 0, 2]), "disk type 2 = fixed")
+        #expect(f[f.startIndex + 60..<f.startIndex + 64] == Data([0, 0, 0, 2]), "disk type 2 = fixed")
         // Same content (qemu-img compare treats the extra tail of the larger image as zeros).
         #expect(try await DiskTool.sameContent(vhdPath, "vpc", image.path, "qcow2") == true)
 
         // The managed image is a usable source.
-        let mi = try await SourceResolver(database: s.core.store, paths: s.core.paths).resolve(.managedImage(ManagedImageSource(imageId: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden")))
+        let mi = try await SourceResolver(database: s.core.store, paths: s.core.paths).resolve(
+            .managedImage(ManagedImageSource(imageId: "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/golden")))
         #expect(mi.disk.hasPrefix("\(regions)/westeurope/images/g/golden/"))
 
         // Again: Latest within major 1 gives 1.0.1; the managed image is replaced and remembers the first.
@@ -142,7 +149,9 @@ import Testing
         try await definition(s, id: defV2)
         let regions = RegionMap(defaultRoot: s.core.paths.regions, overrides: ["far1": shm + "/far1", "far2": shm + "/far2"])
         let dist = Distribution(database: s.core.store, paths: s.core.paths, regions: regions)
-        let t = try template(#"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "far1"}, {"name": "far2"}]}]"#)
+        let t = try template(
+            #"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "far1"}, {"name": "far2"}]}]"#
+        )
         let out = await dist.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")) { _ in }
         #expect(out[0].succeeded, "\(out[0].error ?? "")")
         let v = "galleries/gal/images/linux-v2/versions/1.0.0/disk.qcow2"
@@ -160,8 +169,18 @@ import Testing
         try await definition(s, id: defV2)
         let dist = s.core.distribution
         let prov = Distribution.Provenance(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")
-        _ = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "a", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#), provenance: prov) { _ in }
-        let excluded = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "b", "galleryImageId": "\#(defV2)/versions/2.0.0", "excludeFromLatest": true, "targetRegions": [{"name": "westeurope"}, {"name": "eastus"}], "replicationMode": "Shallow"}]"#), provenance: prov) { _ in }
+        _ = await dist.distribute(
+            image,
+            template: try template(
+                #"[{"type": "SharedImage", "runOutputName": "a", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#),
+            provenance: prov
+        ) { _ in }
+        let excluded = await dist.distribute(
+            image,
+            template: try template(
+                #"[{"type": "SharedImage", "runOutputName": "b", "galleryImageId": "\#(defV2)/versions/2.0.0", "excludeFromLatest": true, "targetRegions": [{"name": "westeurope"}, {"name": "eastus"}], "replicationMode": "Shallow"}]"#
+            ), provenance: prov
+        ) { _ in }
         #expect(excluded[0].succeeded, "\(excluded[0].error ?? "")")
         // Shallow: one copy, in the first region; the second region only references it.
         #expect(FileManager.default.fileExists(atPath: "\(s.core.paths.regions)/westeurope/galleries/gal/images/linux-v2/versions/2.0.0/disk.qcow2"))
@@ -171,7 +190,12 @@ import Testing
             .resolve(.sharedImageVersion(SharedImageVersionSource(imageVersionId: "\(defV2)/versions/latest")))
         #expect(latest.exactVersion == "1.0.0")
         // An explicit version that exists is an error, and nothing is overwritten.
-        let dup = await dist.distribute(image, template: try template(#"[{"type": "SharedImage", "runOutputName": "c", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#), provenance: prov) { _ in }
+        let dup = await dist.distribute(
+            image,
+            template: try template(
+                #"[{"type": "SharedImage", "runOutputName": "c", "galleryImageId": "\#(defV2)/versions/1.0.0", "targetRegions": [{"name": "westeurope"}]}]"#),
+            provenance: prov
+        ) { _ in }
         #expect(dup[0].error?.contains("exists already") == true)
         #expect(try await s.core.store.galleryVersions(definitionId: defV2).count == 2)
     }
@@ -181,12 +205,15 @@ import Testing
         defer { s.cleanup() }
         let image = try await smallImage(s)
         try await definition(s, id: defV2)
-        let t = try template("""
+        let t = try template(
+            """
             [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)", "targetRegions": [{"name": "westeurope"}]},
              {"type": "VHD", "runOutputName": "broken", "uri": "/dev/null/cannot/be/a/dir.vhd"},
              {"type": "VHD", "runOutputName": "vhd"}]
             """)
-        let outcomes = await s.core.distribution.distribute(image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")) { _ in }
+        let outcomes = await s.core.distribution.distribute(
+            image, template: t, provenance: .init(templateId: "t", runId: "r", stagingDirectory: s.dir + "/staging")
+        ) { _ in }
         #expect(outcomes.map(\.succeeded) == [true, false, true])
         #expect(RunExecutor.finalState(outcomes.map(\.succeeded), validationFailed: false) == .partiallySucceeded)
         #expect(RunExecutor.finalState([false, false], validationFailed: false) == .failed)
@@ -200,19 +227,27 @@ import Testing
         try await definition(s, id: defV2)
         // A missing definition fails the create with BadSharedImageDistribute and the way to make it.
         let missing = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images/nope"
-        let r = try await s.core.create(try load(templateJSON(distribute: #"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(missing)", "targetRegions": [{"name": "westeurope"}]}]"#)))
+        let r = try await s.core.create(
+            try load(
+                templateJSON(
+                    distribute:
+                        #"[{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\#(missing)", "targetRegions": [{"name": "westeurope"}]}]"#)))
         #expect(r.record.provisioningState == .failed)
         #expect(r.record.provisioningErrorCode == "BadSharedImageDistribute")
         #expect(r.record.provisioningErrorMessage?.contains("kiln gallery create-definition \(missing)") == true)
         #expect(r.record.provisioningErrorMessage?.contains("$.properties.distribute[0].galleryImageId") == true)
         // A definition for another generation, when the source is known; an https VHD; a disallowed region.
         let dist = Distribution(database: s.core.store, paths: s.core.paths, regions: RegionMap(defaultRoot: s.core.paths.regions, allowOnly: ["westeurope"]))
-        let t = try template("""
+        let t = try template(
+            """
             [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(defV2)", "targetRegions": [{"name": "westeurope"}, {"name": "mars"}]},
              {"type": "VHD", "runOutputName": "vhd", "uri": "https://storage.example.com/c/x.vhd"}]
             """)
         let problems = await dist.preflight(t, source: (.linux, .v1))
-        #expect(problems.map(\.path.description) == ["$.properties.distribute[0].targetRegions[1].name", "$.properties.distribute[0].galleryImageId", "$.properties.distribute[1].uri"])
+        #expect(
+            problems.map(\.path.description) == [
+                "$.properties.distribute[0].targetRegions[1].name", "$.properties.distribute[0].galleryImageId", "$.properties.distribute[1].uri"
+            ])
         #expect(problems[0].message.contains("allowed: westeurope"))
         #expect(problems[1].message.contains("hyperVGeneration V2"))
         #expect(problems[2].message.contains("only local VHD targets"))

@@ -13,38 +13,38 @@ final class ArtifactServer: @unchecked Sendable {
     init() async throws {
         port = try #require(SSHClient.freeLoopbackPort())
         let script = """
-        import http.server, sys, urllib.parse
-        hits = {}
-        class H(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a): pass
-            def do_GET(self):
-                hits[self.path] = hits.get(self.path, 0) + 1
-                if self.path.startswith("/redirect?to="):
-                    self.send_response(302)
-                    self.send_header("Location", urllib.parse.unquote(self.path[len("/redirect?to="):]))
-                    self.send_header("Content-Length", "0")
-                    self.end_headers(); return
-                if self.path == "/public.sh":
-                    body = b"echo public\\n"
-                elif self.path == "/private/setup.sh":
-                    if self.headers.get("Authorization") != "Bearer \(Self.token)":
-                        self.send_response(401); self.end_headers(); return
-                    body = b"echo private\\n"
-                elif self.path == "/flaky.sh":
-                    if hits[self.path] < 3:
-                        self.send_response(503); self.end_headers(); return
-                    body = b"echo flaky\\n"
-                elif self.path == "/hits":
-                    body = repr(hits).encode()
-                else:
-                    self.send_response(404); self.end_headers(); return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-        s = http.server.HTTPServer(("127.0.0.1", \(port)), H)
-        s.serve_forever()
-        """
+            import http.server, sys, urllib.parse
+            hits = {}
+            class H(http.server.BaseHTTPRequestHandler):
+                def log_message(self, *a): pass
+                def do_GET(self):
+                    hits[self.path] = hits.get(self.path, 0) + 1
+                    if self.path.startswith("/redirect?to="):
+                        self.send_response(302)
+                        self.send_header("Location", urllib.parse.unquote(self.path[len("/redirect?to="):]))
+                        self.send_header("Content-Length", "0")
+                        self.end_headers(); return
+                    if self.path == "/public.sh":
+                        body = b"echo public\\n"
+                    elif self.path == "/private/setup.sh":
+                        if self.headers.get("Authorization") != "Bearer \(Self.token)":
+                            self.send_response(401); self.end_headers(); return
+                        body = b"echo private\\n"
+                    elif self.path == "/flaky.sh":
+                        if hits[self.path] < 3:
+                            self.send_response(503); self.end_headers(); return
+                        body = b"echo flaky\\n"
+                    elif self.path == "/hits":
+                        body = repr(hits).encode()
+                    else:
+                        self.send_response(404); self.end_headers(); return
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+            s = http.server.HTTPServer(("127.0.0.1", \(port)), H)
+            s.serve_forever()
+            """
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = ["-c", script]
         try process.run()
@@ -72,16 +72,28 @@ final class ArtifactServer: @unchecked Sendable {
         defer { server.stop() }
         try #require(server.port > 0)
         let identityId = "/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder"
-        let config = try IdentityConfig.parse(["identities": [["name": "builder", "credentials": [
-            ["urlPrefix": .string(server.base + "/private/"), "tokenEnv": "KILN_TEST_UNSET_VAR"],
-        ]]]], source: "test")
+        let config = try IdentityConfig.parse(
+            [
+                "identities": [
+                    [
+                        "name": "builder",
+                        "credentials": [
+                            ["urlPrefix": .string(server.base + "/private/"), "tokenEnv": "KILN_TEST_UNSET_VAR"]
+                        ]
+                    ]
+                ]
+            ], source: "test")
         // A token from an unset variable is an error that names the variable, not a silent anonymous fetch.
         let unset = ArtifactFetcher(identity: config.identity(for: identityId), relative: nil, policy: ArtifactServer.loopback)
         await #expect(throws: FetchError.self) { try await unset.fetch(server.base + "/private/setup.sh") }
 
-        let good = IdentityConfig(identities: [.init(name: "builder", credentials: [
-            .init(urlPrefix: server.base + "/private/", secret: .literal(ArtifactServer.token)),
-        ])])
+        let good = IdentityConfig(identities: [
+            .init(
+                name: "builder",
+                credentials: [
+                    .init(urlPrefix: server.base + "/private/", secret: .literal(ArtifactServer.token))
+                ])
+        ])
         var fetcher = ArtifactFetcher(identity: good.identity(for: identityId), relative: nil, policy: ArtifactServer.loopback)
         fetcher.backoff = .milliseconds(50)
         #expect(String(decoding: try await fetcher.fetch(server.base + "/private/setup.sh"), as: UTF8.self) == "echo private\n")
@@ -111,12 +123,21 @@ final class ArtifactServer: @unchecked Sendable {
     @Test func aTemplateWithAnIdentityStagesPrivateArtifacts() async throws {
         let server = try await ArtifactServer()
         defer { server.stop() }
-        let s = try Scratch(identities: IdentityConfig(identities: [.init(name: "builder", credentials: [
-            .init(urlPrefix: server.base + "/private/", secret: .literal(ArtifactServer.token)),
-        ])]))
+        let s = try Scratch(
+            identities: IdentityConfig(identities: [
+                .init(
+                    name: "builder",
+                    credentials: [
+                        .init(urlPrefix: server.base + "/private/", secret: .literal(ArtifactServer.token))
+                    ])
+            ]))
         defer { s.cleanup() }
         let json = templateJSON(customize: #"[{"type": "Shell", "name": "p", "scriptUri": "\#(server.base)/private/setup.sh"}]"#)
-            .replacingOccurrences(of: #""identity": {"type": "None"}"#, with: #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#)
+            .replacingOccurrences(
+                of: #""identity": {"type": "None"}"#,
+                with:
+                    #""identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/0/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/builder": {}}}"#
+            )
         let r = try await s.core.create(try load(json))
         #expect(r.record.provisioningState == .succeeded, "\(r.record.provisioningErrorMessage ?? "")")
         let staged = try #require(r.record.artifacts.first)

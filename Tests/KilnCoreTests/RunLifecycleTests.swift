@@ -50,7 +50,7 @@ import Testing
         (.succeeded, .finish(.failed, message: "m"), .failure(.ended(.succeeded))),
         (.executing, .recover(message: "gone"), .success(.failed)),
         (.canceling, .recover(message: "gone"), .success(.canceled)),
-        (.failed, .recover(message: "gone"), .failure(.ended(.failed))),
+        (.failed, .recover(message: "gone"), .failure(.ended(.failed)))
     ]
 
     @Test(arguments: table.indices)
@@ -94,9 +94,10 @@ import Testing
     }
 
     @Test func templateTransitions() throws {
-        var t = TemplateRecord(id: "/t", subscription: "s", resourceGroup: "g", name: "t", location: "l", document: "{}", contentHash: "h",
-                               sourceFile: nil, sourceCommit: nil, provisioningState: .creating, stagingDirectory: "/s",
-                               stagingResourceGroup: "/rg", createdAt: Self.now)
+        var t = TemplateRecord(
+            id: "/t", subscription: "s", resourceGroup: "g", name: "t", location: "l", document: "{}", contentHash: "h",
+            sourceFile: nil, sourceCommit: nil, provisioningState: .creating, stagingDirectory: "/s",
+            stagingResourceGroup: "/rg", createdAt: Self.now)
         var failed = t
         try failed.apply(.stagingFailed(code: "BadChecksum", message: "m"))
         #expect(failed.provisioningState == .failed && failed.provisioningErrorCode == "BadChecksum")

@@ -69,8 +69,10 @@ import Testing
         defer { server.stop() }
         var closed = ArtifactFetcher(identity: nil, relative: nil, policy: .untrusted)
         closed.attempts = 1
-        for url in ["http://127.0.0.1:\(server.port)/public.sh", "https://169.254.169.254/metadata/instance", "http://[::1]:\(server.port)/x",
-                    "http://localhost:\(server.port)/public.sh", "http://0.0.0.0:\(server.port)/public.sh"] {
+        for url in [
+            "http://127.0.0.1:\(server.port)/public.sh", "https://169.254.169.254/metadata/instance", "http://[::1]:\(server.port)/x",
+            "http://localhost:\(server.port)/public.sh", "http://0.0.0.0:\(server.port)/public.sh"
+        ] {
             do {
                 _ = try await closed.fetch(url)
                 Issue.record("\(url) was fetched")
@@ -96,11 +98,14 @@ import Testing
     @Test func aTokenIsNotSentToAnotherHostOrAfterARedirect() async throws {
         let server = try await ArtifactServer()
         defer { server.stop() }
-        let identity = IdentityConfig.Identity(name: "builder", credentials: [
-            .init(urlPrefix: "http://127.0.0.1:\(server.port)", secret: .literal(ArtifactServer.token)),
-        ])
-        var fetcher = ArtifactFetcher(identity: identity, relative: nil,
-                                      policy: ArtifactPolicy(allowedNetworks: [AddressRange("127.0.0.0/8")!], allowedHostNames: ["localhost"]))
+        let identity = IdentityConfig.Identity(
+            name: "builder",
+            credentials: [
+                .init(urlPrefix: "http://127.0.0.1:\(server.port)", secret: .literal(ArtifactServer.token))
+            ])
+        var fetcher = ArtifactFetcher(
+            identity: identity, relative: nil,
+            policy: ArtifactPolicy(allowedNetworks: [AddressRange("127.0.0.0/8")!], allowedHostNames: ["localhost"]))
         fetcher.attempts = 1
         // The prefix names 127.0.0.1 without a path: a URL of the same host gets the token.
         #expect(try await fetcher.fetch(server.base + "/private/setup.sh") == Data("echo private\n".utf8))

@@ -11,9 +11,13 @@ import Testing
     static let gallery = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images"
 
     static func desired(_ name: String, publishes: String? = nil, from source: String? = nil) -> DesiredTemplate {
-        let src = source.map { #"{"type": "SharedImageVersion", "imageVersionId": "\#(gallery)/\#($0)/versions/latest"}"# }
+        let src =
+            source.map { #"{"type": "SharedImageVersion", "imageVersionId": "\#(gallery)/\#($0)/versions/latest"}"# }
             ?? #"{"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12-gen2", "version": "latest"}"#
-        let dist = publishes.map { #"{"type": "SharedImage", "runOutputName": "\#(name)-sig", "galleryImageId": "\#(gallery)/\#($0)", "targetRegions": [{"name": "westeurope"}]}"# }
+        let dist =
+            publishes.map {
+                #"{"type": "SharedImage", "runOutputName": "\#(name)-sig", "galleryImageId": "\#(gallery)/\#($0)", "targetRegions": [{"name": "westeurope"}]}"#
+            }
             ?? #"{"type": "VHD", "runOutputName": "\#(name)-vhd"}"#
         let json = """
             {"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01", "name": "\(name)", "location": "westeurope",
@@ -29,7 +33,7 @@ import Testing
         "app": desired("app", publishes: "app", from: "base"),
         "web": desired("web", from: "app"),
         "tools": desired("tools"),
-        "other": desired("other", from: "elsewhere"),
+        "other": desired("other", from: "elsewhere")
     ]
 
     @Test(arguments: [
@@ -37,7 +41,7 @@ import Testing
         (["app", "tools", "base"], ["base", "app", "tools"]),
         (["tools", "other"], ["tools", "other"]),
         (["web", "tools"], ["web", "tools"]),
-        (["base", "app", "web"], ["base", "app", "web"]),
+        (["base", "app", "web"], ["base", "app", "web"])
     ])
     func order(_ given: [String], _ expected: [String]) {
         let items = given.map { PlanItem(.create(Self.templates[$0]!)) }

@@ -32,7 +32,7 @@ import Testing
         Case(recorded: .changed, run: .running, onChange: .cancel, expected: .recreate),
         Case(recorded: .same, run: .running, onChange: .cancel, expected: .unchanged),
         Case(wanted: false, recorded: .same, run: .succeeded, expected: .delete),
-        Case(wanted: false, recorded: .same, run: .running, expected: .wait),  // a running template is deleted after its run, as AIB refuses the DELETE
+        Case(wanted: false, recorded: .same, run: .running, expected: .wait)  // a running template is deleted after its run, as AIB refuses the DELETE
     ]
 
     @Test(arguments: cases)
@@ -41,14 +41,19 @@ import Testing
         let loaded = TemplateLoader.load(text: GitOpsFixture.template("a"), path: file, format: .json).templates[0]
         let refs = ["scripts/setup.sh": "git:1"]
         let d = DesiredTemplate(loaded: loaded, file: file, referencedFiles: refs, contentHash: ContentHash.of(loaded.template, referencedFiles: refs))
-        var state = DesiredState(commit: try #require(ObjectID(hex: String(repeating: "a", count: 40))), config: RepositoryConfig(),
-                                 templates: c.wanted ? [d] : [], invalid: [], galleries: [])
+        var state = DesiredState(
+            commit: try #require(ObjectID(hex: String(repeating: "a", count: 40))), config: RepositoryConfig(),
+            templates: c.wanted ? [d] : [], invalid: [], galleries: [])
         state.config.onChangeDuringRun = c.onChange
-        let recorded: [ManagedTemplateSummary] = c.recorded == .none ? [] : [
-            ManagedTemplateSummary(id: d.id, name: "a", resourceGroup: "kiln", sourceFile: file, sourceCommit: "c0",
-                                   contentHash: c.recorded == .same ? d.contentHash : "sha256:old", provisioningState: .succeeded,
-                                   lastRunState: c.run, lastRunSubState: nil, lastRunId: c.run == nil ? nil : "r1"),
-        ]
+        let recorded: [ManagedTemplateSummary] =
+            c.recorded == .none
+            ? []
+            : [
+                ManagedTemplateSummary(
+                    id: d.id, name: "a", resourceGroup: "kiln", sourceFile: file, sourceCommit: "c0",
+                    contentHash: c.recorded == .same ? d.contentHash : "sha256:old", provisioningState: .succeeded,
+                    lastRunState: c.run, lastRunSubState: nil, lastRunId: c.run == nil ? nil : "r1")
+            ]
         let plan = Planner.plan(desired: state, recorded: recorded)
         #expect(plan.items.map(\.action) == [c.expected], "\(plan.items.map(\.summary))")
     }

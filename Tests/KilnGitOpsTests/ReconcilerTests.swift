@@ -46,8 +46,11 @@ import Testing
         let ctl = try f.controller()
         try await ctl.mirror.refresh()
         let plan = try await ctl.reconciler.plan(at: try #require(ObjectID(hex: c2)))
-        #expect(plan.changes.map(\.summary) == ["recreate alpha [templates/alpha.json] (scripts/setup.sh changed)",
-                                                "recreate beta [templates/beta.json] (scripts/setup.sh changed)"])
+        #expect(
+            plan.changes.map(\.summary) == [
+                "recreate alpha [templates/alpha.json] (scripts/setup.sh changed)",
+                "recreate beta [templates/beta.json] (scripts/setup.sh changed)"
+            ])
         let r3 = try await ctl.reconcileOnce(executeRuns: false)
         #expect(r3.report.outcomes.map(\.item.action) == [.recreate, .recreate])
         let alpha2 = try await f.core.template("alpha")
@@ -59,7 +62,7 @@ import Testing
         // Rename the file (same id, same content) → a move that rebuilds nothing; rename the template → a move.
         try FileManager.default.createDirectory(atPath: f.work + "/templates/renamed", withIntermediateDirectories: true)
         _ = try git("mv", "templates/beta.json", "templates/renamed/beta.json", in: f.work)
-                let betaBefore = try await f.core.template("beta")
+        let betaBefore = try await f.core.template("beta")
         try f.write("templates/alpha.json", GitOpsFixture.template("gamma", output: "alpha"))
         let c3 = try f.push("rename")
         let r4 = try await f.controller().reconcileOnce(executeRuns: false)
@@ -83,7 +86,10 @@ import Testing
         #expect(f.statusLog().first == "beta: Deleted")
 
         // A broken file: its status shows the error with path and line; a template whose file breaks is kept.
-        try f.write("templates/broken.json", "{\n  \"type\": \"Microsoft.VirtualMachineImages/imageTemplates\",\n  \"name\": \"broken\",\n  \"location\": \"westeurope\",\n  \"identity\": { \"type\": \"None\" },\n  \"properties\": { \"source\": { \"type\": \"Nope\" }, \"distribute\": [] }\n}\n")
+        try f.write(
+            "templates/broken.json",
+            "{\n  \"type\": \"Microsoft.VirtualMachineImages/imageTemplates\",\n  \"name\": \"broken\",\n  \"location\": \"westeurope\",\n  \"identity\": { \"type\": \"None\" },\n  \"properties\": { \"source\": { \"type\": \"Nope\" }, \"distribute\": [] }\n}\n"
+        )
         try f.write("templates/alpha.json", "{ \"name\": \"gamma\", oops }\n")
         try f.write("templates/delta.json", GitOpsFixture.template("delta"))
         try f.push("break two, add one")
@@ -135,7 +141,9 @@ import Testing
         let newRun = try #require(r3.report.queuedRuns.first)
 
         // A template created but never run (the process died in between) gets its run; one with a run does not.
-        try await f.core.store.updateRun(id: newRun) { $0.runState = .failed; $0.message = "test: the owner died" }
+        try await f.core.store.updateRun(id: newRun) {
+            $0.runState = .failed; $0.message = "test: the owner died"
+        }
         let r4 = try await f.controller().reconcileOnce(executeRuns: false)
         #expect(r4.report.outcomes.isEmpty, "a failed run is not retried for the same content")
     }
@@ -149,9 +157,10 @@ import Testing
         let a = desired("a", file: "templates/a.json", refs: ["scripts/setup.sh": "git:1"])
         let commit = try #require(ObjectID(hex: String(repeating: "a", count: 40)))
         func recorded(_ d: DesiredTemplate, hash: String? = nil, file: String? = nil, run: RunState? = nil) -> ManagedTemplateSummary {
-            ManagedTemplateSummary(id: d.id, name: d.loaded.template.name, resourceGroup: "kiln", sourceFile: file ?? d.file, sourceCommit: "c0",
-                                   contentHash: hash ?? d.contentHash, provisioningState: .succeeded, lastRunState: run, lastRunSubState: nil,
-                                   lastRunId: run == nil ? nil : "r1")
+            ManagedTemplateSummary(
+                id: d.id, name: d.loaded.template.name, resourceGroup: "kiln", sourceFile: file ?? d.file, sourceCommit: "c0",
+                contentHash: hash ?? d.contentHash, provisioningState: .succeeded, lastRunState: run, lastRunSubState: nil,
+                lastRunId: run == nil ? nil : "r1")
         }
         var state = DesiredState(commit: commit, config: RepositoryConfig(), templates: [a], invalid: [], galleries: [])
         // Unchanged; a template never run is run (unless manual: the fixture's templates are manual).

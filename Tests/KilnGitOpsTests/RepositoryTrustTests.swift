@@ -22,8 +22,12 @@ import Testing
         try f.write("templates/common.json", TemplateText.oneStep("common", #"{"type": "Shell", "name": "s", "scriptUri": "../scripts/common.sh"}"#))
         try f.write("templates/link.json", TemplateText.oneStep("link", #"{"type": "Shell", "name": "s", "scriptUri": "../scripts/evil.sh"}"#))
         try f.write("templates/climb.json", TemplateText.oneStep("climb", #"{"type": "Shell", "name": "s", "scriptUri": "../../etc/passwd"}"#))
-        try f.write("templates/shadow.json", TemplateText.oneStep("shadow", #"{"type": "File", "name": "f", "sourceUri": "file:///etc/shadow", "destination": "/tmp/s"}"#))
-        try f.write("templates/metadata.json", TemplateText.oneStep("metadata", #"{"type": "Shell", "name": "s", "scriptUri": "https://169.254.169.254/latest/user-data"}"#))
+        try f.write(
+            "templates/shadow.json",
+            TemplateText.oneStep("shadow", #"{"type": "File", "name": "f", "sourceUri": "file:///etc/shadow", "destination": "/tmp/s"}"#))
+        try f.write(
+            "templates/metadata.json",
+            TemplateText.oneStep("metadata", #"{"type": "Shell", "name": "s", "scriptUri": "https://169.254.169.254/latest/user-data"}"#))
         let commit = try f.push("templates with good and bad references")
 
         let ctl = try f.controller()
@@ -39,7 +43,9 @@ import Testing
             #expect(d.line == 7, "\(d)")
             #expect(d.path.description.hasPrefix("$.properties.customize[0]."), "\(d)")
         }
-        #expect(invalid["templates/link.json"]?.message.contains("symbolic link to /etc/shadow, outside the repository") == true, "\(invalid["templates/link.json"]!)")
+        #expect(
+            invalid["templates/link.json"]?.message.contains("symbolic link to /etc/shadow, outside the repository") == true,
+            "\(invalid["templates/link.json"]!)")
         #expect(invalid["templates/climb.json"]?.message.contains("climbs out of the repository") == true)
         #expect(invalid["templates/shadow.json"]?.message.contains("allowedFileRoots is empty") == true)
         #expect(invalid["templates/metadata.json"]?.message.contains("(link-local)") == true)

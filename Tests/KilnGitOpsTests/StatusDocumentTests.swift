@@ -55,9 +55,10 @@ import Testing
         #expect(d.runOutputs?.first?.provisioningState == .succeeded)
         #expect(d.label.text == "Succeeded")
         // The writer's key for it equals the key of the same state read from the store: no spurious commit.
-        let summary = ManagedTemplateSummary(id: d.templateId!, name: "web", resourceGroup: "rg", sourceFile: nil,
-                                             sourceCommit: d.sourceCommit, contentHash: "sha256:abc", provisioningState: .succeeded,
-                                             lastRunState: .succeeded, lastRunSubState: .distributing, lastRunId: "r1")
+        let summary = ManagedTemplateSummary(
+            id: d.templateId!, name: "web", resourceGroup: "rg", sourceFile: nil,
+            sourceCommit: d.sourceCommit, contentHash: "sha256:abc", provisioningState: .succeeded,
+            lastRunState: .succeeded, lastRunSubState: .distributing, lastRunId: "r1")
         #expect(StatusKey(document: d) == StatusKey(summary, sourceError: false))
         // Written again, it decodes to the same document, and keeps `sourceFile: null`.
         let again = try d.fileData()
@@ -68,7 +69,8 @@ import Testing
     }
 
     @Test func anInvalidFileDocument() throws {
-        let legacy = #"{"file": "templates/bad.json", "provisioningState": "Failed", "sourceError": [{"code": "InvalidJSON", "file": "templates/bad.json", "line": 3, "message": "m", "path": "$"}]}"#
+        let legacy =
+            #"{"file": "templates/bad.json", "provisioningState": "Failed", "sourceError": [{"code": "InvalidJSON", "file": "templates/bad.json", "line": 3, "message": "m", "path": "$"}]}"#
         let d = try TemplateStatusDocument.decode(Data(legacy.utf8))
         #expect(d.file == "templates/bad.json" && d.sourceError?.first?.line == 3)
         #expect(StatusKey(document: d)?.provisioningState == .failed)
@@ -85,7 +87,7 @@ import Testing
         (.succeeded, .running, .customizing, false, "Running/Customizing"),
         (.succeeded, .running, nil, false, "Running"),
         (.succeeded, .canceling, .customizing, false, "Canceling"),
-        (.succeeded, .partiallySucceeded, .distributing, true, "PartiallySucceeded, source invalid"),
+        (.succeeded, .partiallySucceeded, .distributing, true, "PartiallySucceeded, source invalid")
     ])
     func labels(_ p: ProvisioningState, _ r: RunState?, _ s: RunSubState?, _ invalid: Bool, _ text: String) {
         #expect(TemplateStatusLabel(provisioningState: p, runState: r, runSubState: s, sourceInvalid: invalid).text == text)

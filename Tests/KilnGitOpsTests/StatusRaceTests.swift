@@ -16,7 +16,9 @@ import Testing
 
         let other = Process()
         other.executableURL = URL(fileURLWithPath: "/bin/bash")
-        other.arguments = ["-c", """
+        other.arguments = [
+            "-c",
+            """
             set -e
             git clone -q -b kiln/status \(f.remote) \(f.dir)/other && cd \(f.dir)/other
             for i in $(seq 1 60); do
@@ -26,7 +28,8 @@ import Testing
               until git push -q origin HEAD:kiln/status 2>/dev/null; do git -c user.name=Other -c user.email=other@example.com pull -q --rebase origin kiln/status; done
               if [ $i = 1 ]; then touch \(f.dir)/other-started; fi
             done
-            """]
+            """
+        ]
         other.standardOutput = FileHandle.nullDevice
         other.standardError = FileHandle.nullDevice
 

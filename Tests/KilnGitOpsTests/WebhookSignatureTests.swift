@@ -10,16 +10,25 @@ import Testing
 
     @Test(arguments: [
         // GitHub's documentation: this secret, this payload, this signature.
-        (["X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"], WebhookAuthenticator.Verdict.accepted(sender: "github")),
+        (
+            ["X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"],
+            WebhookAuthenticator.Verdict.accepted(sender: "github")
+        ),
         (["x-hub-signature-256": "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17"], .accepted(sender: "github")),
         (["X-Kiln-Signature": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"], .accepted(sender: "generic")),
-        (["X-Hub-Signature-256": "sha256=857107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"], .rejected("the signature does not match the body")),
+        (
+            ["X-Hub-Signature-256": "sha256=857107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"],
+            .rejected("the signature does not match the body")
+        ),
         (["X-Hub-Signature-256": "sha1=757107ea0eb2509fc211221cce984b8a37570b6d"], .rejected("the signature is not sha256=<64 hex digits>")),
         (["X-Hub-Signature-256": "sha256=757107ea"], .rejected("the signature is not sha256=<64 hex digits>")),
-        (["X-Hub-Signature-256": "sha256=zz7107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"], .rejected("the signature is not sha256=<64 hex digits>")),
+        (
+            ["X-Hub-Signature-256": "sha256=zz7107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"],
+            .rejected("the signature is not sha256=<64 hex digits>")
+        ),
         (["X-Gitlab-Token": "It's a Secret to Everybody"], .accepted(sender: "gitlab")),
         (["X-Gitlab-Token": "It's a secret to everybody"], .rejected("X-Gitlab-Token does not match")),
-        ([:], .rejected("no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Kiln-Signature")),
+        ([:], .rejected("no signature: send X-Hub-Signature-256, X-Gitlab-Token or X-Kiln-Signature"))
     ])
     func verify(_ headers: [String: String], _ expected: WebhookAuthenticator.Verdict) {
         #expect(Self.github.verify(headers: headers, body: Self.body) == expected)

@@ -11,10 +11,12 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let repo = try GitRepository.initBare(dir + "/status.git")
         #expect(try await repo.resolve("refs/heads/kiln/status") == nil)
-        let first = try await repo.commit(files: ["status/rg/a.json": Data("{\"a\":1}\n".utf8), "status/rg/b.json": Data("b\n".utf8)],
-                                          on: "refs/heads/kiln/status", message: "a: Succeeded (abc1234)\n\nKiln-Template: a\n", author: me)
-        let second = try await repo.commit(files: ["status/rg/b.json": nil, "status/other/c.json": Data("c\n".utf8)],
-                                           on: "refs/heads/kiln/status", message: "b: deleted", author: me)
+        let first = try await repo.commit(
+            files: ["status/rg/a.json": Data("{\"a\":1}\n".utf8), "status/rg/b.json": Data("b\n".utf8)],
+            on: "refs/heads/kiln/status", message: "a: Succeeded (abc1234)\n\nKiln-Template: a\n", author: me)
+        let second = try await repo.commit(
+            files: ["status/rg/b.json": nil, "status/other/c.json": Data("c\n".utf8)],
+            on: "refs/heads/kiln/status", message: "b: deleted", author: me)
         #expect(try await repo.resolve("refs/heads/kiln/status") == second)
         // The git CLI sees exactly that.
         let log = try git("--git-dir", dir + "/status.git", "log", "--format=%H %s", "kiln/status", in: dir)
@@ -72,11 +74,12 @@ import Testing
         #expect(try await repo.message(of: id2) == "second\n")
 
         let changes = Set(try await repo.changes(from: id1, to: id2))
-        #expect(changes == [
-            TreeChange(kind: .modified, oldPath: "templates/a.json", newPath: "templates/a.json"),
-            TreeChange(kind: .renamed, oldPath: "templates/nested/b.sh", newPath: "templates/c.sh"),
-            TreeChange(kind: .added, oldPath: nil, newPath: "templates/d.json"),
-        ])
+        #expect(
+            changes == [
+                TreeChange(kind: .modified, oldPath: "templates/a.json", newPath: "templates/a.json"),
+                TreeChange(kind: .renamed, oldPath: "templates/nested/b.sh", newPath: "templates/c.sh"),
+                TreeChange(kind: .added, oldPath: nil, newPath: "templates/d.json")
+            ])
         #expect(try await repo.changes(from: nil, to: id1).count == 2)
     }
 

@@ -112,7 +112,8 @@ import Testing
         #expect(try git("log", "-1", "--format=%s", "kiln/status", in: remote).hasPrefix("over-ssh: Accepted"))
 
         // A host key that is not in known_hosts is refused, with a message that says so.
-        try "[127.0.0.1]:\(server.port) ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
+        try
+            "[127.0.0.1]:\(server.port) ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=\n"
             .write(toFile: dir + "/other_hosts", atomically: true, encoding: .utf8)
         await #expect {
             _ = try await mirror.remoteHeads(url, credentials: creds, knownHosts: try KnownHosts(path: dir + "/other_hosts"))
@@ -122,8 +123,9 @@ import Testing
         // A key the server does not know: a bounded number of attempts, then a clear error.
         try sh("ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f \(dir)/stranger")
         await #expect {
-            _ = try await mirror.remoteHeads(url, credentials: .sshKeyFile(privateKeyPath: dir + "/stranger", publicKeyPath: dir + "/stranger.pub", passphrase: nil),
-                                             knownHosts: known)
+            _ = try await mirror.remoteHeads(
+                url, credentials: .sshKeyFile(privateKeyPath: dir + "/stranger", publicKeyPath: dir + "/stranger.pub", passphrase: nil),
+                knownHosts: known)
         } throws: { error in
             "\(error)".contains("authentication") || "\(error)".contains("Authentication")
         }
@@ -142,16 +144,16 @@ extension SSHTransportTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The git command the client asked for, its output trickled; or, once `silent` exists, nothing at all.
         try """
-            #!/bin/sh
-            if [ -e \(dir)/silent ]; then exec sleep 30; fi
-            eval "$SSH_ORIGINAL_COMMAND" | python3 -u -c '
-            import sys, time
-            while True:
-                chunk = sys.stdin.buffer.read1(8192)
-                if not chunk: break
-                sys.stdout.buffer.write(chunk); sys.stdout.buffer.flush(); time.sleep(0.25)
-            '
-            """.write(toFile: dir + "/trickle.sh", atomically: true, encoding: .utf8)
+        #!/bin/sh
+        if [ -e \(dir)/silent ]; then exec sleep 30; fi
+        eval "$SSH_ORIGINAL_COMMAND" | python3 -u -c '
+        import sys, time
+        while True:
+            chunk = sys.stdin.buffer.read1(8192)
+            if not chunk: break
+            sys.stdout.buffer.write(chunk); sys.stdout.buffer.flush(); time.sleep(0.25)
+        '
+        """.write(toFile: dir + "/trickle.sh", atomically: true, encoding: .utf8)
         chmod(dir + "/trickle.sh", 0o755)
         let server = try await Self.startServer(dir, forcedCommand: dir + "/trickle.sh")
         defer { kill(-server.pid, SIGKILL) }
@@ -186,4 +188,3 @@ extension SSHTransportTests {
         #expect(ContinuousClock.now - silentStart < .seconds(120), "cut, not left hanging (loose: the test process can be starved for seconds in CI)")
     }
 }
-

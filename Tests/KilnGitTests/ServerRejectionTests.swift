@@ -19,8 +19,10 @@ import Testing
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: hook)
         // git daemon serves the remote over git://, with receive-pack, so the server runs its hooks.
         let port = Int.random(in: 20000...60000)
-        let daemon = try spawnGroup(["/usr/bin/git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--base-path=\(dir)",
-                                     "--listen=127.0.0.1", "--port=\(port)", dir])
+        let daemon = try spawnGroup([
+            "/usr/bin/git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--base-path=\(dir)",
+            "--listen=127.0.0.1", "--port=\(port)", dir
+        ])
         defer { stopGroup(daemon) }
         let url = "git://127.0.0.1:\(port)/remote.git"
         let mirror = try GitRepository.initBare(dir + "/mirror.git")

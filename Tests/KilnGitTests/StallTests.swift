@@ -27,7 +27,6 @@ final class MuteServer {
     deinit { close(fd) }
 }
 
-
 /// Durations are asserted loosely here: the suite runs beside VM builds on two cores, and a test task can wait
 /// many seconds for a thread (20 s seen in CI). What tells a cut at the timeout from the keepalive rule's cut at
 /// ten timeouts is the error text, not the clock.
@@ -218,10 +217,11 @@ final class MuteServer {
                 usleep(100_000)
             }
         }.start()
-        #expect(waitUntil {
-            let t = reader.lock.withLock { reader.tid }
-            return t != 0 && StallWatchdog.blockedCall(of: t).map { StallWatchdog.descriptors(of: $0) } == [client]
-        })
+        #expect(
+            waitUntil {
+                let t = reader.lock.withLock { reader.tid }
+                return t != 0 && StallWatchdog.blockedCall(of: t).map { StallWatchdog.descriptors(of: $0) } == [client]
+            })
         let tid = reader.lock.withLock { reader.tid }
         #expect(waitUntil { StallWatchdog.quietMilliseconds(client).map { $0 < 500 } == true })
         #expect(StallWatchdog.interrupt(thread: tid, unlessActiveWithin: .seconds(5)) == .active)
@@ -234,7 +234,8 @@ final class MuteServer {
     }
 
     @Test func parsesTheSyscallFile() {
-        #expect(StallWatchdog.parseSyscall("7 0x7f0c4b7fd5a0 0x1 0xffffffff 0x0 0x0 0x0 0x7f0c4b7fd560 0x7f0c5a0f43bf\n")
+        #expect(
+            StallWatchdog.parseSyscall("7 0x7f0c4b7fd5a0 0x1 0xffffffff 0x0 0x0 0x0 0x7f0c4b7fd560 0x7f0c5a0f43bf\n")
                 == StallWatchdog.BlockedCall(number: 7, arguments: [0x7f0c4b7fd5a0, 1, 0xffffffff, 0, 0, 0]))
         #expect(StallWatchdog.parseSyscall("running\n") == nil)
         #expect(StallWatchdog.parseSyscall("-1 0x7ffd 0x7f0c\n") == nil)

@@ -11,15 +11,18 @@ import Testing
 @Suite struct MetricsTests {
     static func template(_ db: KilnDatabase, _ name: String, state: ProvisioningState) async throws -> String {
         let id = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.VirtualMachineImages/imageTemplates/\(name)"
-        try await db.insertTemplate(TemplateRecord(id: id, subscription: "s", resourceGroup: "rg", name: name, location: "westeurope",
-                                                   document: "{}", contentHash: name, sourceFile: nil, sourceCommit: nil,
-                                                   provisioningState: state, stagingDirectory: "/tmp/\(name)", stagingResourceGroup: "rg", createdAt: Date()))
+        try await db.insertTemplate(
+            TemplateRecord(
+                id: id, subscription: "s", resourceGroup: "rg", name: name, location: "westeurope",
+                document: "{}", contentHash: name, sourceFile: nil, sourceCommit: nil,
+                provisioningState: state, stagingDirectory: "/tmp/\(name)", stagingResourceGroup: "rg", createdAt: Date()))
         return id
     }
 
     static func finishedRun(_ db: KilnDatabase, template: String, id: String, state: RunState, end: Date, phases: [RunSubState: Double]) async throws {
-        var run = RunRecord(id: id, templateId: template, queuedAt: end.addingTimeInterval(-600), timeoutMinutes: 60,
-                            workDirectory: "/tmp/w", logDirectory: "/tmp/l")
+        var run = RunRecord(
+            id: id, templateId: template, queuedAt: end.addingTimeInterval(-600), timeoutMinutes: 60,
+            workDirectory: "/tmp/w", logDirectory: "/tmp/l")
         run.runState = state
         run.runSubState = nil
         run.startTime = end.addingTimeInterval(-500)
@@ -63,7 +66,9 @@ import Testing
 
         // Scraped again: nothing recorded twice (r1 and r2 end exactly at the watermark), a new run is.
         try await Self.finishedRun(db, template: t, id: "r3", state: .succeeded, end: start.addingTimeInterval(1), phases: [.building: 100])
-        _ = try await db.updateRun(id: "q") { $0.runState = .canceled; $0.runSubState = nil }
+        _ = try await db.updateRun(id: "q") {
+            $0.runState = .canceled; $0.runSubState = nil
+        }
         metrics.synced(repository: "images", at: Date(timeIntervalSince1970: 1_800_000_000))
         metrics.reconciled(repository: "images", duration: .milliseconds(30), result: .problems)
         metrics.gitFailed(repository: "images", operation: .push)
@@ -80,7 +85,8 @@ import Testing
         // Runs ending a millisecond apart, and scrapes overlapping: each run still counts once.
         for i in 0..<5 {
             let t = try await Self.template(db, "m\(i)", state: .succeeded)
-            try await Self.finishedRun(db, template: t, id: "m\(i)", state: .succeeded, end: start.addingTimeInterval(2 + Double(i) / 1000), phases: [.building: 1])
+            try await Self.finishedRun(
+                db, template: t, id: "m\(i)", state: .succeeded, end: start.addingTimeInterval(2 + Double(i) / 1000), phases: [.building: 1])
         }
         let texts = await withTaskGroup(of: String.self) { group in
             for _ in 0..<6 { group.addTask { (try? await metrics.scrape()) ?? "" } }

@@ -26,11 +26,12 @@ import Testing
         let repos = [
             ControllerServer.Repository(name: "images", authenticator: WebhookAuthenticator(secret: Data("s1".utf8)), wake: { wakes.record("images") }),
             ControllerServer.Repository(name: "apps", authenticator: WebhookAuthenticator(secret: Data("s2".utf8)), wake: { wakes.record("apps") }),
-            ControllerServer.Repository(name: "open", authenticator: nil, wake: { wakes.record("open") }),
+            ControllerServer.Repository(name: "open", authenticator: nil, wake: { wakes.record("open") })
         ]
-        return try ControllerServer.application(listen: "127.0.0.1:0", routes: routes, repositories: repos, metrics: metrics,
-                                                readiness: { Readiness(storeError: ready ? nil : "database is locked", repositories: []) },
-                                                logger: Logger(label: "test"))
+        return try ControllerServer.application(
+            listen: "127.0.0.1:0", routes: routes, repositories: repos, metrics: metrics,
+            readiness: { Readiness(storeError: ready ? nil : "database is locked", repositories: []) },
+            logger: Logger(label: "test"))
     }
 
     static func signed(_ body: String, secret: String) -> HTTPFields {
@@ -48,7 +49,7 @@ import Testing
         ("/hooks/git/open", "s1", .notFound, []),
         ("/hooks/git/nope", "s1", .notFound, []),
         ("/hooks/git", "s2", .accepted, ["apps"]),
-        ("/hooks/git", "wrong", .unauthorized, []),
+        ("/hooks/git", "wrong", .unauthorized, [])
     ])
     func webhookDeliveries(path: String, secret: String, status: HTTPResponse.Status, woken: [String]) async throws {
         let wakes = Wakes()

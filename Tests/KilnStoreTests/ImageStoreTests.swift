@@ -5,9 +5,10 @@ import KilnTemplates
 
 @Suite struct ImageStoreTests {
     static func image(_ version: String, sku: String = "12") -> CatalogImage {
-        CatalogImage(publisher: "Debian", offer: "debian-12", sku: sku, version: ImageVersion(version)!, osType: .linux, hyperVGeneration: .v1,
-                     virtualSize: 4 << 30, fileSize: 350 << 20, sha256: String(repeating: "a", count: 64), path: "images/x.qcow2",
-                     createdAt: Date(timeIntervalSince1970: 1_800_000_000), provenance: Provenance(kind: .bootstrapped))
+        CatalogImage(
+            publisher: "Debian", offer: "debian-12", sku: sku, version: ImageVersion(version)!, osType: .linux, hyperVGeneration: .v1,
+            virtualSize: 4 << 30, fileSize: 350 << 20, sha256: String(repeating: "a", count: 64), path: "images/x.qcow2",
+            createdAt: Date(timeIntervalSince1970: 1_800_000_000), provenance: Provenance(kind: .bootstrapped))
     }
 
     @Test func ordersVersionsNumerically() async throws {
@@ -47,8 +48,9 @@ import KilnTemplates
         let defId = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/d"
         let v = GalleryVersionRecord(definitionId: defId, version: ImageVersion(1, 0, 0), path: "p", sha256: "x", virtualSize: 1, regions: ["westeurope": 1])
         await #expect(throws: StoreError.self) { try await db.addGalleryVersion(v) }
-        let def = GalleryImageDefinition(id: defId, gallery: "g", name: "d", location: nil, osType: .linux, osState: .generalized, hyperVGeneration: .v2,
-                                         publisher: "P", offer: "O", sku: "S", description: nil, endOfLifeDate: nil)
+        let def = GalleryImageDefinition(
+            id: defId, gallery: "g", name: "d", location: nil, osType: .linux, osState: .generalized, hyperVGeneration: .v2,
+            publisher: "P", offer: "O", sku: "S", description: nil, endOfLifeDate: nil)
         try await db.putGalleryDefinition(GalleryDefinitionRecord(def))
         try await db.addGalleryVersion(v)
         await #expect(throws: StoreError.self) { try await db.addGalleryVersion(v) }

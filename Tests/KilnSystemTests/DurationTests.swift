@@ -6,7 +6,7 @@ import Testing
 @Suite struct DurationTests {
     @Test(arguments: [
         ("30s", Duration.seconds(30)), ("5m", .seconds(300)), ("1h", .seconds(3600)), ("250ms", .milliseconds(250)),
-        ("90", .seconds(90)), ("1.5s", .milliseconds(1500)), ("0", .zero), ("168h", .seconds(604_800)), (" 2m ", .seconds(120)),
+        ("90", .seconds(90)), ("1.5s", .milliseconds(1500)), ("0", .zero), ("168h", .seconds(604_800)), (" 2m ", .seconds(120))
     ])
     func parses(_ text: String, _ expected: Duration) {
         #expect(Duration(text: text) == expected, "\(text)")

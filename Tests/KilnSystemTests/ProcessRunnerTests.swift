@@ -24,8 +24,9 @@ import Testing
     /// Both streams well past a pipe's 64 KiB, written interleaved: nothing lost, nothing deadlocked, lines whole.
     @Test func largeOutputOnBothStreams() async throws {
         let lines = LineCounter()
-        let r = try await ProcessRunner.run("sh", ["-c", "i=0; while [ $i -lt 20000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done"],
-                                            onOutputLine: { lines.add($0) })
+        let r = try await ProcessRunner.run(
+            "sh", ["-c", "i=0; while [ $i -lt 20000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done"],
+            onOutputLine: { lines.add($0) })
         #expect(r.status == 0)
         #expect(r.stdout.split(separator: "\n").count == 20000 && r.stdout.hasSuffix("out 19999\n"))
         #expect(r.stderr.split(separator: "\n").count == 20000 && r.stderr.hasPrefix("err 0\nerr 1\n"))
@@ -53,10 +54,11 @@ import Testing
     @Test func childrenGetDefaultSignals() async throws {
         signal(SIGPIPE, SIG_IGN)
         let r = try await ProcessRunner.check("grep", ["-E", "^Sig(Ign|Blk):", "/proc/self/status"])
-        let masks = Dictionary(uniqueKeysWithValues: r.stdout.split(separator: "\n").map { line -> (String, UInt64) in
-            let f = line.split(separator: "\t")
-            return (String(f[0]), UInt64(f[1], radix: 16) ?? .max)
-        })
+        let masks = Dictionary(
+            uniqueKeysWithValues: r.stdout.split(separator: "\n").map { line -> (String, UInt64) in
+                let f = line.split(separator: "\t")
+                return (String(f[0]), UInt64(f[1], radix: 16) ?? .max)
+            })
         let bit = { (sig: Int32) -> UInt64 in 1 << UInt64(sig - 1) }
         #expect(masks["SigIgn:"].map { $0 & (bit(SIGPIPE) | bit(SIGTERM) | bit(SIGINT)) } == 0, "\(r.stdout)")
         #expect(masks["SigBlk:"] == 0, "\(r.stdout)")

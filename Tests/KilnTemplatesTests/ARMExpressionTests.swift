@@ -24,8 +24,14 @@ import Testing
         ("[resourceGroup().id]", "/subscriptions/sub-1/resourceGroups/rg-1"),
         ("[subscription().subscriptionId]", "sub-1"),
         ("[resourceId('Microsoft.Compute/images', 'img')]", "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Compute/images/img"),
-        ("[resourceId('other-rg', 'Microsoft.Compute/galleries/images', 'g', 'd')]", "/subscriptions/sub-1/resourceGroups/other-rg/providers/Microsoft.Compute/galleries/g/images/d"),
-        ("[resourceId('sub-2', 'rg-2', 'Microsoft.ManagedIdentity/userAssignedIdentities', 'id')]", "/subscriptions/sub-2/resourceGroups/rg-2/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id"),
+        (
+            "[resourceId('other-rg', 'Microsoft.Compute/galleries/images', 'g', 'd')]",
+            "/subscriptions/sub-1/resourceGroups/other-rg/providers/Microsoft.Compute/galleries/g/images/d"
+        ),
+        (
+            "[resourceId('sub-2', 'rg-2', 'Microsoft.ManagedIdentity/userAssignedIdentities', 'id')]",
+            "/subscriptions/sub-2/resourceGroups/rg-2/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id"
+        ),
         ("[concat(toUpper(parameters('name')), '-', variables('suffix'))]", "WEB-v1"),
         ("[parameters('obj').inner.value]", "deep"),
         ("[parameters('list')[1]]", "second"),
@@ -33,22 +39,24 @@ import Testing
         ("['it''s']", "it's"),
         ("[[not an expression]", "[not an expression]"),
         ("plain text", "plain text"),
-        ("[concat('n', 1)]", "n1"),
+        ("[concat('n', 1)]", "n1")
     ])
     func evaluates(_ text: String, _ expected: String) throws {
         let params: [String: SourceNode] = [
             "name": Self.str("web"),
             "obj": try JSONSourceParser.parse(#"{"inner": {"value": "deep"}}"#),
-            "list": try JSONSourceParser.parse(#"["first", "second"]"#),
+            "list": try JSONSourceParser.parse(#"["first", "second"]"#)
         ]
         let v = try Self.eval(text, parameters: params, variables: ["suffix": Self.str("[concat('v', '1')]")])
         #expect(v.stringValue == expected)
     }
 
     @Test func concatJoinsArrays() throws {
-        let v = try Self.eval("[concat(parameters('a'), parameters('b'))]", parameters: [
-            "a": try JSONSourceParser.parse(#"["x"]"#), "b": try JSONSourceParser.parse(#"["y", "z"]"#),
-        ])
+        let v = try Self.eval(
+            "[concat(parameters('a'), parameters('b'))]",
+            parameters: [
+                "a": try JSONSourceParser.parse(#"["x"]"#), "b": try JSONSourceParser.parse(#"["y", "z"]"#)
+            ])
         #expect(v.elements?.compactMap(\.stringValue) == ["x", "y", "z"])
     }
 
@@ -69,7 +77,7 @@ import Testing
         ("[concat('a']", "missing ')'"),
         ("[format('{2}', 'a')]", "has no argument"),
         ("[toLower('a', 'b')]", "takes 1 argument"),
-        ("[resourceGroup().nope]", "no property 'nope'"),
+        ("[resourceGroup().nope]", "no property 'nope'")
     ])
     func reportsWhatIsWrong(_ text: String, _ fragment: String) {
         do {
@@ -84,14 +92,14 @@ import Testing
 
     @Test func commandLineParametersOverrideTheFile() throws {
         let tmpl = """
-        {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-         "parameters": {"n": {"type": "string"}, "timeout": {"type": "int", "defaultValue": 10}},
-         "resources": [{"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01", "name": "[parameters('n')]",
-           "location": "[resourceGroup().location]", "identity": {"type": "None"},
-           "properties": {"buildTimeoutInMinutes": "[parameters('timeout')]",
-             "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
-             "distribute": [{"type": "VHD", "runOutputName": "v"}]}}]}
-        """
+            {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+             "parameters": {"n": {"type": "string"}, "timeout": {"type": "int", "defaultValue": 10}},
+             "resources": [{"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01", "name": "[parameters('n')]",
+               "location": "[resourceGroup().location]", "identity": {"type": "None"},
+               "properties": {"buildTimeoutInMinutes": "[parameters('timeout')]",
+                 "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+                 "distribute": [{"type": "VHD", "runOutputName": "v"}]}}]}
+            """
         let params = #"{"parameters": {"n": {"value": "from-file"}}}"#
         var opts = LoadOptions(scope: Self.scope)
         opts.parameters = ["n": "from-cli", "timeout": "30"]
@@ -99,6 +107,8 @@ import Testing
         #expect(f.errors.isEmpty, "\(f.errors)")
         #expect(f.templates.first?.template.name == "from-cli")
         #expect(f.templates.first?.template.properties.buildTimeoutInMinutes == 30)
-        #expect(f.templates.first?.resourceId.description == "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.VirtualMachineImages/imageTemplates/from-cli")
+        #expect(
+            f.templates.first?.resourceId.description
+                == "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.VirtualMachineImages/imageTemplates/from-cli")
     }
 }

@@ -13,7 +13,7 @@ import Testing
         ("0.0.0.0", "unspecified"), ("::", "unspecified"), ("100.64.0.1", "shared address space (carrier-grade NAT)"),
         ("::ffff:127.0.0.1", "loopback"), ("::ffff:169.254.169.254", "link-local"), ("224.0.0.1", "multicast"),
         ("64:ff9b::7f00:1", "reserved"), ("2002:7f00:1::", "reserved"),
-        ("172.32.0.1", "global"), ("8.8.8.8", "global"), ("2001:db8::1", "global"), ("151.101.2.132", "global"),
+        ("172.32.0.1", "global"), ("8.8.8.8", "global"), ("2001:db8::1", "global"), ("151.101.2.132", "global")
     ])
     func addressScopes(address: String, scope: String) throws {
         let ip = try #require(IPAddress(address))
@@ -27,7 +27,7 @@ import Testing
     @Test(arguments: [
         ("10.20.0.0/16", "10.20.5.6", true), ("10.20.0.0/16", "10.21.0.1", false), ("127.0.0.1", "127.0.0.1", true),
         ("127.0.0.1", "127.0.0.2", false), ("fd00::/8", "fd12::1", true), ("fd00::/8", "fe80::1", false),
-        ("127.0.0.0/8", "::ffff:127.0.0.5", true), ("0.0.0.0/0", "8.8.8.8", true), ("192.168.1.128/25", "192.168.1.127", false),
+        ("127.0.0.0/8", "::ffff:127.0.0.5", true), ("0.0.0.0/0", "8.8.8.8", true), ("192.168.1.128/25", "192.168.1.127", false)
     ])
     func ranges(range: String, address: String, contained: Bool) throws {
         let r = try #require(AddressRange(range))
@@ -70,7 +70,7 @@ import Testing
         ("a/../b.sh", "templates/linux", ["templates/linux/b.sh", "b.sh"]),
         ("../../etc/passwd", "templates", []),
         ("../../../etc/passwd", "templates/linux", []),
-        ("..", "templates", []),
+        ("..", "templates", [])
     ])
     func repositoryPaths(reference: String, directory: String, expected: [String]) {
         #expect(RepositoryPath.candidates(reference, templateDirectory: directory) == expected)
@@ -106,8 +106,11 @@ import Testing
         (#"{"type": "Shell", "name": "s", "scriptUri": "../../etc/passwd"}"#, "scriptUri", "climbs out of the repository"),
         (#"{"type": "Shell", "name": "s", "scriptUri": "https://169.254.169.254/metadata/x"}"#, "scriptUri", "address (link-local)"),
         (#"{"type": "Shell", "name": "s", "scriptUri": "https://[::ffff:169.254.169.254]/x"}"#, "scriptUri", "address (link-local)"),
-        (#"{"type": "Shell", "name": "s", "scriptUri": "http://127.0.0.1:8080/x.sh", "sha256Checksum": "\#(String(repeating: "a", count: 64))"}"#, "scriptUri", "address (loopback)"),
-        (#"{"type": "Shell", "name": "s", "scriptUri": "http://example.com/x.sh"}"#, "scriptUri", "needs a sha256Checksum"),
+        (
+            #"{"type": "Shell", "name": "s", "scriptUri": "http://127.0.0.1:8080/x.sh", "sha256Checksum": "\#(String(repeating: "a", count: 64))"}"#,
+            "scriptUri", "address (loopback)"
+        ),
+        (#"{"type": "Shell", "name": "s", "scriptUri": "http://example.com/x.sh"}"#, "scriptUri", "needs a sha256Checksum")
     ])
     func refusedReferencesNameTheirPathAndLine(step: String, property: String, message: String) throws {
         let f = Self.load(Self.template("[\n      \(step)\n    ]"))
@@ -122,9 +125,11 @@ import Testing
 
     @Test func acceptedReferences() {
         let sum = String(repeating: "a", count: 64)
-        for step in [#"{"type": "Shell", "name": "s", "scriptUri": "../scripts/web.sh"}"#,
-                     #"{"type": "Shell", "name": "s", "scriptUri": "https://example.com/x.sh"}"#,
-                     #"{"type": "Shell", "name": "s", "scriptUri": "http://example.com/x.sh", "sha256Checksum": "\#(sum)"}"#] {
+        for step in [
+            #"{"type": "Shell", "name": "s", "scriptUri": "../scripts/web.sh"}"#,
+            #"{"type": "Shell", "name": "s", "scriptUri": "https://example.com/x.sh"}"#,
+            #"{"type": "Shell", "name": "s", "scriptUri": "http://example.com/x.sh", "sha256Checksum": "\#(sum)"}"#
+        ] {
             let f = Self.load(Self.template("[\(step)]"))
             #expect(f.isValid, "\(f.errors)")
         }
@@ -138,8 +143,9 @@ import Testing
         let d = try #require(f.errors.first)
         #expect(d.path.description == "$.properties.distribute[0].uri")
         #expect(d.message.contains("allowedVhdRoots is empty"), "\(d.message)")
-        let allowed = Self.load(Self.template("[]", distribute: #"[{"type": "VHD", "runOutputName": "vhd", "uri": "/srv/vhds/web.vhd"}]"#),
-                                policy: ArtifactPolicy(vhdRoots: ["/srv/vhds"]))
+        let allowed = Self.load(
+            Self.template("[]", distribute: #"[{"type": "VHD", "runOutputName": "vhd", "uri": "/srv/vhds/web.vhd"}]"#),
+            policy: ArtifactPolicy(vhdRoots: ["/srv/vhds"]))
         #expect(allowed.isValid, "\(allowed.errors)")
     }
 }

@@ -61,13 +61,16 @@ import Testing
         ("source sku", { t in edit(&t, "source") { $0["sku"] = "12" } }),
         ("source version", { t in edit(&t, "source") { $0["version"] = "1.2.3" } }),
         ("inline command", { t in editCustomizer(&t, 0) { $0["inline"] = ["echo one", "echo 2"] } }),
-        ("customizer order", { t in
-            var p = t["properties"] as! [String: Any]
-            var c = p["customize"] as! [Any]
-            c.swapAt(0, 2)
-            p["customize"] = c
-            t["properties"] = p
-        }),
+        (
+            "customizer order",
+            { t in
+                var p = t["properties"] as! [String: Any]
+                var c = p["customize"] as! [Any]
+                c.swapAt(0, 2)
+                p["customize"] = c
+                t["properties"] = p
+            }
+        ),
         ("script checksum", { t in editCustomizer(&t, 1) { $0["sha256Checksum"] = String(repeating: "0", count: 64) } }),
         ("file destination", { t in editCustomizer(&t, 2) { $0["destination"] = "/etc/app2.conf" } }),
         ("restart timeout", { t in editCustomizer(&t, 3) { $0["restartTimeout"] = "10m" } }),
@@ -77,7 +80,16 @@ import Testing
         ("error handling", { t in editProps(&t) { $0["errorHandling"] = ["onCustomizerError": "abort"] } }),
         ("auto run", { t in editProps(&t) { $0["autoRun"] = ["state": "Enabled"] } }),
         ("optimize", { t in editProps(&t) { $0["optimize"] = ["vmBoot": ["state": "Enabled"]] } }),
-        ("validation", { t in editProps(&t) { $0["validate"] = ["continueDistributeOnFailure": true, "inVMValidations": [["type": "Shell", "name": "v", "inline": ["test -f /etc/app.conf"]]]] } }),
+        (
+            "validation",
+            { t in
+                editProps(&t) {
+                    $0["validate"] = [
+                        "continueDistributeOnFailure": true, "inVMValidations": [["type": "Shell", "name": "v", "inline": ["test -f /etc/app.conf"]]]
+                    ]
+                }
+            }
+        ),
         ("staging group", { t in editProps(&t) { $0["stagingResourceGroup"] = "/subscriptions/s/resourceGroups/staging" } }),
         ("managed tags", { t in editProps(&t) { $0["managedResourceTags"] = ["cost": "x"] } }),
         ("region", { t in editDistributor(&t, 0) { $0["replicationRegions"] = ["westeurope", "eastus"] } }),
@@ -87,7 +99,7 @@ import Testing
         ("replication mode", { t in editDistributor(&t, 0) { $0["replicationMode"] = "Shallow" } }),
         ("artifact tags", { t in editDistributor(&t, 0) { $0["artifactTags"] = ["channel": "beta"] } }),
         ("run output name", { t in editDistributor(&t, 1) { $0["runOutputName"] = "vhd2" } }),
-        ("vhd uri", { t in editDistributor(&t, 1) { $0["uri"] = "/srv/images/golden.vhd" } }),
+        ("vhd uri", { t in editDistributor(&t, 1) { $0["uri"] = "/srv/images/golden.vhd" } })
     ]
 
     static func editProps(_ t: inout [String: Any], _ f: (inout [String: Any]) -> Void) {
@@ -145,7 +157,10 @@ import Testing
         // The discriminator and the payload share one object.
         #expect(json.contains(#"{"inline":["echo one","echo two"],"name":"one","type":"Shell"}"#))
         // The deprecated form is folded into targetRegions with defaults and normalised names.
-        #expect(json.contains(#""targetRegions":[{"name":"westeurope","replicaCount":1,"storageAccountType":"Standard_LRS"},{"name":"northeurope","replicaCount":1,"storageAccountType":"Standard_LRS"}]"#))
+        #expect(
+            json.contains(
+                #""targetRegions":[{"name":"westeurope","replicaCount":1,"storageAccountType":"Standard_LRS"},{"name":"northeurope","replicaCount":1,"storageAccountType":"Standard_LRS"}]"#
+            ))
         #expect(json.contains(#""buildTimeoutInMinutes":240"#))
         #expect(json.contains(#""sha256Checksum":"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789""#))
         #expect(!json.contains(#""name":"golden""#), "the name is not part of the canonical content")

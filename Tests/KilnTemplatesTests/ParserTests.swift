@@ -35,7 +35,7 @@ import Testing
         ("[1 2]", "expected ',' or ']'", 1),
         ("", "the file is empty", 1),
         ("{} {}", "after the end", 1),
-        ("{\"a\": 01}", "after the value of 'a'", 1),
+        ("{\"a\": 01}", "after the value of 'a'", 1)
     ])
     func reportsSyntaxErrors(_ text: String, _ fragment: String, _ line: Int) {
         do {
@@ -66,13 +66,13 @@ import Testing
     @Test func stringFieldsAcceptYAMLNumbers() throws {
         // `sku: 12` and `version: 1.0` are strings to a YAML author.
         let text = """
-        name: t
-        location: westeurope
-        identity: {type: None}
-        properties:
-          source: {type: PlatformImage, publisher: Debian, offer: debian-12, sku: 12, version: latest}
-          distribute: [{type: VHD, runOutputName: 2024}]
-        """
+            name: t
+            location: westeurope
+            identity: {type: None}
+            properties:
+              source: {type: PlatformImage, publisher: Debian, offer: debian-12, sku: 12, version: latest}
+              distribute: [{type: VHD, runOutputName: 2024}]
+            """
         let f = load(text, path: "t.yaml")
         #expect(f.errors.isEmpty, "\(f.errors)")
         guard case .platformImage(let s) = f.templates.first?.template.properties.source else { Issue.record("source"); return }
@@ -105,10 +105,10 @@ import Testing
     }
 
     static let base = """
-    {"apiVersion": "VERSION", "name": "t", "location": "westeurope", "identity": {"type": "None"},
-     "properties": {"Source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
-                    "distribute": [{"type": "VHD", "runOutputName": "v"}], "extra": 1}}
-    """
+        {"apiVersion": "VERSION", "name": "t", "location": "westeurope", "identity": {"type": "None"},
+         "properties": {"Source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+                        "distribute": [{"type": "VHD", "runOutputName": "v"}], "extra": 1}}
+        """
 
     @Test func oldVersionsMatchNamesCaseInsensitivelyAndWarnOnUnknown() {
         let f = load(Self.base.replacingOccurrences(of: "VERSION", with: "2023-07-01"))
@@ -118,7 +118,10 @@ import Testing
 
     @Test func newVersionsAreCaseSensitiveAndRejectUnknown() {
         let f = load(Self.base.replacingOccurrences(of: "VERSION", with: "2024-02-01"))
-        #expect(f.errorKeys.sorted() == ["BadSourceType $.properties.source", "InvalidRequestContent $.properties.Source", "InvalidRequestContent $.properties.extra"])
+        #expect(
+            f.errorKeys.sorted() == [
+                "BadSourceType $.properties.source", "InvalidRequestContent $.properties.Source", "InvalidRequestContent $.properties.extra"
+            ])
         #expect(f.errors.first { $0.path.description == "$.properties.Source" }?.message.contains("did you mean 'source'") == true)
     }
 

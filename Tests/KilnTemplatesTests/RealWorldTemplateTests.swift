@@ -87,7 +87,10 @@ import Testing
         #expect(t.apiVersion == APIVersion("2022-02-14"))
         #expect(t.template.location == "westus2")
         guard case .sharedImage(let d) = t.template.properties.distribute.first else { Issue.record("distribute"); return }
-        #expect(d.galleryImageId == "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aibImageRG/providers/Microsoft.Compute/galleries/myIbGallery/images/myIbImageDef")
+        #expect(
+            d.galleryImageId
+                == "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/aibImageRG/providers/Microsoft.Compute/galleries/myIbGallery/images/myIbImageDef"
+        )
         #expect(d.targetRegions.map(\.name) == ["westus2", "eastus"])
         #expect(d.usesDeprecatedReplicationRegions)
     }
@@ -99,11 +102,15 @@ import Testing
         if case .windowsRestart(let r) = c[1] {
             #expect(r.restartCommand == WindowsRestart.defaultRestartCommand)
             #expect(r.restartTimeout == "5m")
-        } else { Issue.record("restart") }
+        } else {
+            Issue.record("restart")
+        }
         if case .powerShell(let p) = c[4] {
             #expect(p.runElevated && p.runAsSystem)
             #expect(p.validExitCodes == [0, 3010])
-        } else { Issue.record("powershell") }
+        } else {
+            Issue.record("powershell")
+        }
         if case .powerShell(let p) = c[0] { #expect(p.validExitCodes == [0]) }
         if case .windowsUpdate(let u) = c[6] { #expect(u.updateLimit == 20 && u.filters.count == 2) }
         if case .file(let file) = c[2] { #expect(file.destination == "c:\\buildArtifacts\\index.html") }
