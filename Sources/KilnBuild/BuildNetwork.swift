@@ -26,6 +26,9 @@ public enum BuildNetworkPolicy: Sendable, Hashable {
 /// host's forwarding, where the `inet kiln` nftables table drops what goes to the host or to internal networks.
 public struct IsolatedNetwork: Sendable, Hashable {
     public let index: Int
+    /// Tells this use of the number from a later one (numbers are reused at once): written to the owner file
+    /// and shown in the build log.
+    public let claim: String
     public var namespace: String { "kiln-b\(index)" }
     public var hostInterface: String { "kb\(index)" }
     /// The host's address on the veth (the namespace's gateway).
@@ -51,7 +54,7 @@ public struct IsolatedNetwork: Sendable, Hashable {
         if let reason = unavailableReason { throw BuildNetworkError(reason) }
         try await HostRules.ensure()
         for index in 1...250 {
-            let n = IsolatedNetwork(index: index)
+            let n = IsolatedNetwork(index: index, claim: String(UUID().uuidString.prefix(8)).lowercased())
             // `ip netns add` fails when the name exists: that is the lock. A namespace left by a killed Kiln (no
             // process inside) is removed and its number reused.
             if (try? await ProcessRunner.run("ip", ["netns", "add", n.namespace], timeout: .seconds(10)))?.status != 0 {
@@ -59,7 +62,7 @@ public struct IsolatedNetwork: Sendable, Hashable {
                 await n.remove()
                 guard (try? await ProcessRunner.run("ip", ["netns", "add", n.namespace], timeout: .seconds(10)))?.status == 0 else { continue }
             }
-            n.claim()
+            n.writeOwner()
             do {
                 try await n.configure()
                 try await HostRules.allow(allow, index: index)
@@ -96,12 +99,12 @@ public struct IsolatedNetwork: Sendable, Hashable {
         }
     }
 
-    /// Who made it: `/run/kiln-netns/<namespace>.owner` holds the pid.
+    /// Who made it: `/run/kiln-netns/<namespace>.owner` holds the pid and the claim.
     var ownerFile: String { "/run/kiln-netns/\(namespace).owner" }
 
-    func claim() {
+    func writeOwner() {
         try? FileManager.default.createDirectory(atPath: "/run/kiln-netns", withIntermediateDirectories: true)
-        try? "\(getpid())\n".write(toFile: ownerFile, atomically: true, encoding: .utf8)
+        try? "\(getpid()) \(claim)\n".write(toFile: ownerFile, atomically: true, encoding: .utf8)
     }
 
     /// The process that made it is gone and no process runs inside (a VM kept for debugging keeps its
@@ -109,7 +112,7 @@ public struct IsolatedNetwork: Sendable, Hashable {
     var isAbandoned: Bool {
         get async {
             if let text = try? String(contentsOfFile: ownerFile, encoding: .utf8),
-                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
+                let first = text.split(whereSeparator: \.isWhitespace).first, let pid = pid_t(first), kill(pid, 0) == 0
             {
                 return false
             }

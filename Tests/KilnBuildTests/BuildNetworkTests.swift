@@ -160,13 +160,14 @@ extension BuildNetworkTests {
         #expect(log.contains("host 10.0.2.2:\(port) unreachable") && log.contains("host 10.214.2.1:\(port) unreachable"), "\(log)")
         for a in hostAddresses { #expect(log.contains("host \(a):\(port) unreachable"), "\(log)") }
         #expect(log.contains("installed from the mirror"), "\(log)")
-        // The namespace went with the VM: gone, or (other builds run beside this test and numbers are reused at
-        // once) made again by another process.
-        let named = String(try #require(log.firstMatch(of: /network: namespace (kiln-b\d+)/)).output.1)
+        // The namespace went with the VM: gone, or (other builds run beside this test, in this process too, and
+        // numbers are reused at once) claimed again by another build.
+        let match = try #require(log.firstMatch(of: /network: namespace (kiln-b\d+) \(claim ([0-9a-f]+)\)/))
+        let (named, claim) = (String(match.output.1), String(match.output.2))
         let left = try await ProcessRunner.run("ip", ["netns", "list"])
         let exists = left.stdout.split(separator: "\n").contains { $0.split(separator: " ").first.map(String.init) == named }
-        let owner = (try? String(contentsOfFile: "/run/kiln-netns/\(named).owner", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(!exists || owner != "\(getpid())", "\(named) is still this process's: \(left.stdout)")
+        let owner = (try? String(contentsOfFile: "/run/kiln-netns/\(named).owner", encoding: .utf8)) ?? ""
+        #expect(!exists || !owner.contains(claim), "\(named) is still this build's (claim \(claim)): \(left.stdout)")
     }
 }
 
