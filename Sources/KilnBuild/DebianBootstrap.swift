@@ -77,8 +77,15 @@ public struct DebianBootstrap: Sendable {
     }
 
     /// Builds (or reuses) the disk for `generation`.
+    ///
+    /// The root file system gets the modes a Debian system expects whatever this process's umask is (`kiln`
+    /// runs with 077): under 077, debootstrap, apt and Kiln's own files made `/etc/machine-id` 0600, which
+    /// systemd-networkd (not root) cannot read, so the guest never asked for a DHCP lease. The umask is the
+    /// process's, so it is 022 for the whole bootstrap and restored afterwards.
     public func build(generation: HyperVGeneration, force: Bool) async throws(BootstrapError) -> Result {
         guard geteuid() == 0 else { throw .needsRoot }
+        let previous = umask(0o022)
+        defer { umask(previous) }
         // One bootstrap at a time per cache: two at once would debootstrap into the same directories.
         let lock: CacheLock
         do { lock = try await CacheLock.acquire((baseDir as NSString).appendingPathComponent(".lock"), waiting: progress) } catch { throw .io("\(error)") }

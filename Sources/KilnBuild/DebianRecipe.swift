@@ -5,7 +5,7 @@ import Foundation
 /// produces a new image instead of silently reusing an old one.
 public enum DebianRecipe {
     /// Bumped when the steps (not the data below) change meaning.
-    public static let revision = "debian-12-r4"
+    public static let revision = "debian-12-r5"
     public static let suite = "bookworm"
     public static let defaultMirror = "http://deb.debian.org/debian"
 
