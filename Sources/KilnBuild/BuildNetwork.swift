@@ -9,7 +9,7 @@ public enum BuildNetworkPolicy: Sendable, Hashable {
     /// The VM's QEMU runs in a network namespace of its own, joined to the host by a veth pair and NATed out.
     /// The host itself (every address it has) and internal networks (loopback, private, link-local, CGNAT,
     /// unique-local) are unreachable from it, except the CIDR blocks in `allow` (a package mirror on the
-    /// LAN, a named internal network). Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN), `ip` and `nft`.
+    /// LAN, a named internal network). Needs CAP_NET_ADMIN (root has it), user namespaces, `ip` and `nft`.
     case isolated(allow: [String])
     /// QEMU user networking in the host's namespace: the guest can reach the host's loopback services.
     case host
@@ -20,15 +20,25 @@ public enum BuildNetworkPolicy: Sendable, Hashable {
     }
 }
 
-/// One build VM's network namespace `kiln-b<N>`: the host side of the veth is `kb<N>` at 10.213.N.1/30, the
-/// namespace side `eth0` at 10.213.N.2/30 with the default route through the host. QEMU's user networking runs
-/// inside, so the guest's 10.0.2.2 is the namespace's own (empty) loopback, and its traffic leaves through the
-/// host's forwarding, where the `inet kiln` nftables table drops what goes to the host or to internal networks.
+/// One build VM's network namespace, `kiln-b<N>` in logs: the host side of the veth is `kb<N>` at 10.213.N.1/30,
+/// the namespace side `eth0` at 10.213.N.2/30 with the default route through the host. QEMU's user networking
+/// runs inside, so the guest's 10.0.2.2 is the namespace's own (empty) loopback, and its traffic leaves through
+/// the host's forwarding, where the `inet kiln` nftables table drops what goes to the host or to internal
+/// networks.
+///
+/// The namespace belongs to a user namespace of Kiln's own user (`unshare --user --map-root-user`), held by a
+/// small process (`holder`) bound to this process's lifetime. So building needs no root: only CAP_NET_ADMIN on
+/// the host, for the veth, the sysctl and the nftables table. Nothing is named in `/run/netns`: the namespaces
+/// end by themselves when the holder and the VM are gone, a Kiln killed outright included, and the veth goes
+/// with them, which frees the number. A number is taken by creating `kb<N>` (the kernel refuses a name that
+/// exists), so concurrent Kiln processes never share one.
 public struct IsolatedNetwork: Sendable, Hashable {
     public let index: Int
-    /// Tells this use of the number from a later one (numbers are reused at once): written to the owner file
-    /// and shown in the build log.
-    public let claim: String
+    /// The namespaces' first process (`sleep` under `unshare`); they are entered through its pid.
+    public let holder: OwnedChild
+    /// Its resolv.conf (bind-mounted over /etc/resolv.conf inside) and its start marker.
+    let directory: String
+
     public var namespace: String { "kiln-b\(index)" }
     public var hostInterface: String { "kb\(index)" }
     /// The host's address on the veth (the namespace's gateway).
@@ -36,33 +46,62 @@ public struct IsolatedNetwork: Sendable, Hashable {
     /// The namespace's address: where QEMU forwards SSH, and what the host connects to.
     public var namespaceAddress: String { "10.213.\(index).2" }
 
-    /// The command prefix that runs a program inside the namespace.
-    public var exec: [String] { ["netns", "exec", namespace] }
+    /// The command prefix that runs a program inside (it execs the program: same pid). The user namespace is
+    /// entered with this process's credentials (its groups, such as kvm, stay), as its root.
+    public var enter: [String] {
+        [Self.nsenter, "--target", String(holder.pid), "--user", "--net", "--mount", "--preserve-credentials", "--"]
+    }
 
     /// Why isolation cannot be set up here, or nil.
     public static var unavailableReason: String? {
-        if geteuid() != 0 { return "not running as root (isolating build VMs needs network namespaces)" }
-        for tool in ["ip", "nft"] where ProcessRunner.which(tool) == nil {
+        if !hasNetworkAdministration {
+            return "this process lacks CAP_NET_ADMIN (run as root, or give Kiln's user the capability: README, \"Running unprivileged\")"
+        }
+        for tool in ["ip", "nft", "unshare", "nsenter"] where ProcessRunner.which(tool) == nil {
             return "\(tool) is not installed (run scripts/install-deps)"
         }
+        if !userNamespacesWork { return "user namespaces are disabled on this host (user.max_user_namespaces, or an LSM policy)" }
         return nil
     }
 
-    /// Creates a namespace for one VM (reusing the number of one whose VM is gone) and makes sure the host's
-    /// forwarding and firewall rules are in place.
+    /// CAP_NET_ADMIN (bit 12) in this process's effective set.
+    static var hasNetworkAdministration: Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let bits = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
+        return bits & (1 << 12) != 0
+    }
+
+    /// Whether this user can make a user namespace (probed once).
+    static let userNamespacesWork: Bool = {
+        guard let unshare = ProcessRunner.which("unshare") else { return false }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: unshare)
+        p.arguments = ["--user", "--map-root-user", "--net", "--mount", "true"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }()
+
+    static var nsenter: String { ProcessRunner.which("nsenter") ?? "/usr/bin/nsenter" }
+
+    /// Creates the namespaces for one VM and makes sure the host's forwarding and firewall rules are in place.
     public static func create(allow: [String]) async throws -> IsolatedNetwork {
         if let reason = unavailableReason { throw BuildNetworkError(reason) }
         try await HostRules.ensure()
+        let (holder, directory) = try await startHolder()
         for index in 1...250 {
-            let n = IsolatedNetwork(index: index, claim: String(UUID().uuidString.prefix(8)).lowercased())
-            // `ip netns add` fails when the name exists: that is the lock. A namespace left by a killed Kiln (no
-            // process inside) is removed and its number reused.
-            if (try? await ProcessRunner.run("ip", ["netns", "add", n.namespace], timeout: .seconds(10)))?.status != 0 {
-                guard await n.isAbandoned else { continue }
+            let n = IsolatedNetwork(index: index, holder: holder, directory: directory)
+            let made = try await ProcessRunner.run(
+                "ip", ["link", "add", n.hostInterface, "type", "veth", "peer", "name", "eth0", "netns", String(holder.pid)], timeout: .seconds(10))
+            if made.status != 0 {
+                if made.combined.contains("File exists") { continue }  // another VM's number
                 await n.remove()
-                guard (try? await ProcessRunner.run("ip", ["netns", "add", n.namespace], timeout: .seconds(10)))?.status == 0 else { continue }
+                throw BuildNetworkError("ip link add \(n.hostInterface): \(made.combined.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
-            n.writeOwner()
             do {
                 try await n.configure()
                 try await HostRules.allow(allow, index: index)
@@ -72,62 +111,70 @@ public struct IsolatedNetwork: Sendable, Hashable {
                 throw error
             }
         }
-        throw BuildNetworkError("no free build network (kiln-b1 … kiln-b250 are all in use)")
+        await IsolatedNetwork(index: 0, holder: holder, directory: directory).remove()
+        throw BuildNetworkError("no free build network (kb1 … kb250 are all in use)")
+    }
+
+    /// Starts the holder: new user, network and mount namespaces, with the host's upstream DNS servers as
+    /// /etc/resolv.conf inside (QEMU's DNS forwarder reads it; a loopback resolver such as systemd-resolved's
+    /// 127.0.0.53 would be the namespace's own). It is ready when its marker exists.
+    static func startHolder() async throws -> (OwnedChild, String) {
+        let directory = NSTemporaryDirectory() + "kiln-netns-\(UUID().uuidString.prefix(8).lowercased())"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try Resolvers.upstream.map { "nameserver \($0)\n" }.joined().write(toFile: directory + "/resolv.conf", atomically: true, encoding: .utf8)
+        } catch {
+            throw BuildNetworkError("cannot prepare \(directory): \(error)")
+        }
+        let script = #"mount --bind "$1/resolv.conf" /etc/resolv.conf && touch "$1/ready" && exec sleep infinity"#
+        let holder: OwnedChild
+        do {
+            holder = try BackgroundProcess.spawnOwned(
+                ProcessRunner.which("unshare") ?? "/usr/bin/unshare",
+                ["--user", "--map-root-user", "--net", "--mount", "--", "/bin/sh", "-c", script, "kiln-netns", directory],
+                output: directory + "/holder.out")
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw BuildNetworkError("unshare: \(error)")
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            if FileManager.default.fileExists(atPath: directory + "/ready") { return (holder, directory) }
+            if kill(holder.pid, 0) != 0 { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let out = (try? String(contentsOfFile: directory + "/holder.out", encoding: .utf8)) ?? ""
+        kill(holder.pid, SIGKILL)
+        try? FileManager.default.removeItem(atPath: directory)
+        throw BuildNetworkError("the namespace did not start: \(out.isEmpty ? "no message" : out.trimmingCharacters(in: .whitespacesAndNewlines))")
     }
 
     func configure() async throws {
-        // QEMU's DNS forwarder reads resolv.conf; inside the namespace a loopback resolver (systemd-resolved's
-        // 127.0.0.53) is the namespace's own, so it gets the upstream servers (`ip netns exec` mounts this file).
-        let dir = "/etc/netns/\(namespace)"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let servers = Resolvers.upstream
-        try? (servers.map { "nameserver \($0)\n" }.joined()).write(toFile: dir + "/resolv.conf", atomically: true, encoding: .utf8)
         let steps: [[String]] = [
-            ["link", "add", hostInterface, "type", "veth", "peer", "name", "eth0", "netns", namespace],
-            ["addr", "add", "\(hostAddress)/30", "dev", hostInterface],
-            ["link", "set", hostInterface, "up"],
-            ["-n", namespace, "addr", "add", "\(namespaceAddress)/30", "dev", "eth0"],
-            ["-n", namespace, "link", "set", "eth0", "up"],
-            ["-n", namespace, "link", "set", "lo", "up"],
-            ["-n", namespace, "route", "add", "default", "via", hostAddress]
+            ["ip", "addr", "add", "\(hostAddress)/30", "dev", hostInterface],
+            ["ip", "link", "set", hostInterface, "up"],
+            enter + ["ip", "addr", "add", "\(namespaceAddress)/30", "dev", "eth0"],
+            enter + ["ip", "link", "set", "eth0", "up"],
+            enter + ["ip", "link", "set", "lo", "up"],
+            enter + ["ip", "route", "add", "default", "via", hostAddress]
         ]
-        for args in steps {
-            let r = try await ProcessRunner.run("ip", args, timeout: .seconds(10))
+        for argv in steps {
+            let r = try await ProcessRunner.run(argv[0], Array(argv.dropFirst()), timeout: .seconds(10))
             guard r.status == 0 else {
-                throw BuildNetworkError("ip \(args.joined(separator: " ")): \(r.combined.trimmingCharacters(in: .whitespacesAndNewlines))")
+                throw BuildNetworkError(
+                    "\(argv.suffix(from: argv.firstIndex(of: "ip") ?? 0).joined(separator: " ")): \(r.combined.trimmingCharacters(in: .whitespacesAndNewlines))"
+                )
             }
         }
     }
 
-    /// Who made it: `/run/kiln-netns/<namespace>.owner` holds the pid and the claim.
-    var ownerFile: String { "/run/kiln-netns/\(namespace).owner" }
-
-    func writeOwner() {
-        try? FileManager.default.createDirectory(atPath: "/run/kiln-netns", withIntermediateDirectories: true)
-        try? "\(getpid()) \(claim)\n".write(toFile: ownerFile, atomically: true, encoding: .utf8)
-    }
-
-    /// The process that made it is gone and no process runs inside (a VM kept for debugging keeps its
-    /// namespace after its owner exits).
-    var isAbandoned: Bool {
-        get async {
-            if let text = try? String(contentsOfFile: ownerFile, encoding: .utf8),
-                let first = text.split(whereSeparator: \.isWhitespace).first, let pid = pid_t(first), kill(pid, 0) == 0
-            {
-                return false
-            }
-            guard let r = try? await ProcessRunner.run("ip", ["netns", "pids", namespace], timeout: .seconds(10)), r.status == 0 else { return false }
-            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-        }
-    }
-
-    /// Removes the namespace (its veth goes with it). Best effort.
+    /// Ends the namespaces once the VM is gone (a VM kept running keeps them: it is a process inside). Best
+    /// effort.
     public func remove() async {
-        await HostRules.forget(index: index)
-        _ = try? await ProcessRunner.run("ip", ["netns", "del", namespace], timeout: .seconds(10))
-        try? FileManager.default.removeItem(atPath: "/etc/netns/\(namespace)")
-        try? FileManager.default.removeItem(atPath: ownerFile)
-        _ = try? await ProcessRunner.run("ip", ["link", "del", hostInterface], timeout: .seconds(10))
+        if index > 0 { await HostRules.forget(index: index) }
+        kill(holder.pid, SIGKILL)
+        if index > 0 { _ = try? await ProcessRunner.run("ip", ["link", "del", hostInterface], timeout: .seconds(10)) }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

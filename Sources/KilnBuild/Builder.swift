@@ -248,7 +248,7 @@ public struct Builder: Sendable {
         do {
             try await vm.start(onWaitForSlot: { log.line("waiting for a free VM slot (KILN_MAX_VMS: at most that many build VMs run on this host at once)") })
             if let n = await vm.network {
-                log.line("network: namespace \(n.namespace) (claim \(n.claim)); the build host and internal networks are unreachable from the VM")
+                log.line("network: namespace \(n.namespace) (pid \(n.holder.pid)); the build host and internal networks are unreachable from the VM")
             } else {
                 log.line(
                     "network: QEMU user networking on the host (\(IsolatedNetwork.unavailableReason ?? "isolation turned off")); the VM can reach the host's loopback services at 10.0.2.2"

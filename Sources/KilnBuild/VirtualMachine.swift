@@ -185,9 +185,10 @@ public actor VirtualMachine {
             throw CommandError(command: "qemu-system-x86_64", status: 127, output: "", reason: "not installed (run scripts/install-deps)")
         }
         // Its own process group: a Ctrl-C meant for kiln does not kill the VM mid-capture. In a build namespace,
-        // `ip netns exec` enters it and execs QEMU (same pid, QEMU's command line).
-        if let network, let ip = ProcessRunner.which("ip") {
-            return try BackgroundProcess.spawnOwned(ip, network.exec + [exe] + arguments, output: output)
+        // nsenter enters it and execs QEMU (same pid, QEMU's command line).
+        if let network {
+            let enter = network.enter
+            return try BackgroundProcess.spawnOwned(enter[0], Array(enter.dropFirst()) + [exe] + arguments, output: output)
         }
         return try BackgroundProcess.spawnOwned(exe, arguments, output: output)
     }

@@ -12,6 +12,7 @@ struct OutsideHost {
     var address: String { "10.214.\(index).2" }
     var network: String { "10.214.\(index).0/30" }
     let server: OwnedChild
+    var enter: [String] { [ProcessRunner.which("ip") ?? "/usr/sbin/ip", "netns", "exec", namespace] }
 
     static func start(index: Int, root: String) async throws -> OutsideHost {
         let ns = "kiln-t-out\(index)"
@@ -33,7 +34,7 @@ struct OutsideHost {
         let host = OutsideHost(index: index, server: server)
         // Up when it answers from its own namespace.
         for _ in 0..<100 {
-            if await BuildNetworkTests.reach(ns, host.address, 8080) { return host }
+            if await BuildNetworkTests.reach(host.enter, host.address, 8080) { return host }
             try await Task.sleep(for: .milliseconds(100))
         }
         Issue.record("the outside host's server did not start")
@@ -49,12 +50,17 @@ struct OutsideHost {
 
 @Suite(.enabled(if: IsolatedNetwork.unavailableReason == nil, "needs root, ip and nft"), .serialized)
 struct BuildNetworkTests {
-    /// Whether a TCP connection from namespace `ns` to host:port is accepted within 3 s.
-    static func reach(_ ns: String, _ host: String, _ port: Int) async -> Bool {
+    /// Whether a TCP connection from inside a namespace (`enter`: the command prefix that runs a program there)
+    /// to host:port is accepted within 3 s.
+    static func reach(_ enter: [String], _ host: String, _ port: Int) async -> Bool {
         let r = try? await ProcessRunner.run(
-            "ip", ["netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/\(host)/\(port)"],
-            timeout: .seconds(10))
+            enter[0], Array(enter.dropFirst()) + ["timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/\(host)/\(port)"], timeout: .seconds(10))
         return r?.status == 0
+    }
+
+    /// The process is gone (exited and reaped).
+    static func gone(_ pid: pid_t) async -> Bool {
+        await eventually(.seconds(5)) { kill(pid, 0) != 0 } != nil
     }
 
     @Test func aBuildNamespaceReachesAllowedNetworksButNotTheHost() async throws {
@@ -78,15 +84,15 @@ struct BuildNetworkTests {
             hostAddresses += out.stdout.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { $0.contains(".") }
         }
         for address in hostAddresses {
-            #expect(!(await Self.reach(allowed.namespace, address, port)), "the build namespace reached the host at \(address):\(port)")
+            #expect(!(await Self.reach(allowed.enter, address, port)), "the build namespace reached the host at \(address):\(port)")
         }
-        #expect(await Self.reach(allowed.namespace, outside.address, 8080), "the allowed network was not reachable")
-        #expect(!(await Self.reach(closed.namespace, outside.address, 8080)), "a private network was reachable without an allowance")
-        #expect(!(await Self.reach(closed.namespace, "169.254.169.254", 80)))
+        #expect(await Self.reach(allowed.enter, outside.address, 8080), "the allowed network was not reachable")
+        #expect(!(await Self.reach(closed.enter, outside.address, 8080)), "a private network was reachable without an allowance")
+        #expect(!(await Self.reach(closed.enter, "169.254.169.254", 80)))
         // The host reaches into the namespace (how Kiln's SSH gets to the guest).
         let inside = try BackgroundProcess.spawnOwned(
-            try #require(ProcessRunner.which("ip")),
-            ["netns", "exec", allowed.namespace, "python3", "-m", "http.server", "2222", "--bind", allowed.namespaceAddress, "--directory", root],
+            allowed.enter[0],
+            Array(allowed.enter.dropFirst()) + ["python3", "-m", "http.server", "2222", "--bind", allowed.namespaceAddress, "--directory", root],
             output: root + "/inside.log")
         defer { kill(inside.pid, SIGKILL) }
         let intoNamespace = await eventually(.seconds(10)) {
@@ -98,14 +104,8 @@ struct BuildNetworkTests {
         await allowed.remove()
         await closed.remove()
         await outside.stop()
-        let left = try await ProcessRunner.run("ip", ["netns", "list"])
-        let names = left.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
-        // Gone, or made again by another process (builds run beside this test; numbers are reused at once).
-        for n in [allowed, closed] where names.contains(n.namespace) {
-            #expect(
-                (try? String(contentsOfFile: n.ownerFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) != "\(getpid())",
-                "\(n.namespace) is still this process's: \(left.stdout)")
-        }
+        // The namespaces end with their holders; the veth goes with them.
+        for n in [allowed, closed] { #expect(await Self.gone(n.holder.pid), "\(n.namespace)'s holder \(n.holder.pid) is still running") }
     }
 }
 
@@ -160,14 +160,9 @@ extension BuildNetworkTests {
         #expect(log.contains("host 10.0.2.2:\(port) unreachable") && log.contains("host 10.214.2.1:\(port) unreachable"), "\(log)")
         for a in hostAddresses { #expect(log.contains("host \(a):\(port) unreachable"), "\(log)") }
         #expect(log.contains("installed from the mirror"), "\(log)")
-        // The namespace went with the VM: gone, or (other builds run beside this test, in this process too, and
-        // numbers are reused at once) claimed again by another build.
-        let match = try #require(log.firstMatch(of: /network: namespace (kiln-b\d+) \(claim ([0-9a-f]+)\)/))
-        let (named, claim) = (String(match.output.1), String(match.output.2))
-        let left = try await ProcessRunner.run("ip", ["netns", "list"])
-        let exists = left.stdout.split(separator: "\n").contains { $0.split(separator: " ").first.map(String.init) == named }
-        let owner = (try? String(contentsOfFile: "/run/kiln-netns/\(named).owner", encoding: .utf8)) ?? ""
-        #expect(!exists || !owner.contains(claim), "\(named) is still this build's (claim \(claim)): \(left.stdout)")
+        // The namespace went with the VM: its holder is gone.
+        let holder = try #require(log.firstMatch(of: /network: namespace kiln-b\d+ \(pid (\d+)\)/)).output.1
+        #expect(await Self.gone(try #require(pid_t(holder))), "the build's namespace holder \(holder) is still running")
     }
 }
 

@@ -507,6 +507,12 @@ extension TemplateCLITests {
             )
             .replacingOccurrences(of: #""identity": {"type": "None"}"#, with: identity))
         let commit = try repo.push("a template with a private script")
+        // The repository is private: served over HTTP to a client with the git token only.
+        let gitToken = "git-" + UUID().uuidString.lowercased()
+        try "\(gitToken)\n".write(toFile: repo.dir + "/git.token", atomically: true, encoding: .utf8)
+        try repo.run("git", "-C", repo.remote, "config", "http.receivepack", "true")
+        let gitServer = try await PrivateGitServer.start(root: repo.dir, token: gitToken)
+        defer { gitServer.stop() }
         let config = """
             dataDir: \(Self.data)
             logging:
@@ -519,7 +525,8 @@ extension TemplateCLITests {
                     tokenFile: \(repo.dir)/artifact.token
             repositories:
               - name: svc
-                url: \(repo.remote)
+                url: \(gitServer.url("remote.git"))
+                credentials: { tokenFile: \(repo.dir)/git.token }
                 interval: 2s
             server:
               listen: 127.0.0.1:0
@@ -570,16 +577,21 @@ extension TemplateCLITests {
             try repo.run("git", "-C", repo.remote, "log", "-p", "--all", "--format=%H %s%n%b")
             + (try repo.run("git", "-C", repo.remote, "notes", "--ref=kiln", "show", commit))
         #expect(gitText.contains("svc-e2e: Succeeded"))
-        #expect(!gitText.contains(token), "the token is in the remote's history")
-        #expect(!logs.contains(token), "the token is in the logs")
-        let grep = try await spawnAndWait(["/bin/grep", "-r", "-a", "-F", "-l", token, Self.data])
-        #expect(grep.status == 1, "the token is in the data directory: \(grep.stdout)")
+        #expect(gitServer.requests.contains { $0.hasPrefix("POST /remote.git/git-receive-pack") && $0.hasSuffix(" 200") }, "\(gitServer.requests)")
+        for secret in [token, gitToken] {
+            #expect(!gitText.contains(secret), "a token is in the remote's history")
+            #expect(!logs.contains(secret), "a token is in the logs")
+            let grep = try await spawnAndWait(["/bin/grep", "-r", "-a", "-F", "-l", secret, Self.data])
+            #expect(grep.status == 1, "a token is in the data directory: \(grep.stdout)")
+        }
         // Nor in the captured image: the fixed VHD is the disk byte for byte, deleted blocks included.
         let output = try Self.json(try await Self.k("template", "output", "svc-e2e", "svc-e2e-vhd", "--output", "json"))
         let vhdURI = try #require((output["properties"] as? [String: Any])?["artifactUri"] as? String)
         let vhd = try #require(URL(string: vhdURI)?.path)
-        let inImage = try await spawnAndWait(["/bin/grep", "-c", "-a", "-F", token, vhd])
-        #expect(inImage.status == 1, "the token is in the captured image \(vhd): \(inImage.stdout)")
+        for secret in [token, gitToken] {
+            let inImage = try await spawnAndWait(["/bin/grep", "-c", "-a", "-F", secret, vhd])
+            #expect(inImage.status == 1, "a token is in the captured image \(vhd): \(inImage.stdout)")
+        }
         // Nothing Kiln wrote for this build can be read by other users.
         let exposed = Self.worldReadable(under: Self.data).filter { !$0.hasPrefix("images/") }  // the catalog's public OS images
         #expect(exposed.isEmpty, "world-readable: \(exposed.prefix(20))")
