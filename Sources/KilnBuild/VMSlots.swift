@@ -34,29 +34,43 @@ public struct VMSlots: Sendable {
         deinit { close(fd) }
     }
 
-    /// Waits for a free slot; `onWait` is called once if it has to wait. Cancellation ends the wait (nil).
-    public func acquire(onWait: @Sendable () -> Void = {}) async -> Slot? {
+    /// Waits for a free slot; `onWait` is called once if it has to wait. Cancellation ends the wait. A slot
+    /// file this process cannot open (another user's directory) is an error at once: waiting would never end.
+    public func acquire(onWait: @Sendable () -> Void = {}) async throws(VMSlotsError) -> Slot {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var told = false
         while !Task.isCancelled {
-            if let slot = tryAcquire() { return slot }
+            if let slot = try tryAcquire() { return slot }
             if !told {
                 onWait()
                 told = true
             }
             try? await Task.sleep(for: .milliseconds(500))
         }
-        return nil
+        throw .canceled
     }
 
-    func tryAcquire() -> Slot? {
+    func tryAcquire() throws(VMSlotsError) -> Slot? {
         for i in 0..<limit {
             let path = (directory as NSString).appendingPathComponent("slot-\(i)")
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
-            guard fd >= 0 else { continue }
+            guard fd >= 0 else { throw .unusable(path: path, reason: String(cString: strerror(errno))) }
             if flock(fd, LOCK_EX | LOCK_NB) == 0 { return Slot(index: i, fd: fd) }
             close(fd)
         }
         return nil
+    }
+}
+
+public enum VMSlotsError: Error, Sendable, Hashable, CustomStringConvertible {
+    case canceled
+    /// The slot file cannot be opened (KILN_VM_SLOTS_DIR belongs to another user, …).
+    case unusable(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .canceled: return "canceled while waiting for a free VM slot"
+        case .unusable(let path, let reason): return "cannot use the VM slot \(path) (KILN_VM_SLOTS_DIR): \(reason)"
+        }
     }
 }

@@ -130,8 +130,7 @@ public actor VirtualMachine {
     public func start(onWaitForSlot: @Sendable () -> Void = {}) async throws(VMError) {
         let c = configuration
         if let slots = VMSlots.fromEnvironment() {
-            guard let held = await slots.acquire(onWait: onWaitForSlot) else { throw .startFailed("canceled while waiting for a free VM slot") }
-            slot = held
+            do { slot = try await slots.acquire(onWait: onWaitForSlot) } catch { throw .startFailed("\(error)") }
         }
         do {
             try FileManager.default.ensureDirectory(c.runDirectory)

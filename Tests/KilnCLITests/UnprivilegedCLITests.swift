@@ -16,12 +16,16 @@ extension TemplateCLITests {
     }
 
     /// Runs kiln as `user` with exactly `capabilities` (ambient, inheritable and bounding), as systemd would.
-    static func kilnAs(_ user: String, capabilities: [String], _ args: [String]) async throws -> CLITests.Result {
+    /// The host-wide VM limit of the tests (`KILN_MAX_VMS`, slots in a directory of root's) is kept: the command
+    /// runs while holding slot 0 there (`flock`), with a slot directory of the user's own.
+    static func kilnAs(_ user: String, capabilities: [String], slots: String, _ args: [String]) async throws -> CLITests.Result {
         let caps = (["-all"] + capabilities.map { "+" + $0.lowercased().replacingOccurrences(of: "cap_", with: "") }).joined(separator: ",")
+        let env = ProcessInfo.processInfo.environment
+        let hold = env["KILN_MAX_VMS"] != nil ? env["KILN_VM_SLOTS_DIR"].map { ["/usr/bin/flock", $0 + "/slot-0"] } ?? [] : []
         return try await spawnAndWait(
-            [
+            hold + [
                 "/usr/bin/setpriv", "--reuid", user, "--regid", user, "--init-groups", "--inh-caps", caps, "--ambient-caps", caps,
-                "--bounding-set", caps, "--no-new-privs", "--", CLITests.binary
+                "--bounding-set", caps, "--no-new-privs", "--", "/usr/bin/env", "KILN_VM_SLOTS_DIR=\(slots)", CLITests.binary
             ] + args)
     }
 
@@ -63,22 +67,24 @@ extension TemplateCLITests {
         let chown = try await spawnAndWait(["/bin/chown", "-R", "\(user):\(user)", dir])
         try #require(chown.status == 0, "\(chown.stderr)")
 
-        let bootstrap = try await Self.kilnAs(user, capabilities: capabilities, ["images", "bootstrap", "debian-12", "--data-dir", data])
+        let bootstrap = try await Self.kilnAs(user, capabilities: capabilities, slots: dir + "/slots", ["images", "bootstrap", "debian-12", "--data-dir", data])
         #expect(bootstrap.status != 0 && bootstrap.stderr.contains("bootstrapping needs root"), "\(bootstrap.stdout)\(bootstrap.stderr)")
         let imported = try await Self.kilnAs(
-            user, capabilities: capabilities,
+            user, capabilities: capabilities, slots: dir + "/slots",
             [
                 "images", "import", dir + "/debian.qcow2", "--publisher", "Debian", "--offer", "debian-12", "--sku", "12-gen2", "--version", "1.0.0",
                 "--generation", "V2", "--data-dir", data
             ])
         #expect(imported.status == 0, "\(imported.stdout)\(imported.stderr)")
-        let created = try await Self.kilnAs(user, capabilities: capabilities, ["template", "create", dir + "/project/unpriv.json", "--data-dir", data])
+        let created = try await Self.kilnAs(
+            user, capabilities: capabilities, slots: dir + "/slots", ["template", "create", dir + "/project/unpriv.json", "--data-dir", data])
         #expect(created.status == 0, "\(created.stdout)\(created.stderr)")
-        let run = try await Self.kilnAs(user, capabilities: capabilities, ["template", "run", "unpriv", "--wait", "--output", "json", "--data-dir", data])
+        let run = try await Self.kilnAs(
+            user, capabilities: capabilities, slots: dir + "/slots", ["template", "run", "unpriv", "--wait", "--output", "json", "--data-dir", data])
         let result = try Self.json(run)
         #expect(run.status == 0, "\(result["message"] ?? "")\n\(run.stderr)")
         #expect(result["runState"] as? String == "Succeeded", "\(result)")
-        let log = try await Self.kilnAs(user, capabilities: capabilities, ["template", "logs", "unpriv", "--data-dir", data]).stdout
+        let log = try await Self.kilnAs(user, capabilities: capabilities, slots: dir + "/slots", ["template", "logs", "unpriv", "--data-dir", data]).stdout
         #expect(log.contains("network: namespace kiln-b"), "\(log)")
         #expect(log.contains("host-service-unreachable"), "\(log)")
         // Everything it wrote is its own.
