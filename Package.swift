@@ -133,7 +133,7 @@ let package = Package(
         .target(
             name: "KilnServer",
             dependencies: [
-                "KilnCore", "KilnGitOps", "KilnStore",
+                "KilnCore", "KilnGitOps", "KilnStore", "KilnSystem",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -60,9 +60,9 @@ public struct KilnConfiguration: Sendable {
     public var allowOnlyRegions: [String]?
     public var identities = IdentityConfig()
     public var repositories: [Repository] = []
-    public var listen: String?
+    public var listen: ListenAddress?
     /// Where `/readyz` and `/metrics` are served instead of `listen` (kept off a public webhook port).
-    public var metricsListen: String?
+    public var metricsListen: ListenAddress?
     /// What templates' artifact references may reach (`artifacts` and `distribution`); closed by default.
     public var artifactPolicy = ArtifactPolicy.untrusted
     /// Build VMs' network (`build.network`, `build.allowNetworks`): isolated from the host by default.
@@ -109,8 +109,8 @@ public struct KilnConfiguration: Sendable {
         if let author { out["author"] = .string("\(author.name) <\(author.email)>") }
         if let allowOnlyRegions { out["allowOnlyRegions"] = .array(allowOnlyRegions.map(JSONValue.string)) }
         if let listen {
-            var server: [String: JSONValue] = ["listen": .string(listen)]
-            if let metricsListen { server["metricsListen"] = .string(metricsListen) }
+            var server: [String: JSONValue] = ["listen": .string(listen.text)]
+            if let metricsListen { server["metricsListen"] = .string(metricsListen.text) }
             out["server"] = .object(server)
         }
         out["identities"] = .array(
@@ -332,17 +332,11 @@ struct ConfigReader {
     mutating func server(_ node: SourceNode, into c: inout KilnConfiguration) {
         let m = members(node, "$.server", allowed: ["listen", "metricsListen"])
         if let l = string(m, "listen", "$.server") {
-            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) {
-                c.listen = l
-            } else {
-                problem(m["listen"]?.0, "$.server.listen", "write it as HOST:PORT, like 0.0.0.0:8080", line: m["listen"]?.1)
-            }
+            do { c.listen = try ListenAddress(parsing: l) } catch { problem(m["listen"]?.0, "$.server.listen", "\(error)", line: m["listen"]?.1) }
         }
         if let l = string(m, "metricsListen", "$.server") {
-            if let colon = l.lastIndex(of: ":"), let port = Int(l[l.index(after: colon)...]), (0...65535).contains(port) {
-                c.metricsListen = l
-            } else {
-                problem(m["metricsListen"]?.0, "$.server.metricsListen", "write it as HOST:PORT, like 127.0.0.1:9090", line: m["metricsListen"]?.1)
+            do { c.metricsListen = try ListenAddress(parsing: l) } catch {
+                problem(m["metricsListen"]?.0, "$.server.metricsListen", "\(error)", line: m["metricsListen"]?.1)
             }
             if m["listen"] == nil {
                 problem(m["metricsListen"]?.0, "$.server.metricsListen", "needs server.listen (the webhook port) too", line: m["metricsListen"]?.1)

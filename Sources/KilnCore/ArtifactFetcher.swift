@@ -38,29 +38,23 @@ public struct ArtifactFetcher: Sendable {
         self.policy = policy
     }
 
-    public enum Kind: Sendable, Equatable { case http, file, relative }
-
     /// A URL as messages and logs show it: without its query (see `ArtifactReference.shown`).
     public static func shown(_ reference: String) -> String { ArtifactReference.shown(reference) }
 
-    /// What a reference is, or why it is not one Kiln can fetch (syntax only; the policy is separate).
-    public static func classify(_ reference: String) -> Result<Kind, FetchError> {
+    /// The reference parsed (`ArtifactReference`, the one syntax), or why it is not one Kiln can fetch. Syntax
+    /// only; the policy is checked on what is opened.
+    public static func parse(_ reference: String) -> Result<ArtifactReference, FetchError> {
         if let problem = ArtifactReference.problem(with: reference) { return .failure(FetchError("\(shown(reference)): \(problem)")) }
-        switch ArtifactReference(reference) {
-        case .https?, .http?:
-            guard let u = URL(string: reference), u.host != nil else { return .failure(FetchError("\(shown(reference)) is not a valid URL")) }
-            return .success(.http)
-        case .file?: return .success(.file)
-        case .relative?: return .success(.relative)
-        case nil: return .failure(FetchError("\(shown(reference)): not a reference Kiln can fetch"))
-        }
+        guard let parsed = ArtifactReference(reference) else { return .failure(FetchError("\(shown(reference)): not a reference Kiln can fetch")) }
+        if case .https = parsed, URL(string: reference)?.host == nil { return .failure(FetchError("\(shown(reference)) is not a valid URL")) }
+        if case .http = parsed, URL(string: reference)?.host == nil { return .failure(FetchError("\(shown(reference)) is not a valid URL")) }
+        return .success(parsed)
     }
 
     public func fetch(_ reference: String) async throws(FetchError) -> Data {
-        switch Self.classify(reference) {
+        switch Self.parse(reference) {
         case .failure(let e): throw e
-        case .success(.file):
-            guard case .file(let path)? = ArtifactReference(reference) else { throw FetchError("\(reference) is not a file:// URI") }
+        case .success(.file(let path)):
             if let problem = policy.fileProblem(path) { throw FetchError(problem) }
             return try LocalFile.read(DirectoryArtifactSource.resolved(path), shown: path, maxBytes: maxBytes)
         case .success(.relative):
@@ -69,7 +63,7 @@ public struct ArtifactFetcher: Sendable {
             }
             guard let data = try await relative.read(reference) else { throw FetchError("\(reference) was not found in \(relative.description)") }
             return data
-        case .success(.http):
+        case .success(.https), .success(.http):
             return try await fetchHTTP(reference)
         }
     }

@@ -3,6 +3,7 @@ import Hummingbird
 import KilnCore
 import KilnGitOps
 import KilnStore
+import KilnSystem
 import Logging
 import ServiceLifecycle
 
@@ -58,18 +59,12 @@ public enum ControllerServer {
         }
     }
 
-    /// `host:port` → Hummingbird's bind address; validated at the edge.
-    public static func address(_ listen: String) throws -> BindAddress {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw WebhookError.invalid("listen address \(listen): write it as HOST:PORT, like 0.0.0.0:8080")
-        }
-        let host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return .hostname(host.isEmpty ? "0.0.0.0" : host, port: port)
-    }
+    /// Hummingbird's bind address (the text was checked where it was read: `ListenAddress`).
+    static func address(_ listen: ListenAddress) -> BindAddress { .hostname(listen.host, port: listen.port) }
 
     /// `/healthz` always; the rest as `routes` says.
     public static func application(
-        listen: String, routes: Routes = .all, repositories: [Repository], metrics: ControllerMetrics,
+        listen: ListenAddress, routes: Routes = .all, repositories: [Repository], metrics: ControllerMetrics,
         readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
@@ -78,16 +73,16 @@ public enum ControllerServer {
         if routes.contains(.observability) { observabilityRoutes(router, metrics: metrics, readiness: readiness, logger: logger) }
         if routes.contains(.webhooks) { webhookRoutes(router, repositories: repositories, metrics: metrics, logger: logger) }
         return Application(
-            router: router, configuration: .init(address: try address(listen), serverName: "kiln"),
+            router: router, configuration: .init(address: address(listen), serverName: "kiln"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 
     /// One application per listener (`address`, `routes`), ready for `serve`. `onRunning` gets the listener and
     /// the port it bound (useful with port 0).
     public static func applications(
-        _ listeners: [(address: String, routes: Routes)], repositories: [Repository], metrics: ControllerMetrics,
+        _ listeners: [(address: ListenAddress, routes: Routes)], repositories: [Repository], metrics: ControllerMetrics,
         readiness: @escaping @Sendable () async -> Readiness, logger: Logger,
-        onRunning: @escaping @Sendable (String, Routes, Int) async -> Void
+        onRunning: @escaping @Sendable (ListenAddress, Routes, Int) async -> Void
     ) throws -> [any Service] {
         try listeners.map { listener -> any Service in
             try application(

@@ -56,11 +56,13 @@ public struct LoadedTemplate: Sendable, Hashable {
     /// Where the resource sits in its file (`$` or `$.resources[1]`).
     public var resourcePath: JSONPath
     public var line: Int
-    /// `sha256:<hex>` of the template's canonical form alone; see `ContentHash`. (GitOps compares a hash that
-    /// also covers the repository files the template references: `DesiredTemplate.contentHash`.)
-    public var contentHash: String
     /// The line of each `scriptUri` / `sourceUri`, by its JSON path in the file.
     public var artifactLines: [String: Int] = [:]
+
+    /// `sha256:<hex>` of the template's canonical form alone; see `ContentHash`. Computed when asked: GitOps
+    /// never asks, it compares a hash that also covers the repository files the template references
+    /// (`DesiredTemplate.contentHash`).
+    public var contentHash: String { ContentHash.of(template) }
 }
 
 /// A resource of a deployment template that Kiln does not handle (reported, not an error).
@@ -227,8 +229,7 @@ public enum TemplateLoader {
             subscription: scope.subscriptionId, resourceGroup: scope.resourceGroup,
             providerNamespace: "Microsoft.VirtualMachineImages", segments: [(type: "imageTemplates", name: t.name)])
         return LoadedTemplate(
-            resourceId: id, template: t, status: status, apiVersion: version, resourcePath: path, line: line,
-            contentHash: ContentHash.of(t), artifactLines: artifactLines)
+            resourceId: id, template: t, status: status, apiVersion: version, resourcePath: path, line: line, artifactLines: artifactLines)
     }
 
     /// The resource's api-version, checked; the newest when absent or unusable (the error is reported).

@@ -1,4 +1,4 @@
-// Typed command-line values: durations, commit authors, listen addresses.
+// Typed command-line values: durations, commit authors.
 import ArgumentParser
 import Foundation
 import KilnGit
@@ -71,23 +71,4 @@ struct Author: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertibl
         guard isValid else { throw ValidationError("--author \(self): \(Self.hint)") }
         return GitSignature(name: name, email: email)
     }
-}
-
-/// Where the controller listens: `HOST:PORT` (`:PORT` or `[::]:PORT` too), a port from 0 to 65535.
-struct ListenAddress: ExpressibleByArgument, Sendable, Hashable, CustomStringConvertible {
-    /// As written; the server binds it (`ControllerServer.address`).
-    let text: String
-
-    /// The error says how to write it.
-    init(parsing text: String) throws {
-        _ = try ControllerServer.address(text)
-        self.text = text
-    }
-
-    init?(argument: String) {
-        guard let a = try? ListenAddress(parsing: argument) else { return nil }
-        self = a
-    }
-
-    var description: String { text }
 }

@@ -74,9 +74,8 @@ struct ControllerCommand: KilnCommand {
     func run(_ env: KilnEnvironment) async throws {
         let config = env.configuration
         let repos = try self.repo.resolvedAll(config)
-        let listen = self.listen?.text ?? config?.listen
-        if let l = listen { do { _ = try ControllerServer.address(l) } catch { throw ValidationError("server.listen: \(error)") } }
-        let metricsListen = self.metricsListen?.text ?? config?.metricsListen
+        let listen = self.listen ?? config?.listen
+        let metricsListen = self.metricsListen ?? config?.metricsListen
         if metricsListen != nil, listen == nil { throw ValidationError("--metrics-listen needs --listen (or server.listen in the configuration)") }
         if webhookSecretFile != nil, listen == nil { throw ValidationError("--webhook-secret-file needs --listen (or server.listen in the configuration)") }
         let core = try await Template.core(env)
@@ -180,24 +179,24 @@ struct ControllerCommand: KilnCommand {
     /// Runs the group while serving health, readiness, metrics and the webhooks on `listen` (readiness and
     /// metrics on `metricsListen` instead, when given).
     func serve(
-        _ group: ControllerGroup, listen: String, metricsListen: String?, hooks: [ControllerServer.Repository],
+        _ group: ControllerGroup, listen: ListenAddress, metricsListen: ListenAddress?, hooks: [ControllerServer.Repository],
         metrics: ControllerMetrics, core: KilnCore
     ) async throws {
         var logger = Logger(label: "kiln.server")
         logger.logLevel = global.verbose ? .info : .warning
-        var listeners: [(address: String, routes: ControllerServer.Routes)] = [(listen, metricsListen == nil ? .all : .webhooks)]
+        var listeners: [(address: ListenAddress, routes: ControllerServer.Routes)] = [(listen, metricsListen == nil ? .all : .webhooks)]
         if let metricsListen { listeners.append((metricsListen, .observability)) }
         let apps = try ControllerServer.applications(
             listeners, repositories: hooks, metrics: metrics, readiness: { await Readiness.check(group, core: core) }, logger: logger,
             onRunning: { address, routes, port in
-                let host = address.split(separator: ":").dropLast().joined(separator: ":")
+                let host = address.text.split(separator: ":").dropLast().joined(separator: ":")
                 let label = routes == .observability ? "metrics on " : ""
                 printError("kiln controller: serving \(label)\(host):\(port) (\(routes.paths))")
             })
         do {
             try await ControllerServer.serve(apps, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
         } catch {
-            throw CLIError.message("cannot serve \([listen, metricsListen].compactMap { $0 }.joined(separator: " and ")): \(error)")
+            throw CLIError.message("cannot serve \([listen, metricsListen].compactMap { $0?.text }.joined(separator: " and ")): \(error)")
         }
     }
 }

@@ -19,19 +19,19 @@ import Testing
         let repo = try #require(c.repositories.first)
         #expect(repo.name == "images" && repo.branch == "main" && repo.path == "templates" && repo.intervalSeconds == 60)
         #expect(repo.tokenFile == "/etc/kiln/git.token" && repo.webhookSecretFile == "/etc/kiln/webhook.secret")
-        #expect(c.listen == "0.0.0.0:8080")
+        #expect(c.listen?.text == "0.0.0.0:8080" && c.listen?.host == "0.0.0.0" && c.listen?.port == 8080)
         let map = c.regionMap(defaultRoot: "/var/lib/kiln/regions")
         #expect(try map.directory(for: "North Europe") == "/srv/kiln-replicas/northeurope")
     }
 
     @Test func metricsListen() throws {
         let c = try KilnConfiguration.parse("server:\n  listen: 0.0.0.0:8080\n  metricsListen: 127.0.0.1:9090\n", file: "k.yaml")
-        #expect(c.listen == "0.0.0.0:8080" && c.metricsListen == "127.0.0.1:9090")
+        #expect(c.listen?.text == "0.0.0.0:8080" && c.metricsListen?.text == "127.0.0.1:9090")
         #expect {
             _ = try KilnConfiguration.parse("server:\n  metricsListen: 127.0.0.1:99999\n", file: "k.yaml")
         } throws: { error in
             let text = "\(error)"
-            return text.contains("k.yaml:2: $.server.metricsListen: write it as HOST:PORT")
+            return text.contains("k.yaml:2: $.server.metricsListen: '127.0.0.1:99999' is not a listen address: write it as HOST:PORT")
                 && text.contains("k.yaml:2: $.server.metricsListen: needs server.listen")
         }
     }

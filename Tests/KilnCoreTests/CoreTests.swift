@@ -144,13 +144,13 @@ func sha(_ s: String) -> String { ArtifactFetcher.sha256(Data(s.utf8)) }
     @Test func referencesAreValidatedAtTheEdge() {
         // Whether a relative path stays in the repository is decided where it resolves (RepositoryPath).
         for bad in ["/etc/passwd", "ftp://host/x", "file://relative/x", "https://"] {
-            guard case .failure = ArtifactFetcher.classify(bad) else {
+            guard case .failure = ArtifactFetcher.parse(bad) else {
                 Issue.record("\(bad) was accepted")
                 continue
             }
         }
         for good in ["scripts/a.sh", "./a.sh", "a/../b.sh", "file:///tmp/x", "https://example.com/x.sh", "http://127.0.0.1:8080/x"] {
-            guard case .success = ArtifactFetcher.classify(good) else {
+            guard case .success = ArtifactFetcher.parse(good) else {
                 Issue.record("\(good) was refused")
                 continue
             }

@@ -29,7 +29,7 @@ import Testing
             ControllerServer.Repository(name: "open", authenticator: nil, wake: { wakes.record("open") })
         ]
         return try ControllerServer.application(
-            listen: "127.0.0.1:0", routes: routes, repositories: repos, metrics: metrics,
+            listen: try ListenAddress(parsing: "127.0.0.1:0"), routes: routes, repositories: repos, metrics: metrics,
             readiness: { Readiness(storeError: ready ? nil : "database is locked", repositories: []) },
             logger: Logger(label: "test"))
     }
