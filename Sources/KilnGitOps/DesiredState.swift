@@ -116,7 +116,6 @@ public enum DesiredStateReader {
             let parametersFile = isGallery ? nil : byPath[sibling]
             return (isGallery, sibling, parametersFile, scope + f.path + "\u{0}" + f.blob.hex + "\u{0}" + (parametersFile?.blob.hex ?? ""))
         }
-        func cached(_ f: TreeFile, _ key: String) -> DesiredStateCache.Entry? { cachedEntry(cache, f, key, byPath) }
         // Files to parse have their blobs read a window at a time: every call into the repository's actor is a
         // hop to its thread (tens of microseconds), and a commit that changes every file would otherwise make one
         // per file. The window is bounded both ways, so a plan with one change looks ahead a little only.
@@ -128,7 +127,7 @@ public enum DesiredStateReader {
                 var j = index
                 while j < sorted.count, ids.count < 256, j - index < 512 {
                     let g = sorted[j]
-                    if let c = candidate(g), cached(g, c.key) == nil {
+                    if let c = candidate(g), cachedEntry(cache, g, c.key, byPath) == nil {
                         ids.append(g.blob)
                         if let p = c.parametersFile { ids.append(p.blob) }
                     }
@@ -144,7 +143,7 @@ public enum DesiredStateReader {
             let f = sorted[index]
             guard let (isGallery, sibling, parametersFile, key) = candidate(f) else { continue }
             var entry: DesiredStateCache.Entry
-            if let hit = cached(f, key) {
+            if let hit = cachedEntry(cache, f, key, byPath) {
                 entry = hit
                 cache?.hits += 1
             } else {
@@ -161,8 +160,7 @@ public enum DesiredStateReader {
             cache?.entries[f.path] = (key, entry)
             seen.insert(f.path)
             if !entry.errors.isEmpty { state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: entry.errors)) }
-            state.galleries += entry.galleries
-            state.templates += entry.templates
+            (state.galleries, state.templates) = (state.galleries + entry.galleries, state.templates + entry.templates)
         }
         cache?.prune(keeping: seen)
         return state

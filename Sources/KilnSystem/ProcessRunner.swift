@@ -75,25 +75,7 @@ public enum ProcessRunner {
         let errDrain = PipeDrain(child.stderr, name: "err \(executable)") { collector.append($0, stderr: true) }
         outDrain.start()
         errDrain.start()
-        if let input, let fd = child.stdin {
-            let writer = Thread {
-                // A child that exits without reading all of it: EPIPE here, not a SIGPIPE for the process.
-                var pipeSignal = sigset_t()
-                sigemptyset(&pipeSignal)
-                sigaddset(&pipeSignal, SIGPIPE)
-                pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
-                input.withUnsafeBytes { buffer in
-                    var offset = 0
-                    while offset < buffer.count {
-                        let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                        if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { break }
-                    }
-                }
-                close(fd)
-            }
-            writer.stackSize = 256 << 10
-            writer.start()
-        }
+        if let input, let fd = child.stdin { writeInput(input, to: fd) }
 
         // Task cancellation (a canceled run, a build timeout) stops the child: TERM, then KILL after 2 s.
         let status: Int32 = await withTaskCancellationHandler {
@@ -125,6 +107,27 @@ public enum ProcessRunner {
             throw CommandError(command: display, status: status, output: out + err, reason: "timed out after \(timeout!)")
         }
         return CommandOutput(status: status, stdout: out, stderr: err)
+    }
+
+    /// Feeds `input` to the child's stdin on a thread of its own, then closes it. A child that exits without
+    /// reading all of it: EPIPE here, not a SIGPIPE for the process.
+    static func writeInput(_ input: Data, to fd: Int32) {
+        let writer = Thread {
+            var pipeSignal = sigset_t()
+            sigemptyset(&pipeSignal)
+            sigaddset(&pipeSignal, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
+            input.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                    if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { break }
+                }
+            }
+            close(fd)
+        }
+        writer.stackSize = 256 << 10
+        writer.start()
     }
 
     /// Runs a command that must succeed; a non-zero exit throws with its output.
