@@ -31,6 +31,12 @@ public struct ArtifactFetcher: Sendable {
     public var timeout: Duration = .seconds(120)
     /// Redirects followed per fetch (each one checked like the first URL).
     public var maxRedirects = 5
+    /// Name resolution for the address check. The connection then goes to the address checked, not to a
+    /// second lookup, so a name cannot answer a public address to the check and an internal one to the
+    /// connect (DNS rebinding). Replaceable so a test can give a name the system resolver does not know.
+    public var resolve: @Sendable (_ host: String, _ port: Int) async -> Result<[IPAddress], FetchError> = { host, port in
+        await AddressResolver.addresses(of: host, port: port)
+    }
 
     public init(identity: IdentityConfig.Identity?, relative: RelativeArtifactSource?, policy: ArtifactPolicy = .untrusted) {
         self.identity = identity
@@ -90,11 +96,31 @@ public struct ArtifactFetcher: Sendable {
         let hop = url == original ? "" : " (redirected to \(Self.shown(url)))"
         guard let parsed = URL(string: url), let host = parsed.host, !host.isEmpty else { throw FetchError("\(Self.shown(url)) is not a valid URL") }
         if let problem = policy.hostProblem(host) { throw FetchError("\(Self.shown(original))\(hop): \(problem)") }
+        var pinned: IPAddress?
         if !policy.admitsName(host) {
-            for address in try await AddressResolver.addresses(of: host, port: parsed.port ?? (parsed.scheme == "http" ? 80 : 443)) {
+            let addresses = try await resolve(host, parsed.port ?? (parsed.scheme == "http" ? 80 : 443)).get()
+            for address in addresses {
                 if let problem = policy.addressProblem(address, host: host) { throw FetchError("\(Self.shown(original))\(hop): \(problem)") }
             }
+            if IPAddress(host) == nil { pinned = addresses.first }
         }
+        // A name is connected to at the address that was checked (TLS still asks for and verifies the name:
+        // AsyncHTTPClient's dnsOverride keeps it as the SNI). A client per pinned hop; artifacts are few.
+        let client = pinned.map { ArtifactHTTP.pinnedClient(host: host, to: $0) } ?? ArtifactHTTP.client
+        let answer = await fetchOnce(url, original: original, parsed: parsed, hop: hop, client: client)
+        if pinned != nil { try? await client.shutdown() }
+        return try answer.get()
+    }
+
+    func fetchOnce(_ url: String, original: String, parsed: URL, hop: String, client: HTTPClient) async -> Result<Answer, FetchError> {
+        do throws(FetchError) {
+            return .success(try await attempt(url, original: original, parsed: parsed, hop: hop, client: client))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    func attempt(_ url: String, original: String, parsed: URL, hop: String, client: HTTPClient) async throws(FetchError) -> Answer {
         var request = HTTPClientRequest(url: url)
         request.method = .GET
         if let cred = credential(for: parsed, url: url) {
@@ -105,7 +131,7 @@ public struct ArtifactFetcher: Sendable {
         var last = FetchError("\(Self.shown(original)): not fetched")
         for attempt in 1...max(1, attempts) {
             do {
-                let response = try await ArtifactHTTP.client.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
+                let response = try await client.execute(request, timeout: .seconds(Int64(timeout.components.seconds)))
                 let status = response.status.code
                 if status == 200 {
                     let body = try await response.body.collect(upTo: maxBytes)
@@ -166,22 +192,30 @@ public struct ArtifactFetcher: Sendable {
 /// deadline (the fetcher has its own retries, with backoff). It lives as long as the process, like
 /// `HTTPClient.shared`.
 enum ArtifactHTTP {
-    static let client: HTTPClient = {
+    static let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration())
+
+    /// A client that connects to `address` whenever a URL names `host`, and to nothing else by that name.
+    static func pinnedClient(host: String, to address: IPAddress) -> HTTPClient {
+        var config = configuration()
+        for name in Set([host, host.lowercased()]) { config.dnsOverride[name] = address.description }
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    static func configuration() -> HTTPClient.Configuration {
         var config = HTTPClient.Configuration(timeout: .init(connect: .seconds(10), read: .seconds(90)))
         config.redirectConfiguration = .disallow
         config.connectionPool.retryConnectionEstablishment = false
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-    }()
+        return config
+    }
 }
 
 /// Name resolution for the address check (getaddrinfo on a thread of its own: it blocks).
 enum AddressResolver {
-    static func addresses(of host: String, port: Int) async throws(FetchError) -> [IPAddress] {
-        if let literal = IPAddress(host) { return [literal] }
-        let result: Result<[IPAddress], FetchError> = await withCheckedContinuation { continuation in
+    static func addresses(of host: String, port: Int) async -> Result<[IPAddress], FetchError> {
+        if let literal = IPAddress(host) { return .success([literal]) }
+        return await withCheckedContinuation { continuation in
             Thread.detachNewThread { continuation.resume(returning: lookup(host, port: port)) }
         }
-        return try result.get()
     }
 
     static func lookup(_ host: String, port: Int) -> Result<[IPAddress], FetchError> {

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 @testable import KilnCore
 import KilnTemplates
@@ -95,6 +96,34 @@ import Testing
         }
     }
 
+    /// DNS rebinding: a name that answers an allowed address to the check must not be looked up again for
+    /// the connection. `kiln-rebind.invalid` resolves nowhere on the system resolver (RFC 6761), so the fetch
+    /// can only succeed by connecting to the address the check was given, and the check runs once per hop.
+    @Test func theConnectionGoesToTheAddressThatWasChecked() async throws {
+        let server = try await ArtifactServer()
+        defer { server.stop() }
+        let lookups = Counter()
+        var fetcher = ArtifactFetcher(identity: nil, relative: nil, policy: ArtifactPolicy(allowedNetworks: [AddressRange("127.0.0.1")!]))
+        fetcher.attempts = 1
+        fetcher.resolve = { host, _ in
+            lookups.increment()
+            return host == "kiln-rebind.invalid" ? .success([IPAddress("127.0.0.1")!]) : .failure(FetchError("\(host): unknown"))
+        }
+        let url = "http://kiln-rebind.invalid:\(server.port)/public.sh"
+        #expect(try await fetcher.fetch(url) == Data("echo public\n".utf8))
+        #expect(lookups.value == 1)
+        #expect(try await fetcher.fetch("http://kiln-rebind.invalid:\(server.port)/redirect?to=/public.sh") == Data("echo public\n".utf8))
+        #expect(lookups.value == 3)
+        // The same name answering a refused address is refused before any connection.
+        fetcher.resolve = { _, _ in .success([IPAddress("127.0.0.1")!, IPAddress("10.0.0.7")!]) }
+        do {
+            _ = try await fetcher.fetch(url)
+            Issue.record("a name with a refused address was fetched")
+        } catch {
+            #expect(error.description.contains("10.0.0.7"), "\(error)")
+        }
+    }
+
     @Test func aTokenIsNotSentToAnotherHostOrAfterARedirect() async throws {
         let server = try await ArtifactServer()
         defer { server.stop() }
@@ -124,4 +153,11 @@ import Testing
             #expect(error.unauthorized, "\(error)")
         }
     }
+}
+
+/// How many times a closure ran, from any task.
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    func increment() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
