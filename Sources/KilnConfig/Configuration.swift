@@ -67,6 +67,8 @@ public struct KilnConfiguration: Sendable {
     public var artifactPolicy = ArtifactPolicy.untrusted
     /// Build VMs' network (`build.network`, `build.allowNetworks`): isolated from the host by default.
     public var buildNetwork = BuildNetworkPolicy.automatic()
+    /// How often `kiln controller` polls SourceImage triggers (`triggers.pollInterval`).
+    public var triggerPollSeconds: Double = 60
 
     public init() {}
 
@@ -103,7 +105,10 @@ public struct KilnConfiguration: Sendable {
             "dataDir": .string(resolved),
             "parallelism": .number(Double(parallelism)),
             "logging": .object(["format": .string(logFormat.rawValue), "level": .string(logLevel.rawValue)]),
-            "regions": .object(regions.mapValues(JSONValue.string))
+            "regions": .object(regions.mapValues(JSONValue.string)),
+            "triggers": .object([
+                "pollInterval": .string(triggerPollSeconds == triggerPollSeconds.rounded() ? "\(Int(triggerPollSeconds))s" : "\(triggerPollSeconds)s")
+            ])
         ]
         if let file { out["file"] = .string(file) }
         if let author { out["author"] = .string("\(author.name) <\(author.email)>") }
@@ -228,7 +233,7 @@ struct ConfigReader {
             root, "$",
             allowed: [
                 "dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
-                "repositories", "server", "artifacts", "distribution", "build"
+                "repositories", "server", "artifacts", "distribution", "build", "triggers"
             ])
         c.dataDir = absolutePath(top, "dataDir", "$")
         if let (node, line) = top["parallelism"] {
@@ -260,6 +265,18 @@ struct ConfigReader {
         if let (node, _) = top["artifacts"] { artifacts(node, into: &c.artifactPolicy) }
         if let (node, _) = top["distribution"] { distribution(node, into: &c.artifactPolicy) }
         if let (node, _) = top["build"] { c.buildNetwork = build(node) }
+        if let (node, _) = top["triggers"] {
+            let m = members(node, "$.triggers", allowed: ["pollInterval"])
+            if let i = string(m, "pollInterval", "$.triggers") {
+                if let s = Self.seconds(i), s >= 1 {
+                    c.triggerPollSeconds = s
+                } else {
+                    problem(
+                        m["pollInterval"]?.0, "$.triggers.pollInterval", "expected a duration of at least 1s, like 30s or 5m; found '\(i)'",
+                        line: m["pollInterval"]?.1)
+                }
+            }
+        }
         return c
     }
 

@@ -95,4 +95,10 @@ extension KilnCore {
     public func removeGalleryVersion(definitionId: String, version: ImageVersion) async throws(CoreError) -> GalleryVersionRecord {
         try await stored { () async throws(StoreError) in try await store.removeGalleryVersion(definitionId: definitionId, version: version) }
     }
+
+    /// What `source` resolves to now, or nil when it does not resolve (the run that tries it says why).
+    public func currentSource(of source: ImageSource) async -> BuiltSource? {
+        guard let resolved = try? await SourceResolver(database: store, paths: paths).resolve(source) else { return nil }
+        return BuiltSource(reference: resolved.reference, sha256: resolved.sha256)
+    }
 }

@@ -132,6 +132,7 @@ public struct RunExecutor: Sendable {
         _ = try? await core.store.updateRun(id: runId) { r in
             r.sourceReference = source.reference
             r.sourceExactVersion = source.exactVersion
+            r.sourceSha256 = source.sha256
         }
         x.log.line("source: \(source.reference)\(source.exactVersion.map { " (exactVersion \($0))" } ?? "")")
         let (accelerator, notice) = await AcceleratorProbe(cacheDir: core.paths.cacheDir).detect()
@@ -223,7 +224,8 @@ public struct RunExecutor: Sendable {
         x.log.marker("Distributing to \(t.properties.distribute.count) target\(t.properties.distribute.count == 1 ? "" : "s")")
         let image = CapturedImage(
             path: built.capturedDisk, sha256: built.sha256, virtualSize: built.virtualSize, osType: p.source.osType,
-            generation: p.source.generation, sourceVersion: p.source.exactVersion, sourceReference: p.source.reference)
+            generation: p.source.generation, sourceVersion: p.source.exactVersion, sourceReference: p.source.reference,
+            sourceSha256: p.source.sha256)
         let provenance = Distribution.Provenance(templateId: p.resource.record.id, runId: runId, stagingDirectory: p.staging.directory)
         let outcomes = await core.distribution.distribute(image, template: t, provenance: provenance) { x.log.line("  \($0)") }
         let outputs = outcomes.map {

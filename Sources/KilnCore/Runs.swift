@@ -6,12 +6,8 @@ import KilnTemplates
 extension KilnCore {
     /// Queues a run (runState Running, runSubState Queued). A worker executes it.
     public func queueRun(_ resource: TemplateResource) async throws(CoreError) -> RunRecord {
-        let runId = UUID().uuidString.lowercased()
-        let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
-        let run = RunRecord(
-            id: runId, templateId: resource.record.id, queuedAt: Date(),
-            timeoutMinutes: resource.template.properties.buildTimeoutInMinutes,
-            workDirectory: (paths.vms as NSString).appendingPathComponent(runId), logDirectory: staging.logs(run: runId))
+        let run = newRun(resource)
+        let runId = run.id
         do {
             try await store.insertRun(run)
         } catch {
@@ -19,6 +15,15 @@ extension KilnCore {
         }
         logger.info("run queued", metadata: ["template": "\(resource.record.id)", "run": "\(runId)"])
         return run
+    }
+
+    /// A queued run of `resource`, not yet stored.
+    func newRun(_ resource: TemplateResource) -> RunRecord {
+        let runId = UUID().uuidString.lowercased()
+        let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
+        return RunRecord(
+            id: runId, templateId: resource.record.id, queuedAt: Date(), timeoutMinutes: resource.template.properties.buildTimeoutInMinutes,
+            workDirectory: (paths.vms as NSString).appendingPathComponent(runId), logDirectory: staging.logs(run: runId))
     }
 
     public func queueRun(_ idOrName: String) async throws(CoreError) -> RunRecord {

@@ -28,6 +28,10 @@ public struct TemplateStatusDocument: Codable, Sendable, Hashable {
     public var phases: [RunSubState: Double]?
     /// The run's log directory.
     public var logs: String?
+    /// The image the newest run was built from, exactly.
+    public var source: SourceStatusDocument?
+    /// The template and run of Kiln's that built that image (none for a catalog image): see `KilnCore.statusDocument`.
+    public var parent: ParentStatusDocument?
 
     public init() {}
 
@@ -48,6 +52,7 @@ public struct TemplateStatusDocument: Codable, Sendable, Hashable {
             runOutputs = run.outputs.map(RunOutputStatusDocument.init)
             phases = run.phaseSeconds.mapValues { ($0 * 10).rounded() / 10 }
             logs = run.logDirectory
+            source = run.sourceReference.map { SourceStatusDocument(image: $0, version: run.sourceExactVersion, sha256: run.sourceSha256) }
         }
     }
 
@@ -78,7 +83,7 @@ public struct TemplateStatusDocument: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case templateId, name, resourceGroup, file, sourceFile, sourceCommit, contentHash, provisioningState, provisioningError,
-            sourceError, runId, lastRunStatus, runOutputs, phases, logs
+            sourceError, runId, lastRunStatus, runOutputs, phases, logs, source, parent
     }
 
     /// Source file and commit are written as `null` when unknown, as they always were.
@@ -101,7 +106,23 @@ public struct TemplateStatusDocument: Codable, Sendable, Hashable {
         try c.encodeIfPresent(runOutputs, forKey: .runOutputs)
         try c.encodeIfPresent(phases, forKey: .phases)
         try c.encodeIfPresent(logs, forKey: .logs)
+        try c.encodeIfPresent(source, forKey: .source)
+        try c.encodeIfPresent(parent, forKey: .parent)
     }
+}
+
+/// What a run was built from: `…/images/debian-12-base/versions/1.0.1` (or a URN, a managed image id), its
+/// version and the sha256 of its disk.
+public struct SourceStatusDocument: Codable, Sendable, Hashable {
+    public var image: String
+    public var version: String?
+    public var sha256: String?
+}
+
+/// Who built a template's source image: the template (resource id) and its run.
+public struct ParentStatusDocument: Codable, Sendable, Hashable {
+    public var template: String
+    public var runId: String?
 }
 
 /// How a template's state is worded in status commit subjects, notes and `kiln status`: `Succeeded`,

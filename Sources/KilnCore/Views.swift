@@ -15,7 +15,11 @@ public struct ImageTemplateResourceDocument: Encodable, Sendable {
     public var status: ImageTemplateStatus
     public var kiln: KilnTemplateDetails
 
-    public init(_ resource: TemplateResource, lastRun: RunRecord?) {
+    /// - Parameters:
+    ///   - status: the status document (`KilnCore.statusDocument`, with the parent looked up); without it, the
+    ///     one the records give.
+    ///   - outdated: `KilnCore.outdated`, when the caller asked.
+    public init(_ resource: TemplateResource, lastRun: RunRecord?, status statusDocument: TemplateStatusDocument? = nil, outdated: String? = nil) {
         let r = resource.record
         id = r.id
         template = resource.template
@@ -29,7 +33,8 @@ public struct ImageTemplateResourceDocument: Encodable, Sendable {
         kiln = KilnTemplateDetails(
             contentHash: r.contentHash, stagingDirectory: r.stagingDirectory, artifacts: r.artifacts,
             createdAt: r.createdAt.iso8601, sourceFile: r.sourceFile, sourceCommit: r.sourceCommit,
-            lastRun: lastRun.map(RunDocument.init), status: TemplateStatusDocument(template: r, lastRun: lastRun))
+            lastRun: lastRun.map(RunDocument.init), status: statusDocument ?? TemplateStatusDocument(template: r, lastRun: lastRun),
+            outdated: outdated)
     }
 
     enum CodingKeys: String, CodingKey { case id, type, name, location, tags, identity, properties, kiln }
@@ -88,6 +93,8 @@ public struct KilnTemplateDetails: Encodable, Sendable {
     public var lastRun: RunDocument?
     /// The same document the status branch stores for this template.
     public var status: TemplateStatusDocument
+    /// "outdated: source debian-12-base 1.0.1 is newer than the 1.0.0 this was built from", when it is.
+    public var outdated: String?
 }
 
 /// Everything Kiln records about a run.
@@ -107,6 +114,7 @@ public struct RunDocument: Encodable, Sendable {
     public var runOutputs: [RunOutputDocument]
     public var source: String?
     public var sourceExactVersion: String?
+    public var sourceSha256: String?
     public var artifactPath: String?
     public var artifactSha256: String?
     public var artifactSize: Int64?
@@ -129,6 +137,7 @@ public struct RunDocument: Encodable, Sendable {
         runOutputs = r.outputs.map(RunOutputDocument.init)
         source = r.sourceReference
         sourceExactVersion = r.sourceExactVersion
+        sourceSha256 = r.sourceSha256
         artifactPath = r.artifactPath
         artifactSha256 = r.artifactSha256
         artifactSize = r.artifactSize
@@ -166,4 +175,42 @@ public struct RunOutputDocument: Encodable, Sendable {
 public struct ListDocument<Element: Encodable & Sendable>: Encodable, Sendable {
     public var value: [Element]
     public init(value: [Element]) { self.value = value }
+}
+
+/// A triggers child resource as AIB's GET returns it (`properties.kind`, read-only `status` and
+/// `provisioningState`), plus a `kiln` object with what it watches and what it last started.
+public struct TriggerResourceDocument: Encodable, Sendable {
+    public struct Status: Encodable, Sendable {
+        public var code: TriggerStatusCode
+        public var message: String
+        public var time: String
+    }
+    public struct Properties: Encodable, Sendable {
+        public var kind: TriggerKind
+        public var status: Status
+        public var provisioningState: ProvisioningState
+    }
+    public struct Details: Encodable, Sendable {
+        /// The image the trigger last saw: a different one fires it.
+        public var baseline: String?
+        public var baselineSha256: String?
+        public var lastRunId: String?
+        public var sourceFile: String?
+        public var sourceCommit: String?
+    }
+
+    public var id: String
+    public var name: String
+    public var type = TriggerResource.resourceType
+    public var properties: Properties
+    public var kiln: Details
+
+    public init(_ t: TriggerRecord) {
+        id = t.id
+        name = t.name
+        properties = Properties(
+            kind: t.kind, status: Status(code: t.statusCode, message: t.statusMessage, time: t.statusTime.iso8601), provisioningState: .succeeded)
+        kiln = Details(
+            baseline: t.baselineReference, baselineSha256: t.baselineSha256, lastRunId: t.lastRunId, sourceFile: t.sourceFile, sourceCommit: t.sourceCommit)
+    }
 }

@@ -14,9 +14,13 @@ public struct CapturedImage: Sendable {
     /// The source image's exact version (for versioning Source) and a description of it.
     public var sourceVersion: String?
     public var sourceReference: String
+    /// The digest of the source disk: with `sourceReference`, the parent each output records.
+    public var sourceSha256: String?
 
-    public init(path: String, sha256: String, virtualSize: Int64, osType: OSType, generation: HyperVGeneration, sourceVersion: String?, sourceReference: String)
-    {
+    public init(
+        path: String, sha256: String, virtualSize: Int64, osType: OSType, generation: HyperVGeneration, sourceVersion: String?, sourceReference: String,
+        sourceSha256: String? = nil
+    ) {
         self.path = path
         self.sha256 = sha256
         self.virtualSize = virtualSize
@@ -24,6 +28,7 @@ public struct CapturedImage: Sendable {
         self.generation = generation
         self.sourceVersion = sourceVersion
         self.sourceReference = sourceReference
+        self.sourceSha256 = sourceSha256
     }
 }
 
@@ -195,12 +200,13 @@ public struct Distribution: Sendable {
         public var description: String
     }
 
-    func metadata(_ image: CapturedImage, template: ImageTemplate, provenance: Provenance, tags: [String: String]) -> [String: String] {
+    func metadata(_ image: CapturedImage, provenance: Provenance, tags: [String: String]) -> [String: String] {
         var m: [String: String] = [
             "sourceTemplate": provenance.templateId, "runId": provenance.runId, "sourceImage": image.sourceReference,
             "sha256": image.sha256, "createdAt": ISO8601DateFormatter().string(from: Date())
         ]
         if let v = image.sourceVersion { m["sourceVersion"] = v }
+        if let s = image.sourceSha256 { m["sourceSha256"] = s }
         if !tags.isEmpty, let data = try? JSONEncoder.sortedKeys.encode(tags) { m["tags"] = String(decoding: data, as: UTF8.self) }
         return m
     }
@@ -217,7 +223,7 @@ public struct Distribution: Sendable {
         progress("\(m.runOutputName): managed image \(id.name) in \(RegionMap.normalize(m.location))")
         let disk = (dir as NSString).appendingPathComponent("disk.qcow2")
         let how = try await DiskPlacement.place(image.path, at: disk)
-        var meta = metadata(image, template: template, provenance: provenance, tags: m.artifactTags)
+        var meta = metadata(image, provenance: provenance, tags: m.artifactTags)
         meta["placement"] = how
         // Distributing to an existing managed image replaces it; the previous one's metadata is kept.
         if let previous = try await database.managedImage(id: m.imageId) {
@@ -323,7 +329,7 @@ public struct Distribution: Sendable {
             } catch {
                 throw DistributionError(code: .badSharedImageDistribute, description: "\(def.id): \(error.description)")
             }
-            var meta = metadata(image, template: template, provenance: provenance, tags: s.artifactTags)
+            var meta = metadata(image, provenance: provenance, tags: s.artifactTags)
             meta["replicationMode"] = s.replicationMode.rawValue
             meta["state"] = ProvisioningState.creating.rawValue
             var counts: [String: Int] = [:]
@@ -438,6 +444,9 @@ public struct Distribution: Sendable {
         let work = (provenance.stagingDirectory as NSString).appendingPathComponent("vhds/.work")
         let (size, secs) = try await VHDExport.export(image.path, virtualSize: image.virtualSize, to: path, workDirectory: work)
         progress("\(v.runOutputName): VHD written (\(size >> 20) MiB virtual) in \(String(format: "%.1f", secs)) s")
+        // A VHD has no record of its own: what it was built from travels beside it.
+        let meta = metadata(image, provenance: provenance, tags: v.artifactTags)
+        try JSONEncoder.sortedKeys.encode(meta).write(to: URL(fileURLWithPath: path + ".kiln.json"))
         return URL(fileURLWithPath: path).absoluteString
     }
 }

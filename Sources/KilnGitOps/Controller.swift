@@ -70,6 +70,8 @@ public actor Controller {
     var lastReconciled: ObjectID?
     var lastFullReconcile = ContinuousClock.now
     var hadActiveRuns = false
+    /// This repository's runs that were active at the last step.
+    var activeRunIds: Set<String> = []
     /// The last reconcile asked to run again soon (a change waits for a run to end).
     var requeued = false
     /// What failed to load at the last reconciled commit, for status writes between reconciles.
@@ -201,6 +203,11 @@ public actor Controller {
                 launch()
             }
             hadActiveRuns = !mine.isEmpty
+            // A run of this repository ended: what it published may make other templates outdated, so the next
+            // step reconciles (soon: a requeue sleeps `statusInterval`).
+            let ids = Set(mine.map(\.id))
+            if !activeRunIds.subtracting(ids).isEmpty { requeued = true }
+            activeRunIds = ids
         } catch {
             failure = failure ?? "status: \(error)"
             logger.error("status write failed; retrying at the next poll", metadata: ["error": "\(error)"])
@@ -291,42 +298,66 @@ extension Controller {
         onReport(report)
         let errors = sourceErrors
         try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
-        if executeRuns, !report.queuedRuns.isEmpty {
-            let core = self.core
-            let status = self.status
-            let logger = self.logger
-            let interval = options.statusInterval
-            // Status follows the runs: written at each phase change (woken by the run's events), and at least
-            // every `statusInterval`.
-            await withTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    await WorkerPool(core: core, parallelism: parallelism).run(forever: false) { runId, event in
-                        onEvent(runId, event)
-                        if case .phase = event { Task { await self.wake() } }
-                    }
-                    return true
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        await self.sleep(interval)
-                        if Task.isCancelled { break }
-                        do {
-                            try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
-                        } catch {
-                            logger.error("status write failed; retried at the next update", metadata: ["error": "\(error)"])
-                        }
-                    }
-                    return false
-                }
-                for await poolDone in group where poolDone {
-                    group.cancelAll()
-                    self.wake()
-                }
-            }
+        // Runs are executed here; then the commit is planned again, since what they published may make other
+        // templates outdated (a rebuilt base → the images built on it), until a plan queues nothing.
+        var queued = report.queuedRuns
+        var rounds = 0
+        while executeRuns, !queued.isEmpty, rounds < Self.maxRounds {
+            rounds += 1
+            await execute(parallelism: parallelism, sourceErrors: errors, onEvent: onEvent)
             try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+            let again = try await reconciler.reconcile(commit)
+            queued = again.queuedRuns
+            report.outcomes += again.outcomes
+            report.plan = again.plan
+            report.requeue = again.requeue
+            if !queued.isEmpty {
+                onReport(again)
+                try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+            }
         }
         var runs: [RunRecord] = []
         for id in report.queuedRuns { if let r = try? await core.run(id: id) { runs.append(r) } }
         return OnceResult(commit: commit, report: report, runs: runs, statusCommits: await status.commitsWritten)
+    }
+}
+
+extension Controller {
+    /// Rounds of "run, then plan again" in one `reconcile --once`: a chain of images built on each other is
+    /// one round per level, so this bounds a chain, not a repository.
+    static let maxRounds = 10
+
+    /// Executes the queued runs in this process while the status branch follows them: written at each phase
+    /// change (woken by the run's events), and at least every `statusInterval`. Returns once none is left.
+    func execute(parallelism: Int, sourceErrors errors: SourceErrors, onEvent: @escaping @Sendable (String, RunEvent) -> Void) async {
+        let core = self.core
+        let status = self.status
+        let logger = self.logger
+        let interval = options.statusInterval
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await WorkerPool(core: core, parallelism: parallelism).run(forever: false) { runId, event in
+                    onEvent(runId, event)
+                    if case .phase = event { Task { await self.wake() } }
+                }
+                return true
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.sleep(interval)
+                    if Task.isCancelled { break }
+                    do {
+                        try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+                    } catch {
+                        logger.error("status write failed; retried at the next update", metadata: ["error": "\(error)"])
+                    }
+                }
+                return false
+            }
+            for await poolDone in group where poolDone {
+                group.cancelAll()
+                self.wake()
+            }
+        }
     }
 }

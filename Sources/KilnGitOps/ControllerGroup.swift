@@ -1,4 +1,5 @@
 import Foundation
+import KilnCore
 
 /// How a reconcile ended, as metrics count it.
 public enum ReconcileResult: String, Sendable, CaseIterable {
@@ -47,21 +48,26 @@ public final class ControllerGroup: Sendable {
     public let controllers: [Controller]
     /// Repositories that could not be started (their credentials could not be read): reported, never ready.
     public let unavailable: [RepositoryHealth]
+    /// The process's trigger poller, run beside the controllers.
+    public let triggers: TriggerPoller?
 
-    public init(_ controllers: [Controller], unavailable: [RepositoryHealth] = []) {
+    public init(_ controllers: [Controller], unavailable: [RepositoryHealth] = [], triggers: TriggerPoller? = nil) {
         self.controllers = controllers
         self.unavailable = unavailable
+        self.triggers = triggers
     }
 
-    /// Runs every controller until `stop()`; returns when all have stopped.
+    /// Runs every controller (and the trigger poller) until `stop()`; returns when all have stopped.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             for c in controllers { group.addTask { await c.run() } }
+            if let triggers { group.addTask { await triggers.run() } }
         }
     }
 
     public func stop() async {
         for c in controllers { await c.stop() }
+        await triggers?.stop()
     }
 
     public func health() async -> [RepositoryHealth] {

@@ -24,6 +24,8 @@ public final class DesiredTemplate: Sendable {
     public let key: String
     /// The template's name (kept for the same reason: reaching it through `loaded` copies the template).
     public let name: String
+    /// What it publishes and builds on (for build order and rebuilds), read once.
+    public let lineage: LineageLinks
 
     public init(
         loaded: LoadedTemplate, file: String, referencedFiles: [String: String], resolvedReferences: [String: ObjectID] = [:],
@@ -37,6 +39,7 @@ public final class DesiredTemplate: Sendable {
         id = loaded.resourceId.description
         key = id.lowercased()
         name = loaded.template.name
+        lineage = LineageLinks(loaded.template)
     }
 }
 

@@ -17,8 +17,12 @@ public struct PlanItem: Sendable {
         case move(from: ManagedTemplateSummary, to: DesiredTemplate)
         /// Gone from the repository: deleted, with its staging area.
         case delete(ManagedTemplateSummary)
-        /// Created but never run (a run was due and never started): queue it.
+        /// Queue a run of the template as it is: created but never run, or its source now resolves to an image
+        /// other than the one its last run used (a producer in the repository published a new version).
         case run(ManagedTemplateSummary, DesiredTemplate)
+        /// Unchanged, but the image its source follows is being rebuilt (by this plan or a run in progress):
+        /// nothing to apply now; it is run once its producers are done (`run` in that later plan).
+        case rebuild(ManagedTemplateSummary, DesiredTemplate)
         case unchanged(ManagedTemplateSummary, DesiredTemplate)
         /// The file does not load; the template it used to describe (if any) is kept as it was.
         case invalid(file: String, diagnostics: [Diagnostic], kept: ManagedTemplateSummary?)
@@ -30,12 +34,15 @@ public struct PlanItem: Sendable {
 
     /// The verb a plan prints for a change.
     public enum Action: String, Sendable, Hashable {
-        case create, recreate, move, delete, run, unchanged, invalid, wait
+        case create, recreate, move, delete, run, rebuild, unchanged, invalid, wait
     }
 
     public var change: Change
     /// Why, as a person reads it: "scripts/setup.sh changed".
     public var reason: String?
+    /// The templates of the repository that publish this one's source and are being rebuilt: a create,
+    /// recreate or move is applied, but its run is left to a later plan, once they are done.
+    public var waitsFor: [String] = []
 
     public init(_ change: Change, reason: String? = nil) {
         self.change = change
@@ -49,6 +56,7 @@ public struct PlanItem: Sendable {
         case .rebind, .move: return .move
         case .delete: return .delete
         case .run: return .run
+        case .rebuild: return .rebuild
         case .unchanged: return .unchanged
         case .invalid: return .invalid
         case .wait: return .wait
@@ -59,7 +67,8 @@ public struct PlanItem: Sendable {
     /// The desired template, when the repository defines one.
     public var desired: DesiredTemplate? {
         switch change {
-        case .create(let d), .recreate(_, let d), .rebind(_, let d), .move(_, let d), .run(_, let d), .unchanged(_, let d): return d
+        case .create(let d), .recreate(_, let d), .rebind(_, let d), .move(_, let d), .run(_, let d), .rebuild(_, let d), .unchanged(_, let d):
+            return d
         case .delete, .invalid: return nil
         case .wait(_, let c), .cancelFirst(_, let c): return PlanItem(c).desired
         }
@@ -69,7 +78,7 @@ public struct PlanItem: Sendable {
     public var recorded: ManagedTemplateSummary? {
         switch change {
         case .create, .move: return nil
-        case .recreate(let r, _), .rebind(let r, _), .delete(let r), .run(let r, _), .unchanged(let r, _): return r
+        case .recreate(let r, _), .rebind(let r, _), .delete(let r), .run(let r, _), .rebuild(let r, _), .unchanged(let r, _): return r
         case .invalid(_, _, let kept): return kept
         case .wait(_, let c), .cancelFirst(_, let c): return PlanItem(c).recorded
         }
@@ -120,8 +129,8 @@ public struct PlanItem: Sendable {
         return []
     }
 
-    /// Whether applying this item changes anything.
-    public var isChange: Bool { ![.unchanged, .invalid, .wait].contains(action) }
+    /// Whether applying this item changes anything now.
+    public var isChange: Bool { ![.unchanged, .invalid, .wait, .rebuild].contains(action) }
 
     /// "recreate ubuntu-base (scripts/setup.sh changed)".
     public var summary: String {
@@ -154,7 +163,14 @@ public enum Planner {
     /// - Parameters:
     ///   - changedPaths: for each recorded source commit, the files changed from it to `desired.commit`;
     ///     only used to say *why* something is recreated.
-    public static func plan(desired: DesiredState, recorded: [ManagedTemplateSummary], changedPaths: [String: Set<String>] = [:]) -> Plan {
+    ///   - sources: what the source of each template built on another template of the repository resolves to
+    ///     now, by template key (see `LineageGraph`); a source that moved since the template's last run
+    ///     rebuilds it.
+    public static func plan(
+        desired all: DesiredState, recorded: [ManagedTemplateSummary], changedPaths: [String: Set<String>] = [:],
+        sources: [String: BuiltSource] = [:]
+    ) -> Plan {
+        let desired = withoutCycles(all)
         var items: [PlanItem] = []
         var recordedByKey = Dictionary(recorded.map { ($0.id.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
         let desiredKeys = Set(desired.templates.map(\.key))
@@ -194,6 +210,10 @@ public enum Planner {
             }
             items.append(guardRun(item, onChange))
         }
+        // One item per desired template so far, in the same order: follow the sources, then order by them.
+        let graph = LineageGraph(desired.templates.map(\.lineage))
+        followSources(&items, desired: desired, graph: graph, sources: sources)
+        items = graph.order().map { items[$0] }
 
         for r in recordedByKey.values.sorted(by: { $0.id < $1.id }) where !movedAway.contains(r.id.lowercased()) {
             if let f = r.sourceFile, let bad = invalidFiles[f] {

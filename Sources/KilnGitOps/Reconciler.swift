@@ -101,11 +101,26 @@ public actor Reconciler {
                 }
             }
         }
-        let plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed)
+        let plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed, sources: await currentSources(desired))
         // After reparsing many files, give the freed memory back (glibc keeps it otherwise): a controller
         // watching a large repository should not sit at its peak.
         if cache.misses - missesBefore > 500 { MemoryTrim.trim() }
         return plan
+    }
+
+    /// What the source of each template built on another template of the repository resolves to now (each
+    /// distinct source resolved once; the others are not resolved at all, so a large repository of
+    /// independent templates costs nothing here).
+    func currentSources(_ desired: DesiredState) async -> [String: BuiltSource] {
+        let graph = LineageGraph(desired.templates.map(\.lineage))
+        var resolved: [ImageSource: BuiltSource?] = [:]
+        var out: [String: BuiltSource] = [:]
+        for (n, d) in desired.templates.enumerated() where graph.follows[n] && !graph.producers[n].isEmpty {
+            let source = d.loaded.template.properties.source
+            if resolved[source] == nil { resolved[source] = .some(await core.currentSource(of: source)) }
+            if let now = resolved[source] ?? nil { out[d.key] = now }
+        }
+        return out
     }
 
     /// Plans and applies `commit`.
@@ -126,7 +141,8 @@ public actor Reconciler {
                 report.galleryResults.append("gallery image definition \(g.id): \(error)")
             }
         }
-        for item in Self.buildOrder(plan.items.filter(\.isChange)) {
+        // The plan lists templates in build order (producers first).
+        for item in plan.items where item.isChange {
             var outcome: ReconcileReport.Outcome
             do {
                 outcome = try await apply(item, item.change, commit: plan.commit)
@@ -178,41 +194,10 @@ public actor Reconciler {
             let run = try await core.queueRun(r.id)
             outcome.result = "run \(run.id) queued"
             outcome.runId = run.id
-        case .unchanged, .invalid, .wait:
+        case .unchanged, .invalid, .wait, .rebuild:
             break
         }
         return outcome
-    }
-
-    /// Items in the order their runs should queue: a template whose source is a gallery image another template
-    /// of the repository publishes comes after that template, so with one build at a time (the default) the
-    /// derived image builds from the fresh base. Otherwise the plan's order.
-    static func buildOrder(_ items: [PlanItem]) -> [PlanItem] {
-        func definition(_ id: String) -> String {
-            let lower = id.lowercased()
-            if let r = lower.range(of: "/versions/") { return String(lower[..<r.lowerBound]) }
-            return lower
-        }
-        var producers: [String: Int] = [:]
-        for (n, item) in items.enumerated() {
-            for case .sharedImage(let d) in item.desired?.loaded.template.properties.distribute ?? [] { producers[definition(d.galleryImageId)] = n }
-        }
-        guard !producers.isEmpty else { return items }
-        var placed = Set<Int>(), visiting = Set<Int>(), out: [PlanItem] = []
-        func place(_ n: Int) {
-            guard !placed.contains(n), !visiting.contains(n) else { return }
-            visiting.insert(n)
-            if case .sharedImageVersion(let s)? = items[n].desired?.loaded.template.properties.source,
-                let producer = producers[definition(s.imageVersionId)], producer != n
-            {
-                place(producer)
-            }
-            visiting.remove(n)
-            placed.insert(n)
-            out.append(items[n])
-        }
-        for n in items.indices { place(n) }
-        return out
     }
 
     func create(_ item: PlanItem, _ d: DesiredTemplate, commit: ObjectID, verb: String) async throws -> ReconcileReport.Outcome {
@@ -236,6 +221,10 @@ public actor Reconciler {
             outcome.ok = false
             outcome.result =
                 "\(verb), but provisioning failed: \(resource.record.provisioningErrorCode ?? ""): \(resource.record.provisioningErrorMessage ?? "")"
+            return outcome
+        }
+        if !item.waitsFor.isEmpty, RunPolicy(d.loaded.template) == .auto {
+            outcome.result += "; its run follows, after \(item.waitsFor.joined(separator: ", "))"
             return outcome
         }
         switch RunPolicy(d.loaded.template) {

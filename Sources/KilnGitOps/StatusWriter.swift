@@ -274,7 +274,7 @@ public actor StatusWriter {
         guard let t = try await core.templateRecord(id: s.id) else { throw CoreError.notFound("image template \(s.id) not found") }
         var run: RunRecord?
         if let id = s.lastRunId { run = try await core.runRecord(id: id) }
-        return TemplateStatusDocument(template: t, lastRun: run, sourceErrors: errors)
+        return await core.statusDocument(t, lastRun: run, sourceErrors: errors)
     }
 
     static func message(name: String, label: String, summary s: ManagedTemplateSummary) -> String {

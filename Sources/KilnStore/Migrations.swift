@@ -24,6 +24,12 @@ extension KilnDatabase {
             try db.create(index: "templateRun_endTime", on: "templateRun", columns: ["endTime"])
             try db.create(index: "templateRun_state", on: "templateRun", columns: ["runState", "runSubState", "owner"])
         }
+        m.registerMigration("v6-run-source-digest") { db in
+            // What a run was built from, exactly: with the reference (a gallery version id, a URN with its
+            // version, a managed image id, which is replaced in place) the sha256 of the disk it started from.
+            try db.alter(table: "templateRun") { t in t.add(column: "sourceSha256", .text) }
+        }
+        m.registerMigration("v7-triggers", migrate: createTriggerTable)
         return m
     }
 

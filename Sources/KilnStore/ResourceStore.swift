@@ -47,6 +47,19 @@ public protocol ResourceStore: Sendable {
     /// Runs that ended at or after `date`, oldest first.
     func runsEnded(since date: Date) async throws(StoreError) -> [RunRecord]
 
+    // MARK: Triggers
+    /// Adds a trigger; refused when its template has one already or does not exist.
+    func insertTrigger(_ trigger: TriggerRecord) async throws(StoreError)
+    func trigger(id: String) async throws(StoreError) -> TriggerRecord?
+    /// Every trigger, or those of one template.
+    func triggers(templateId: String?) async throws(StoreError) -> [TriggerRecord]
+    func removeTrigger(id: String) async throws(StoreError)
+    /// Sets the status (and the baseline, when given) without firing.
+    func updateTrigger(id: String, status: TriggerStatusCode, message: String, baseline: BuiltSource??) async throws(StoreError)
+    /// Queues `run` and moves the baseline from `expected` to `seen` in one transaction; false when the
+    /// baseline is no longer `expected` (fired elsewhere first).
+    func fireTrigger(id: String, expected: BuiltSource?, seen: BuiltSource, run: RunRecord, message: String) async throws(StoreError) -> Bool
+
     // MARK: Health
     /// A trivial read: the store answers.
     func ping() async throws(StoreError)

@@ -133,8 +133,10 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var logDirectory: String
     /// Wall-clock seconds spent in each phase (Queued included).
     public var phaseSeconds: [RunSubState: Double]
+    /// What the run was built from (`ResolvedSource.reference`, `exactVersion` and `sha256`), once resolved.
     public var sourceReference: String?
     public var sourceExactVersion: String?
+    public var sourceSha256: String?
     public var artifactPath: String?
     public var artifactSha256: String?
     public var artifactSize: Int64?
@@ -159,6 +161,39 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var isActive: Bool { runState.isActive }
     /// Queued and not yet claimed by a process.
     public var isWaiting: Bool { runState == .running && runSubState == .queued && owner == nil }
+
+    /// The source the run was built from, once it was resolved.
+    public var builtFrom: BuiltSource? { sourceReference.map { BuiltSource(reference: $0, sha256: sourceSha256) } }
+}
+
+/// The exact image a run started from: what "outdated" compares with what the template's source resolves to
+/// now. A managed image keeps its id when it is replaced, so the digest is part of it.
+public struct BuiltSource: Sendable, Hashable, Codable {
+    /// `Debian:debian-12:12-gen2:2026.1128.0`, `…/images/base/versions/1.0.1`, a managed image id.
+    public var reference: String
+    /// Nil for runs recorded before Kiln kept the digest.
+    public var sha256: String?
+
+    public init(reference: String, sha256: String?) {
+        self.reference = reference
+        self.sha256 = sha256
+    }
+
+    /// `debian-12-base 1.0.1` for a gallery image version, the reference itself otherwise.
+    public var shown: String {
+        guard let id = ResourceID.parse(reference), id.fullType == ResourceID.galleryImageVersion.fullType, id.segments.count >= 3 else {
+            return reference
+        }
+        return "\(id.segments[1].name) \(id.name)"
+    }
+
+    /// The same image: the same reference (ignoring case, as Azure ids compare) and, where both are known,
+    /// the same digest.
+    public func isSameImage(as other: BuiltSource) -> Bool {
+        guard reference.lowercased() == other.reference.lowercased() else { return false }
+        guard let a = sha256, let b = other.sha256 else { return true }
+        return a == b
+    }
 }
 
 extension RunRecord: FetchableRecord, PersistableRecord {

@@ -81,16 +81,19 @@ extension KilnDatabase {
 
     /// Queues a run; refused while another run of the template is active or the template is not Succeeded.
     public func insertRun(_ run: RunRecord) async throws(StoreError) {
-        try await write { db in
-            guard let t = try TemplateRecord.fetchOne(db, key: run.templateKey) else { throw StoreError.notFound("image template \(run.templateId)") }
-            guard t.provisioningState == .succeeded else {
-                throw StoreError.refused(.templateNotRunnable(template: t.name, state: t.provisioningState))
-            }
-            if let active = try Self.activeRun(db, templateKey: run.templateKey) {
-                throw StoreError.refused(.runActive(template: t.name, runId: active.id, state: active.runState, subState: active.runSubState))
-            }
-            try run.insert(db)
+        try await write { db in try Self.insertRun(db, run) }
+    }
+
+    /// The checks and the insert of `insertRun`, inside a caller's transaction.
+    static func insertRun(_ db: Database, _ run: RunRecord) throws {
+        guard let t = try TemplateRecord.fetchOne(db, key: run.templateKey) else { throw StoreError.notFound("image template \(run.templateId)") }
+        guard t.provisioningState == .succeeded else {
+            throw StoreError.refused(.templateNotRunnable(template: t.name, state: t.provisioningState))
         }
+        if let active = try Self.activeRun(db, templateKey: run.templateKey) {
+            throw StoreError.refused(.runActive(template: t.name, runId: active.id, state: active.runState, subState: active.runSubState))
+        }
+        try run.insert(db)
     }
 
     public func run(id: String) async throws(StoreError) -> RunRecord? {
@@ -217,10 +220,14 @@ public struct ManagedTemplateSummary: Sendable, Hashable {
     public var lastRunState: RunState?
     public var lastRunSubState: RunSubState?
     public var lastRunId: String?
+    /// What the newest run that resolved its source was built from, whatever its end (a run that keeps
+    /// failing on one source is not retried for it on every reconcile).
+    public var lastAttemptSource: BuiltSource?
 
     public init(
         id: String, name: String, resourceGroup: String, sourceFile: String?, sourceCommit: String?, contentHash: String,
-        provisioningState: ProvisioningState, lastRunState: RunState?, lastRunSubState: RunSubState?, lastRunId: String?
+        provisioningState: ProvisioningState, lastRunState: RunState?, lastRunSubState: RunSubState?, lastRunId: String?,
+        lastAttemptSource: BuiltSource? = nil
     ) {
         self.id = id
         self.name = name
@@ -232,14 +239,16 @@ public struct ManagedTemplateSummary: Sendable, Hashable {
         self.lastRunState = lastRunState
         self.lastRunSubState = lastRunSubState
         self.lastRunId = lastRunId
+        self.lastAttemptSource = lastAttemptSource
     }
 }
 
 extension KilnDatabase {
-    /// Every template `managedBy` owns, with its newest run, in one query.
+    /// Every template `managedBy` owns, with its newest run, in one read transaction.
     public func managedTemplates(by managedBy: String) async throws(StoreError) -> [ManagedTemplateSummary] {
         try await read { db in
-            // Two plain scans joined here: cheaper than a correlated subquery per template at 10,000 templates.
+            // Plain scans joined here: cheaper than a correlated subquery per template at 10,000 templates.
+            // (SQLite takes a bare column of a MAX() aggregate from the row holding the maximum.)
             var latest: [String: (id: String, state: RunState, sub: RunSubState?)] = [:]
             let runs = try Row.fetchCursor(
                 db,
@@ -251,6 +260,15 @@ extension KilnDatabase {
                 let sub: String? = row[3]
                 latest[row[0]] = (row[1], try state(row[2], column: "templateRun.runState"), try sub.map { try state($0, column: "templateRun.runSubState") })
             }
+            var attempted: [String: BuiltSource] = [:]
+            let sources = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT r.templateKey, r.sourceReference, r.sourceSha256, MAX(r.queuedAt) FROM templateRun r
+                    JOIN imageTemplate t ON t.idKey = r.templateKey WHERE t.managedBy = ? AND r.sourceReference IS NOT NULL
+                    GROUP BY r.templateKey
+                    """, arguments: [managedBy])
+            while let row = try sources.next() { attempted[row[0]] = BuiltSource(reference: row[1], sha256: row[2]) }
             var out: [ManagedTemplateSummary] = []
             let rows = try Row.fetchCursor(
                 db,
@@ -259,13 +277,13 @@ extension KilnDatabase {
                     FROM imageTemplate WHERE managedBy = ? ORDER BY idKey
                     """, arguments: [managedBy])
             while let row = try rows.next() {
-                let run = latest[row[0]]
+                let key: String = row[0]
+                let run = latest[key]
                 out.append(
                     ManagedTemplateSummary(
                         id: row[1], name: row[2], resourceGroup: row[3], sourceFile: row[4], sourceCommit: row[5],
                         contentHash: row[6], provisioningState: try state(row[7], column: "imageTemplate.provisioningState"),
-                        lastRunState: run?.state,
-                        lastRunSubState: run?.sub, lastRunId: run?.id))
+                        lastRunState: run?.state, lastRunSubState: run?.sub, lastRunId: run?.id, lastAttemptSource: attempted[key]))
             }
             return out
         }

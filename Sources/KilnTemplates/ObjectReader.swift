@@ -15,8 +15,8 @@ final class DecodeContext {
     /// The template file's directory inside its repository, when known: relative references must resolve
     /// inside the repository from there.
     var templateDirectory: String?
-    /// The line of each artifact reference accepted, by JSON path (for problems found after decoding, such as
-    /// a symbolic link out of the repository).
+    /// The line of each artifact reference accepted, and of the source, by JSON path (for problems found
+    /// after decoding, such as a symbolic link out of the repository or a build-order cycle).
     var artifactLines: [String: Int] = [:]
 
     init(sink: DiagnosticSink, apiVersion: APIVersion) {

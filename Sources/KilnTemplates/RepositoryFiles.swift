@@ -11,12 +11,16 @@ public struct RepositoryConfig: Sendable, Hashable, Codable {
     public var galleriesPath: String
     /// What to do when a template changes while it builds: wait (default) or cancel.
     public var onChangeDuringRun: OnChangeDuringRun
+    /// Whether a template whose source is an image another template of the repository publishes (a gallery
+    /// definition's `latest`, a managed image) is rebuilt when that image changes (default true).
+    public var rebuildOnSourceChange: Bool
 
     public enum OnChangeDuringRun: String, Sendable, Hashable, Codable, AIBEnum { case wait, cancel }
 
     public init(
         subscription: String? = nil, resourceGroup: String? = nil, location: String? = nil,
-        templatesPath: String = "templates", galleriesPath: String = "galleries", onChangeDuringRun: OnChangeDuringRun = .wait
+        templatesPath: String = "templates", galleriesPath: String = "galleries", onChangeDuringRun: OnChangeDuringRun = .wait,
+        rebuildOnSourceChange: Bool = true
     ) {
         self.subscription = subscription
         self.resourceGroup = resourceGroup
@@ -24,6 +28,7 @@ public struct RepositoryConfig: Sendable, Hashable, Codable {
         self.templatesPath = templatesPath
         self.galleriesPath = galleriesPath
         self.onChangeDuringRun = onChangeDuringRun
+        self.rebuildOnSourceChange = rebuildOnSourceChange
     }
 
     /// The load options these defaults imply, over `base`.
@@ -56,6 +61,7 @@ public struct RepositoryConfig: Sendable, Hashable, Codable {
             paths.finish()
         }
         if let o = r.enumeration("onChangeDuringRun", OnChangeDuringRun.self) { c.onChangeDuringRun = o }
+        if let b = r.bool("rebuildOnSourceChange") { c.rebuildOnSourceChange = b }
         r.finish()
         return ctx.sink.hasErrors ? nil : c
     }

@@ -4,6 +4,8 @@ import Foundation
 extension TemplateDecoder {
     func decodeSource(_ s: ObjectReader, status: inout ImageTemplateStatus) -> ImageSource? {
         defer { s.finish() }
+        // Problems found after decoding (a build-order cycle) point here.
+        ctx.artifactLines[s.path.description] = s.position.line
         guard let typeText = s.string("type", code: .badSourceType) else {
             s.skipUnknownCheck = true
             if s.value("type") == nil {

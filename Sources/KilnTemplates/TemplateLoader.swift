@@ -12,6 +12,8 @@ public enum TemplateFileKind: String, Sendable, Hashable, Codable {
     case repositoryConfig
     /// A Compute Gallery image definition (`galleries/*.yaml`).
     case galleryImageDefinition
+    /// A bare trigger resource (`Microsoft.VirtualMachineImages/imageTemplates/triggers`).
+    case trigger
 }
 
 /// Where templates are placed when their file does not say: the defaults of `kiln.yaml` or the CLI.
@@ -56,7 +58,7 @@ public struct LoadedTemplate: Sendable, Hashable {
     /// Where the resource sits in its file (`$` or `$.resources[1]`).
     public var resourcePath: JSONPath
     public var line: Int
-    /// The line of each `scriptUri` / `sourceUri`, by its JSON path in the file.
+    /// The line of each `scriptUri` / `sourceUri`, and of `properties.source`, by its JSON path in the file.
     public var artifactLines: [String: Int] = [:]
 
     /// `sha256:<hex>` of the template's canonical form alone; see `ContentHash`. Computed when asked: GitOps
@@ -81,6 +83,7 @@ public struct LoadedFile: Sendable {
     public var templates: [LoadedTemplate] = []
     public var skipped: [SkippedResource] = []
     public var galleryDefinitions: [GalleryImageDefinition] = []
+    public var triggers: [TriggerResource] = []
     public var repositoryConfig: RepositoryConfig?
     public var diagnostics: [Diagnostic] = []
     /// The parameters file that was read with a deployment template.
@@ -182,6 +185,12 @@ public enum TemplateLoader {
             break
         case .imageTemplate:
             loadBare(root, into: &file, options: options)
+        case .trigger:
+            var sink = DiagnosticSink(file: path)
+            if let t = TriggerResource.decode(root, path: .root, fileTemplate: TriggerResource.template(fromFileName: path), sink: &sink) {
+                file.triggers = [t]
+            }
+            file.diagnostics = sink.items
         case .deploymentTemplate:
             DeploymentLoader(path: path, options: options).load(root, parameters: parameters, into: &file)
         }
@@ -193,7 +202,9 @@ public enum TemplateLoader {
         let schema = root.member(caseInsensitive: "$schema")?.stringValue?.lowercased() ?? ""
         if isParametersFileName(path) || schema.contains("deploymentparameters") { return .deploymentParameters }
         if root.member(caseInsensitive: "resources") != nil || schema.contains("deploymenttemplate") { return .deploymentTemplate }
-        if root.member(caseInsensitive: "type")?.stringValue?.lowercased() == "microsoft.compute/galleries/images" { return .galleryImageDefinition }
+        let type = root.member(caseInsensitive: "type")?.stringValue?.lowercased()
+        if type == "microsoft.compute/galleries/images" { return .galleryImageDefinition }
+        if type == TriggerResource.resourceType.lowercased() { return .trigger }
         return .imageTemplate
     }
 

@@ -36,6 +36,12 @@ struct ControllerCommand: KilnCommand {
     var interval: Duration?
     @Option(help: "Runs executed at once by the background workers (default: the configuration's, else 1).") var parallelism: Int?
     @Option(
+        name: .customLong("trigger-poll-interval"),
+        help: ArgumentHelp(
+            "Time between polls of the SourceImage triggers (default: the configuration's triggers.pollInterval, else 60s).", valueName: "DURATION"),
+        transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 5m") })
+    var triggerPollInterval: Duration?
+    @Option(
         name: [.customLong("listen"), .customLong("webhook-listen")],
         help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"),
         transform: { try ListenAddress(parsing: $0) })
@@ -95,7 +101,12 @@ struct ControllerCommand: KilnCommand {
         guard !started.controllers.isEmpty else {
             throw CLIError.message("no repository could be started")
         }
-        let group = ControllerGroup(started.controllers, unavailable: started.unavailable)
+        let pollEvery = triggerPollInterval ?? .milliseconds(Int((config?.triggerPollSeconds ?? 60) * 1000))
+        let triggers = TriggerPoller(core: core, interval: pollEvery) { runs in
+            for r in runs { printError("kiln controller: a trigger of \(ResourceID.parse(r.templateId)?.name ?? r.templateId) fired: run \(r.id) queued") }
+            launch()
+        }
+        let group = ControllerGroup(started.controllers, unavailable: started.unavailable, triggers: triggers)
         let signals = Self.stopOnSignals(group, grace: stopGrace)
         if let listen {
             try await serve(group, listen: listen, metricsListen: metricsListen, hooks: started.hooks, metrics: metrics, core: core)

@@ -9,7 +9,7 @@ import KilnTemplates
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage the local image catalog (the source images templates build from).",
-        subcommands: [Bootstrap.self, Import.self, List.self, Show.self, Delete.self, Boot.self, Managed.self]
+        subcommands: [Bootstrap.self, Import.self, List.self, Show.self, Delete.self, Boot.self, Managed.self, Lineage.self]
     )
 }
 
@@ -271,6 +271,35 @@ extension Images {
                 throw CLIError.message("ResourceNotFound: no managed image \(id)")
             }
             try printJSON(ManagedImageDocument(m, paths: ctx.paths))
+        }
+    }
+
+    struct Lineage: KilnCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print what an image was built from, back to the catalog.",
+            discussion: """
+                ID is a gallery image version id (…/versions/latest resolves first), a managed image id, a catalog URN, \
+                or a template (name or id): its newest successful run's first output. Prints the chain newest first: \
+                debian-12-web 1.0.3 ← debian-12-base 1.0.7 ← Debian:debian-12:12-gen2:2026.1208.0, an image that is \
+                gone marked (deleted). --output json lists each link with its sha256, template and run.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "An image id, a catalog URN or a template.") var id: String
+        func run(_ env: KilnEnvironment) async throws {
+            let ctx = try KilnContext(env)
+            let chain: LineageChain
+            do { chain = try await ctx.core.lineage(of: id) } catch { throw CLIError.core(error) }
+            switch env.output {
+            case .json: try printJSON(chain)
+            case .text:
+                print(chain.text)
+                if env.verbose {
+                    for l in chain.links {
+                        let built = l.template.map { " built by \(ResourceID.parse($0)?.name ?? $0), run \(l.runId ?? "?")" } ?? ""
+                        print("  \(l.name): \(l.kind.rawValue) \(l.id)\(l.sha256.map { " sha256 \($0)" } ?? "")\(built)")
+                    }
+                }
+            }
         }
     }
 }

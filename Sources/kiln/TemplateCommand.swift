@@ -16,7 +16,7 @@ struct Template: AsyncParsableCommand {
             (only tags, identity, distribute and vmProfile can be patched). A NAME may be a template's name or \
             its full resource id.
             """,
-        subcommands: [Create.self, List.self, Show.self, Run.self, Cancel.self, Logs.self, Output.self, Runs.self, Delete.self, Worker.self]
+        subcommands: [Create.self, List.self, Show.self, Run.self, Cancel.self, Logs.self, Output.self, Runs.self, Delete.self, Trigger.self, Worker.self]
     )
 
     /// Opens the core over the data directory, after recovering runs a dead process left behind.

@@ -52,14 +52,22 @@ extension Template {
             let t: TemplateResource
             do { t = try await core.template(name) } catch { throw CLIError.core(error) }
             let last = try? await core.latestRun(templateId: t.record.id)
+            let status = await core.statusDocument(t.record, lastRun: last)
+            let outdated = await core.outdated(t)
             switch env.output {
             case .json:
-                try printJSON(ImageTemplateResourceDocument(t, lastRun: last))
+                try printJSON(ImageTemplateResourceDocument(t, lastRun: last, status: status, outdated: outdated))
             case .text:
                 print("\(t.name)  \(t.record.id)")
                 print("  provisioningState  \(t.record.provisioningState)")
                 if let code = t.record.provisioningErrorCode { print("  provisioningError  \(code): \(t.record.provisioningErrorMessage ?? "")") }
                 print("  source             \(describe(t.template.properties.source))")
+                if let parent = status.parent {
+                    print(
+                        "  built on           \(status.source?.image ?? "?") (template \(ResourceID.parse(parent.template)?.name ?? parent.template), run \(parent.runId ?? "?"))"
+                    )
+                }
+                if let outdated { print("  \(outdated)") }
                 print(
                     "  customize          \(t.template.properties.customize.count) step\(t.template.properties.customize.count == 1 ? "" : "s"), validate \(t.template.properties.validate.inVMValidations.count), distribute \(t.template.properties.distribute.count)"
                 )

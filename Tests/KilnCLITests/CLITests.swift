@@ -24,6 +24,10 @@ import Testing
     }
 
     static func kiln(_ args: String..., cwd: URL = repoRoot) throws -> Result {
+        try kiln(args, cwd: cwd)
+    }
+
+    static func kiln(_ args: [String], cwd: URL = repoRoot) throws -> Result {
         try #require(FileManager.default.isExecutableFile(atPath: binary), "build the kiln binary first (swift build): \(binary)")
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)

@@ -261,3 +261,77 @@ final class LinesBox: @unchecked Sendable {
     func add(_ s: String) { lock.withLock { lines.append(s) } }
     var all: [String] { lock.withLock { lines } }
 }
+
+/// What each output records of its parent, and the chain `kiln images lineage` prints from it: real
+/// distribution of a small qcow2 to a gallery (two definitions, one built on the other), a managed image and
+/// a VHD, against the real store.
+@Suite struct LineageTests {
+    static let gallery = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/gal/images"
+    static let urn = "Debian:debian-12:12-gen2:2026.1128.0"
+
+    @Test func everyOutputRecordsItsParentAndTheChainGoesBackToTheCatalog() async throws {
+        let s = try Scratch()
+        defer { s.cleanup() }
+        let d = DistributionTests()
+        var image = try await d.smallImage(s)
+        try await s.core.store.addImage(
+            CatalogImage(
+                publisher: "Debian", offer: "debian-12", sku: "12-gen2", version: ImageVersion("2026.1128.0")!, osType: .linux, hyperVGeneration: .v2,
+                virtualSize: 1 << 30, fileSize: 1 << 20, sha256: "catalog-sha", path: "images/x/disk.qcow2", createdAt: Date(),
+                provenance: Provenance(kind: .bootstrapped)))
+        for name in ["base", "app"] { try await d.definition(s, id: "\(Self.gallery)/\(name)") }
+        let dist = s.core.distribution
+        let vhd = s.dir + "/out/base.vhd"
+        image.sourceSha256 = "catalog-sha"
+        let base = await dist.distribute(
+            image,
+            template: try d.template(
+                """
+                [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(Self.gallery)/base", "targetRegions": [{"name": "westeurope"}]},
+                 {"type": "VHD", "runOutputName": "vhd", "uri": "\(vhd)"}]
+                """), provenance: .init(templateId: "/t/base", runId: "run-base", stagingDirectory: s.dir + "/staging")
+        ) { _ in }
+        #expect(base.allSatisfy { $0.succeeded }, "\(base.map(\.error))")
+        let baseVersion = try #require(base[0].artifactId)
+        let recorded = try #require(try await s.core.store.galleryVersions(definitionId: "\(Self.gallery)/base").first)
+        #expect(recorded.metadata["sourceImage"] == Self.urn && recorded.metadata["sourceSha256"] == "catalog-sha")
+        // The VHD's parent travels beside it.
+        let sidecar = try JSONDecoder().decode([String: String].self, from: Data(contentsOf: URL(fileURLWithPath: vhd + ".kiln.json")))
+        #expect(sidecar["sourceImage"] == Self.urn && sidecar["runId"] == "run-base" && sidecar["sha256"] == image.sha256)
+
+        // app is built on base 1.0.0, and publishes a managed image too.
+        image.sourceReference = baseVersion
+        image.sourceSha256 = recorded.sha256
+        let managed = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/app-golden"
+        let app = await dist.distribute(
+            image,
+            template: try d.template(
+                """
+                [{"type": "SharedImage", "runOutputName": "sig", "galleryImageId": "\(Self.gallery)/app", "targetRegions": [{"name": "westeurope"}]},
+                 {"type": "ManagedImage", "runOutputName": "mi", "imageId": "\(managed)", "location": "westeurope"}]
+                """), provenance: .init(templateId: "/t/app", runId: "run-app", stagingDirectory: s.dir + "/staging")
+        ) { _ in }
+        #expect(app.allSatisfy { $0.succeeded }, "\(app.map(\.error))")
+
+        let chain = try await s.core.lineage(of: "\(Self.gallery)/app/versions/latest")
+        #expect(chain.text == "app 1.0.0 ← base 1.0.0 ← \(Self.urn)")
+        #expect(chain.links.map(\.kind) == [.galleryImageVersion, .galleryImageVersion, .platformImage])
+        #expect(chain.links.map(\.runId) == ["run-app", "run-base", nil])
+        #expect(chain.links.last?.sha256 == "catalog-sha")
+        #expect(try await s.core.lineage(of: managed).text == "app-golden ← base 1.0.0 ← \(Self.urn)")
+
+        // The base version goes: the chain says so and ends there.
+        _ = try await s.core.removeGalleryVersion(definitionId: "\(Self.gallery)/base", version: ImageVersion(1, 0, 0))
+        #expect(try await s.core.lineage(of: "\(Self.gallery)/app/versions/1.0.0").text == "app 1.0.0 ← base 1.0.0 (deleted)")
+        await #expect(throws: CoreError.self) { try await s.core.lineage(of: "no-such-template") }
+    }
+
+    @Test(arguments: [
+        ("\(gallery)/base/versions/1.0.1", "\(gallery)/base/versions/1.0.0", "source base 1.0.1 is newer than the 1.0.0 this was built from"),
+        ("\(gallery)/base/versions/1.0.0", "\(gallery)/base/versions/1.0.0", "source is now base 1.0.0; this was built from base 1.0.0"),
+        ("Debian:debian-12:12:2026.1202.0", urn, "source is now Debian:debian-12:12:2026.1202.0; this was built from \(urn)")
+    ])
+    func outdatedIsWorded(_ now: String, _ built: String, _ expected: String) {
+        #expect(KilnCore.newer(BuiltSource(reference: now, sha256: "a"), than: BuiltSource(reference: built, sha256: "b")) == expected)
+    }
+}
