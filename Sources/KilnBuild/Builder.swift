@@ -50,6 +50,14 @@ public struct BuildResult: Sendable {
     public var validationFailure: String?
     /// Notes for the run's message (e.g. what optimization did).
     public var notes: [String]
+
+    public init(capturedDisk: String, sha256: String, virtualSize: Int64, validationFailure: String? = nil, notes: [String] = []) {
+        self.capturedDisk = capturedDisk
+        self.sha256 = sha256
+        self.virtualSize = virtualSize
+        self.validationFailure = validationFailure
+        self.notes = notes
+    }
 }
 
 /// Why a build failed, worded for `lastRunStatus.message`.

@@ -30,6 +30,8 @@ import KilnTemplates
 ///     credentials: { tokenFile: /etc/kiln/git.token }   # or tokenEnv, or sshKeyFile (+ knownHosts)
 ///     webhookSecretFile: /etc/kiln/webhook.secret
 /// server: { listen: 0.0.0.0:8080, metricsListen: 127.0.0.1:9090 }   # metricsListen optional
+/// retention: { runImages: 2, galleryVersions: 5 }   # kept per template / per gallery image definition (kiln gc)
+/// triggers: { pollInterval: 60s }                    # how often the controller polls SourceImage triggers
 /// ```
 public struct KilnConfiguration: Sendable {
     public enum LogFormat: String, Sendable, CaseIterable { case text, logfmt, json }
@@ -69,6 +71,9 @@ public struct KilnConfiguration: Sendable {
     public var buildNetwork = BuildNetworkPolicy.automatic()
     /// How often `kiln controller` polls SourceImage triggers (`triggers.pollInterval`).
     public var triggerPollSeconds: Double = 60
+    /// `retention.runImages` (per template) and `retention.galleryVersions` (per definition).
+    public var retentionRunImages = 2
+    public var retentionGalleryVersions = 5
 
     public init() {}
 
@@ -233,7 +238,7 @@ struct ConfigReader {
             root, "$",
             allowed: [
                 "dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
-                "repositories", "server", "artifacts", "distribution", "build", "triggers"
+                "repositories", "server", "artifacts", "distribution", "build", "triggers", "retention"
             ])
         c.dataDir = absolutePath(top, "dataDir", "$")
         if let (node, line) = top["parallelism"] {
@@ -265,6 +270,17 @@ struct ConfigReader {
         if let (node, _) = top["artifacts"] { artifacts(node, into: &c.artifactPolicy) }
         if let (node, _) = top["distribution"] { distribution(node, into: &c.artifactPolicy) }
         if let (node, _) = top["build"] { c.buildNetwork = build(node) }
+        if let (node, _) = top["retention"] {
+            let m = members(node, "$.retention", allowed: ["runImages", "galleryVersions"])
+            for key in ["runImages", "galleryVersions"] {
+                guard let (n, line) = m[key] else { continue }
+                guard case .number(let v) = n.value, let count = v.int, (1...1000).contains(count) else {
+                    problem(n, "$.retention.\(key)", "expected a whole number from 1 to 1000", line: line)
+                    continue
+                }
+                if key == "runImages" { c.retentionRunImages = count } else { c.retentionGalleryVersions = count }
+            }
+        }
         if let (node, _) = top["triggers"] {
             let m = members(node, "$.triggers", allowed: ["pollInterval"])
             if let i = string(m, "pollInterval", "$.triggers") {

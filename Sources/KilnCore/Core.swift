@@ -61,14 +61,17 @@ public final class KilnCore: Sendable {
     public let artifactPolicy: ArtifactPolicy
     /// Build VMs' network (the configuration's `build` section).
     public let buildNetwork: BuildNetworkPolicy
+    /// How many run images and gallery versions are kept (the configuration's `retention`).
+    public let retention: RetentionSettings
     public let logger: Logger
 
     public init(
         paths: KilnPaths, store: any ResourceStore, identities: IdentityConfig = IdentityConfig(), regions: RegionMap? = nil,
         artifactPolicy: ArtifactPolicy = .untrusted, buildNetwork: BuildNetworkPolicy = .automatic(),
-        logger: Logger = Logger(label: "kiln.core")
+        retention: RetentionSettings = RetentionSettings(), logger: Logger = Logger(label: "kiln.core")
     ) {
         self.buildNetwork = buildNetwork
+        self.retention = retention
         self.paths = paths
         self.store = store
         self.identities = identities
@@ -279,8 +282,10 @@ public final class KilnCore: Sendable {
     // MARK: Delete
 
     /// Deletes a template and its staging area; refused while a run is Running or Canceling. A build VM kept
-    /// by `errorHandling: abort` is stopped.
-    public func delete(_ idOrName: String) async throws(CoreError) {
+    /// by `errorHandling: abort` is stopped. Its run images go too, unless it is deleted to be created again
+    /// (`keepNewestImage`, a GitOps recreate or move): then its newest image stays, for the new template to
+    /// reuse when its build inputs are the same.
+    public func delete(_ idOrName: String, keepNewestImage: Bool = false) async throws(CoreError) {
         let resource = try await template(idOrName)
         do {
             try await store.beginDeleteTemplate(id: resource.record.id)
@@ -289,6 +294,10 @@ public final class KilnCore: Sendable {
                 try? FileManager.default.removeItem(atPath: run.workDirectory)
             }
             try? FileManager.default.removeItem(atPath: resource.record.stagingDirectory)
+            for image in try await store.runImages(templateKey: resource.record.id).dropFirst(keepNewestImage ? 1 : 0) {
+                try? FileManager.default.removeItem(atPath: (image.path as NSString).deletingLastPathComponent)
+                try await store.removeRunImage(runId: image.runId)
+            }
             try await store.removeTemplate(id: resource.record.id)
         } catch {
             throw .from(error)

@@ -72,13 +72,19 @@ public struct RunExecutor: Sendable {
         func phases() -> [RunSubState: Double] { queued.merging(clock.enter(nil)) { _, n in n } }
     }
 
-    /// What the build needs, once the template and its source are known.
+    /// What the run does once the template and its source are known: build, or distribute the image an
+    /// earlier run captured from the same inputs.
     struct Prepared: Sendable {
+        enum Plan: Sendable {
+            case build(BuildRequest)
+            case reuse(RunImageRecord)
+        }
         var resource: TemplateResource
         var source: ResolvedSource
         var staging: StagingArea
-        var request: BuildRequest
+        var plan: Plan
         var minutes: Int
+        var inputsKey: String
     }
 
     public func execute() async -> RunRecord {
@@ -92,8 +98,13 @@ public struct RunExecutor: Sendable {
         case .success(let p): prepared = p
         case .failure(let ended): return ended.run
         }
-        let (result, reason) = await build(prepared, x)
-        return await conclude(result, reason, prepared, x)
+        switch prepared.plan {
+        case .reuse(let image):
+            return await reuse(image, prepared, x)
+        case .build(let request):
+            let (result, reason) = await build(prepared, request, x)
+            return await conclude(result, reason, prepared, x)
+        }
     }
 
     /// Enters a phase: reported, logged, recorded with the seconds of the phases before it.
@@ -129,29 +140,56 @@ public struct RunExecutor: Sendable {
             x.log.line("source: \(error.description)")
             return .failure(Ended(run: await finish(x.run, state: .failed, message: "\(error.code): \(error.message)", phases: x.phases())))
         }
+        let inputsKey = BuildInputs.key(t, artifacts: resource.record.artifacts, source: source)
         _ = try? await core.store.updateRun(id: runId) { r in
             r.sourceReference = source.reference
             r.sourceExactVersion = source.exactVersion
             r.sourceSha256 = source.sha256
+            r.buildInputsKey = inputsKey
         }
         x.log.line("source: \(source.reference)\(source.exactVersion.map { " (exactVersion \($0))" } ?? "")")
+        let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
+        let minutes = x.run.timeoutMinutes > 0 ? x.run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
+        // Before anything starts a VM (the accelerator probe may boot one): an image from the same inputs is reused.
+        if !x.run.force, !BuildInputs.alwaysBuilds(t), let image = await core.reusableImage(inputsKey) {
+            x.log.line("inputs \(inputsKey.prefix(19))… are those of run \(image.runId) (\(image.templateName)): its image is reused, no VM is started")
+            return .success(Prepared(resource: resource, source: source, staging: staging, plan: .reuse(image), minutes: minutes, inputsKey: inputsKey))
+        }
         let (accelerator, notice) = await AcceleratorProbe(cacheDir: core.paths.cacheDir).detect()
         if let notice { x.log.line(notice) }
-        let staging = StagingArea(directory: resource.record.stagingDirectory, resourceGroupId: resource.record.stagingResourceGroup)
         var artifacts: [String: String] = [:]
         for a in resource.record.artifacts { artifacts[a.reference] = a.path }
         var request = BuildRequest(
             runId: runId, template: t, source: source, artifacts: artifacts, workDirectory: x.run.workDirectory,
-            logDirectory: x.run.logDirectory, capturedDisk: staging.capturedDisk(run: runId), accelerator: accelerator)
+            logDirectory: x.run.logDirectory, capturedDisk: core.paths.runImage(runId), accelerator: accelerator)
         request.network = core.buildNetwork
-        let minutes = x.run.timeoutMinutes > 0 ? x.run.timeoutMinutes : ImageTemplateProperties.defaultBuildTimeoutInMinutes
-        return .success(Prepared(resource: resource, source: source, staging: staging, request: request, minutes: minutes))
+        return .success(Prepared(resource: resource, source: source, staging: staging, plan: .build(request), minutes: minutes, inputsKey: inputsKey))
+    }
+
+    /// Distributes an earlier run's image as this run's (a hard link under this run's id; a copy across file
+    /// systems), without a VM.
+    func reuse(_ image: RunImageRecord, _ p: Prepared, _ x: Execution) async -> RunRecord {
+        let path = core.paths.runImage(runId)
+        do {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: path)
+            do { try FileManager.default.linkItem(atPath: image.path, toPath: path) } catch {
+                try FileManager.default.copyItem(atPath: image.path, toPath: path)
+            }
+        } catch {
+            return await finish(x.run, state: .failed, message: "cannot reuse the image of run \(image.runId) (\(image.path)): \(error)", phases: x.phases())
+        }
+        _ = try? await core.store.updateRun(id: runId) { r in r.reusedFromRunId = image.runId }
+        let built = BuildResult(
+            capturedDisk: path, sha256: image.sha256, virtualSize: image.virtualSize,
+            notes: ["reused the image of run \(image.runId) (\(image.templateName)): the same inputs, nothing was built"])
+        return await distribute(built, p, x)
     }
 
     /// The build, raced against the deadline, a cancel request (from any process, through the store) and this
     /// process stopping. Returns the build's result and why it was stopped, if it was.
-    func build(_ p: Prepared, _ x: Execution) async -> (Result<BuildResult, any Error>, StopReason?) {
-        let builder = Builder(request: p.request, logger: core.logger, onPhase: { await enter($0, x) }, onLogLine: { onEvent(.log($0)) })
+    func build(_ p: Prepared, _ request: BuildRequest, _ x: Execution) async -> (Result<BuildResult, any Error>, StopReason?) {
+        let builder = Builder(request: request, logger: core.logger, onPhase: { await enter($0, x) }, onLogLine: { onEvent(.log($0)) })
         let deadline = ContinuousClock.now + .seconds(p.minutes * 60)
         let stop = Mutex<StopReason?>(nil)
         let build = Task { () throws(BuildError) -> BuildResult in try await builder.run() }
@@ -246,6 +284,14 @@ public struct RunExecutor: Sendable {
             r.artifactSha256 = built.sha256
             r.artifactSize = size
             r.outputs = outputs
+        }
+        if state == .succeeded {
+            // Kept for reuse: a later run with the same inputs distributes this image instead of building.
+            let record = RunImageRecord(
+                runId: runId, templateId: p.resource.record.id, templateName: p.resource.name, buildInputsKey: p.inputsKey, path: built.capturedDisk,
+                sha256: built.sha256, virtualSize: size, source: BuiltSource(reference: p.source.reference, sha256: p.source.sha256))
+            try? await core.store.addRunImage(record)
+            await core.pruneRunImages(templateKey: p.resource.record.idKey)
         }
         x.log.marker(state.rawValue)
         return await finish(x.run, state: state, message: notes.joined(separator: "\n"), phases: phases)

@@ -5,8 +5,9 @@ import KilnTemplates
 
 extension KilnCore {
     /// Queues a run (runState Running, runSubState Queued). A worker executes it.
-    public func queueRun(_ resource: TemplateResource) async throws(CoreError) -> RunRecord {
-        let run = newRun(resource)
+    public func queueRun(_ resource: TemplateResource, force: Bool = false) async throws(CoreError) -> RunRecord {
+        var run = newRun(resource)
+        run.force = force
         let runId = run.id
         do {
             try await store.insertRun(run)
@@ -26,8 +27,8 @@ extension KilnCore {
             workDirectory: (paths.vms as NSString).appendingPathComponent(runId), logDirectory: staging.logs(run: runId))
     }
 
-    public func queueRun(_ idOrName: String) async throws(CoreError) -> RunRecord {
-        try await queueRun(try await template(idOrName))
+    public func queueRun(_ idOrName: String, force: Bool = false) async throws(CoreError) -> RunRecord {
+        try await queueRun(try await template(idOrName), force: force)
     }
 
     /// Asks the active run of a template to stop: a queued run is Canceled at once; an executing one moves to

@@ -62,7 +62,6 @@ public struct StagingArea: Sendable, Hashable {
 
     public var artifacts: String { (directory as NSString).appendingPathComponent("artifacts") }
     public func logs(run: String) -> String { (directory as NSString).appendingPathComponent("packerlogs/\(run)") }
-    public func capturedDisk(run: String) -> String { (directory as NSString).appendingPathComponent("runs/\(run)/osdisk.qcow2") }
 
     /// The area for a template: `stagingResourceGroup` when set (its last segment names the directory),
     /// else a fresh `IT_<rg>_<name>_<guid>`.

@@ -71,9 +71,19 @@ extension KilnCore {
     }
 
     public func deleteTrigger(template idOrName: String, name: String?) async throws(CoreError) {
-        let t = try await trigger(template: idOrName, name: name)
-        try await stored { () async throws(StoreError) in try await store.removeTrigger(id: t.id) }
-        logger.info("trigger deleted", metadata: ["trigger": "\(t.id)"])
+        try await deleteTrigger(id: try await trigger(template: idOrName, name: name).id)
+    }
+
+    /// Deletes a trigger by id; one that is gone already (its template was deleted) is not an error.
+    public func deleteTrigger(id: String) async throws(CoreError) {
+        do throws(StoreError) {
+            try await store.removeTrigger(id: id)
+        } catch .notFound {
+            return
+        } catch {
+            throw .from(error)
+        }
+        logger.info("trigger deleted", metadata: ["trigger": "\(id)"])
     }
 
     /// One poll of every trigger: each whose template's source now resolves to an image other than its

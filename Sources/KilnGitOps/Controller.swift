@@ -182,32 +182,7 @@ public actor Controller {
             }
         }
         do {
-            // This repository's builds set the status cadence (a build of another repository does not make this
-            // one poll every 2 s); every build counts for starting a worker.
-            let mine = try await core.activeRuns(managedBy: source.key)
-            let active = try await core.activeRuns()
-            if reconciled || !mine.isEmpty || hadActiveRuns {
-                let errors = sourceErrors
-                do {
-                    try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
-                } catch {
-                    if error is GitError { observer?.gitFailed(repository: name, operation: .push) }
-                    throw error
-                }
-            }
-            // Queued runs and nothing executing (a worker died before claiming): start a worker. A worker that is
-            // executing claims the queue itself, so none is started then.
-            if active.contains(where: { $0.owner == nil }), !active.contains(where: { $0.owner != nil }),
-                lastLaunch.map({ ContinuousClock.now - $0 > .seconds(30) }) ?? true
-            {
-                launch()
-            }
-            hadActiveRuns = !mine.isEmpty
-            // A run of this repository ended: what it published may make other templates outdated, so the next
-            // step reconciles (soon: a requeue sleeps `statusInterval`).
-            let ids = Set(mine.map(\.id))
-            if !activeRunIds.subtracting(ids).isEmpty { requeued = true }
-            activeRunIds = ids
+            try await followRuns(reconciled: reconciled)
         } catch {
             failure = failure ?? "status: \(error)"
             logger.error("status write failed; retrying at the next poll", metadata: ["error": "\(error)"])
@@ -216,6 +191,37 @@ public actor Controller {
             logger.notice("the repository works again", metadata: ["previousError": "\(previous)"])
         }
         lastError = failure
+    }
+
+    /// After a step's reconcile: the status written while runs of this repository are active (or have just
+    /// ended), a worker started for a queue nobody claims, and a requeue once a run ended.
+    func followRuns(reconciled: Bool) async throws {
+        // This repository's builds set the status cadence (a build of another repository does not make this
+        // one poll every 2 s); every build counts for starting a worker.
+        let mine = try await core.activeRuns(managedBy: source.key)
+        let active = try await core.activeRuns()
+        if reconciled || !mine.isEmpty || hadActiveRuns {
+            let errors = sourceErrors
+            do {
+                try await status.sync(sourceErrors: errors.byTemplate, invalidFiles: errors.files)
+            } catch {
+                if error is GitError { observer?.gitFailed(repository: name, operation: .push) }
+                throw error
+            }
+        }
+        // Queued runs and nothing executing (a worker died before claiming): start a worker. A worker that is
+        // executing claims the queue itself, so none is started then.
+        if active.contains(where: { $0.owner == nil }), !active.contains(where: { $0.owner != nil }),
+            lastLaunch.map({ ContinuousClock.now - $0 > .seconds(30) }) ?? true
+        {
+            launch()
+        }
+        hadActiveRuns = !mine.isEmpty
+        // A run of this repository ended: what it published may make other templates outdated, so the next
+        // step reconciles (soon: a requeue sleeps `statusInterval`).
+        let ids = Set(mine.map(\.id))
+        if !activeRunIds.subtracting(ids).isEmpty { requeued = true }
+        activeRunIds = ids
     }
 
     func launch() {

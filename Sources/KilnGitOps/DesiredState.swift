@@ -43,6 +43,16 @@ public final class DesiredTemplate: Sendable {
     }
 }
 
+/// A trigger as the repository declares it (a bare trigger file, or a resource of a deployment template).
+public struct DesiredTrigger: Sendable, Hashable {
+    public var resource: TriggerResource
+    public var file: String
+    /// Its template's id, lower-cased.
+    public var templateKey: String { resource.templateId.lowercased() }
+    /// `…/imageTemplates/T/triggers/NAME`, lower-cased: how trigger ids compare.
+    public var key: String { "\(resource.templateId)/triggers/\(resource.name)".lowercased() }
+}
+
 /// A template file that does not load, with its diagnostics (path, line, code).
 public struct InvalidTemplateFile: Sendable {
     public var file: String
@@ -56,6 +66,7 @@ public struct DesiredState: Sendable {
     public var templates: [DesiredTemplate]
     public var invalid: [InvalidTemplateFile]
     public var galleries: [GalleryImageDefinition]
+    public var triggers: [DesiredTrigger] = []
 }
 
 /// Results per file, kept between reads so a commit that changes one file of ten thousand parses one, and the
@@ -64,6 +75,7 @@ public final class DesiredStateCache: @unchecked Sendable {
     struct Entry {
         var templates: [DesiredTemplate] = []
         var galleries: [GalleryImageDefinition] = []
+        var triggers: [DesiredTrigger] = []
         var errors: [Diagnostic] = []
         /// Every repository path the result depends on besides the file itself, with the blob it had ("" when
         /// absent): referenced scripts, and the places a reference could have resolved to instead.
@@ -164,6 +176,7 @@ public enum DesiredStateReader {
             seen.insert(f.path)
             if !entry.errors.isEmpty { state.invalid.append(InvalidTemplateFile(file: f.path, diagnostics: entry.errors)) }
             (state.galleries, state.templates) = (state.galleries + entry.galleries, state.templates + entry.templates)
+            state.triggers += entry.triggers
         }
         cache?.prune(keeping: seen)
         return state
@@ -217,6 +230,7 @@ public enum DesiredStateReader {
             entry.errors = loaded.errors
             return entry
         }
+        entry.triggers = loaded.triggers.map { DesiredTrigger(resource: $0, file: file) }
         var errors: [Diagnostic] = []
         for t in loaded.templates {
             var refs: [String: String] = [:], resolved: [String: ObjectID] = [:]
@@ -246,6 +260,7 @@ public enum DesiredStateReader {
         }
         if !errors.isEmpty {
             entry.templates = []
+            entry.triggers = []
             entry.errors = errors
         }
         return entry

@@ -151,9 +151,12 @@ public struct Plan: Sendable {
     public var commit: ObjectID
     public var items: [PlanItem]
     public var galleries: [GalleryImageDefinition]
+    /// The triggers the repository declares (applied after the templates), and what the plan does to them.
+    public var desiredTriggers: [DesiredTrigger] = []
+    public var triggers: [TriggerPlanItem] = []
 
     public var changes: [PlanItem] { items.filter(\.isChange) }
-    public var hasChanges: Bool { items.contains(where: \.isChange) }
+    public var hasChanges: Bool { items.contains(where: \.isChange) || triggers.contains(where: \.isChange) }
     public var invalid: [PlanItem] { items.filter { $0.action == .invalid } }
 }
 
@@ -170,7 +173,7 @@ public enum Planner {
         desired all: DesiredState, recorded: [ManagedTemplateSummary], changedPaths: [String: Set<String>] = [:],
         sources: [String: BuiltSource] = [:]
     ) -> Plan {
-        let desired = withoutCycles(all)
+        let desired = withoutCycles(withKnownTriggerTemplates(all))
         var items: [PlanItem] = []
         var recordedByKey = Dictionary(recorded.map { ($0.id.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
         let desiredKeys = Set(desired.templates.map(\.key))
@@ -231,7 +234,9 @@ public enum Planner {
                     .invalid(file: bad.file, diagnostics: bad.diagnostics, kept: nil),
                     reason: bad.diagnostics.first.map { "\($0.path): \($0.message)" }))
         }
-        return Plan(commit: desired.commit, items: items, galleries: desired.galleries)
+        var plan = Plan(commit: desired.commit, items: items, galleries: desired.galleries)
+        plan.desiredTriggers = desired.triggers
+        return plan
     }
 
     /// A change that would delete a template under a running build waits for it, or cancels it first.

@@ -19,6 +19,13 @@ public struct ReconcileReport: Sendable {
     public var plan: Plan
     public var outcomes: [Outcome] = []
     public var galleryResults: [String] = []
+    /// What was done to each trigger that changed.
+    public struct TriggerOutcome: Sendable {
+        public var summary: String
+        public var result: String
+        public var ok: Bool
+    }
+    public var triggerResults: [TriggerOutcome] = []
 
     /// A change waits for a run to end (or for a canceled run to stop): reconcile this commit again soon
     /// instead of waiting here (level-triggered, like controller-runtime's requeue).
@@ -27,7 +34,7 @@ public struct ReconcileReport: Sendable {
     public var failed: [Outcome] { outcomes.filter { !$0.ok } }
     public var queuedRuns: [String] { outcomes.compactMap(\.runId) }
     /// Whether any template is invalid or could not be applied: `kiln reconcile --once` exits non-zero.
-    public var hasProblems: Bool { !failed.isEmpty || !plan.invalid.isEmpty }
+    public var hasProblems: Bool { !failed.isEmpty || !plan.invalid.isEmpty || triggerResults.contains { !$0.ok } }
 
     /// For the status writer: recorded templates whose file currently fails to load (by lower-cased id), and
     /// invalid files that describe none.
@@ -101,7 +108,9 @@ public actor Reconciler {
                 }
             }
         }
-        let plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed, sources: await currentSources(desired))
+        var plan = Planner.plan(desired: desired, recorded: recorded, changedPaths: changed, sources: await currentSources(desired))
+        let recreated = Set(plan.items.filter { [.recreate, .move].contains($0.action) }.compactMap { $0.id?.lowercased() })
+        plan.triggers = Planner.planTriggers(plan.desiredTriggers, recorded: try await recordedTriggers(), recreatedTemplates: recreated)
         // After reparsing many files, give the freed memory back (glibc keeps it otherwise): a controller
         // watching a large repository should not sit at its peak.
         if cache.misses - missesBefore > 500 { MemoryTrim.trim() }
@@ -158,7 +167,44 @@ public actor Reconciler {
             report.outcomes.append(outcome)
         }
         if plan.items.contains(where: { $0.action == .wait }) { report.requeue = true }
+        await applyTriggers(plan, into: &report)
         return report
+    }
+
+    /// The triggers this repository made.
+    func recordedTriggers() async throws(CoreError) -> [TriggerRecord] {
+        try await core.triggers().filter { $0.managedBy == source.key }
+    }
+
+    /// Triggers, after the templates: planned again against what is recorded now (a recreated template took
+    /// its trigger with it), then created, recreated or deleted. One failing does not stop the others.
+    func applyTriggers(_ plan: Plan, into report: inout ReconcileReport) async {
+        guard !plan.desiredTriggers.isEmpty || !plan.triggers.isEmpty else { return }
+        let now: [TriggerRecord]
+        do { now = try await recordedTriggers() } catch {
+            report.triggerResults.append(.init(summary: "triggers", result: "\(error)", ok: false))
+            return
+        }
+        let origin = { (d: DesiredTrigger) in TriggerOrigin(file: d.file, commit: plan.commit.hex, managedBy: self.source.key) }
+        for item in Planner.planTriggers(plan.desiredTriggers, recorded: now) where item.isChange {
+            do {
+                switch item.change {
+                case .create(let d):
+                    _ = try await core.createTrigger(template: d.resource.templateId, name: d.resource.name, kind: d.resource.kind, origin: origin(d))
+                case .recreate(let old, let d):
+                    try await core.deleteTrigger(id: old.id)
+                    _ = try await core.createTrigger(template: d.resource.templateId, name: d.resource.name, kind: d.resource.kind, origin: origin(d))
+                case .delete(let r):
+                    try await core.deleteTrigger(id: r.id)
+                case .unchanged:
+                    break
+                }
+                report.triggerResults.append(.init(summary: item.summary, result: "done", ok: true))
+            } catch {
+                report.triggerResults.append(.init(summary: item.summary, result: "\(error)", ok: false))
+                logger.error("reconcile failed for a trigger", metadata: ["trigger": "\(item.name)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Applies one change. A cancel-first cancels the run and applies the change at once only when the run
@@ -180,13 +226,13 @@ public actor Reconciler {
             try await core.delete(r.id)
             outcome.result = "deleted"
         case .recreate(let old, let new):
-            try await core.delete(old.id)
+            try await core.delete(old.id, keepNewestImage: true)
             outcome = try await create(item, new, commit: commit, verb: "recreated")
         case .rebind(let old, let new):
             try await core.rebind(templateId: old.id, file: new.file, commit: commit.hex)
             outcome.result = "moved (\(old.sourceFile ?? "?") → \(new.file)), not rebuilt"
         case .move(let old, let new):
-            try await core.delete(old.id)
+            try await core.delete(old.id, keepNewestImage: true)
             outcome = try await create(item, new, commit: commit, verb: "moved from \(old.name)")
         case .create(let d):
             outcome = try await create(item, d, commit: commit, verb: "created")

@@ -30,6 +30,7 @@ extension KilnDatabase {
             try db.alter(table: "templateRun") { t in t.add(column: "sourceSha256", .text) }
         }
         m.registerMigration("v7-triggers", migrate: createTriggerTable)
+        m.registerMigration("v8-run-images", migrate: createRunImageTable)
         return m
     }
 

@@ -60,6 +60,16 @@ public protocol ResourceStore: Sendable {
     /// baseline is no longer `expected` (fired elsewhere first).
     func fireTrigger(id: String, expected: BuiltSource?, seen: BuiltSource, run: RunRecord, message: String) async throws(StoreError) -> Bool
 
+    // MARK: Run images
+    func addRunImage(_ image: RunImageRecord) async throws(StoreError)
+    /// Every run image, newest first.
+    func runImages() async throws(StoreError) -> [RunImageRecord]
+    /// Images captured with these build inputs, newest first.
+    func runImages(buildInputsKey: String) async throws(StoreError) -> [RunImageRecord]
+    /// A template's images, newest first.
+    func runImages(templateKey: String) async throws(StoreError) -> [RunImageRecord]
+    func removeRunImage(runId: String) async throws(StoreError)
+
     // MARK: Health
     /// A trivial read: the store answers.
     func ping() async throws(StoreError)

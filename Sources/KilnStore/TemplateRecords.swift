@@ -141,6 +141,12 @@ public struct RunRecord: Sendable, Hashable, Codable {
     public var artifactSha256: String?
     public var artifactSize: Int64?
     public var outputs: [RunOutputRecord]
+    /// What decided the image's content (`BuildInputs.key`), once the source was resolved.
+    public var buildInputsKey: String?
+    /// Set when the run distributed an image an earlier run with the same inputs captured, instead of building.
+    public var reusedFromRunId: String?
+    /// Build even when an image with the same inputs exists (`kiln template run --force`).
+    public var force: Bool
 
     public init(id: String, templateId: String, queuedAt: Date, timeoutMinutes: Int, workDirectory: String, logDirectory: String) {
         self.id = id
@@ -155,6 +161,7 @@ public struct RunRecord: Sendable, Hashable, Codable {
         self.logDirectory = logDirectory
         self.phaseSeconds = [:]
         self.outputs = []
+        self.force = false
     }
 
     /// Running or Canceling: the run has not reached a final state.

@@ -36,6 +36,10 @@ public struct KilnPaths: Sendable, Hashable {
     public var staging: String { sub("staging") }
     public var regions: String { sub("regions") }
     public var vms: String { sub("vms") }
+    /// Images runs captured (`run-images/<run>/osdisk.qcow2`): outside staging, so a template's recreate does
+    /// not take the image a rerun with the same inputs may reuse.
+    public var runImages: String { sub("run-images") }
+    public func runImage(_ runId: String) -> String { (runImages as NSString).appendingPathComponent("\(runId)/osdisk.qcow2") }
 
     /// An absolute path for a path stored relative to the data directory.
     public func absolute(_ relative: String) -> String {

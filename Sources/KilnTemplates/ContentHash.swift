@@ -50,3 +50,25 @@ public enum ContentHash {
         "sha256:" + SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
     }
 }
+
+extension ContentHash {
+    /// What of a template decides what its build puts into the image: the customizers, validation,
+    /// optimization and VM profile. Tags, identity, location, distribution targets, timeouts and error
+    /// handling do not (a run that reuses an image still distributes it the template's way).
+    public static func buildJSON(_ template: ImageTemplate) -> Data {
+        struct Build: Encodable {
+            let p: ImageTemplateProperties
+            enum CodingKeys: String, CodingKey { case customize, validate, optimize, vmProfile }
+            func encode(to encoder: any Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(p.customize, forKey: .customize)
+                try c.encode(p.validate, forKey: .validate)
+                try c.encode(p.optimize, forKey: .optimize)
+                try c.encode(p.vmProfile, forKey: .vmProfile)
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(Build(p: template.properties))) ?? Data()
+    }
+}

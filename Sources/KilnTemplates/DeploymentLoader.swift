@@ -155,6 +155,7 @@ struct DeploymentLoader {
             return
         }
         names[template.name.lowercased()] = rpath
+        loadChildren(of: node, path: rpath, template: template.name, eval: &eval, ctx: ctx, into: &file)
         file.templates.append(
             TemplateLoader.makeLoaded(
                 template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line,
@@ -172,6 +173,10 @@ struct DeploymentLoader {
             return nil
         }
         let typeText = node.member(caseInsensitive: "type")?.stringValue ?? ""
+        if typeText.lowercased() == TriggerResource.resourceType.lowercased() {
+            loadTrigger(node, path: rpath, template: nil, eval: &eval, ctx: ctx, into: &file)
+            return nil
+        }
         if typeText.lowercased() != Self.imageTemplatesType {
             var name = nameNode?.stringValue
             if let n = name, ARMExpression.isExpression(n) {
@@ -203,12 +208,51 @@ struct DeploymentLoader {
                 copy.position)
             return nil
         }
-        // dependsOn and child resources have no meaning for a single template.
+        // dependsOn has no meaning for a single template; child resources (triggers) are read after it.
         rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
-        if let child = node.member(caseInsensitive: "resources"), !(child.elements?.isEmpty ?? true) {
-            ctx.warning(.invalidTemplate, "child resources of an image template are ignored", rpath / "resources", child.position)
-        }
         return eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
+    }
+
+    /// An image template's child resources: its trigger (`type: triggers`, named by itself); anything else is
+    /// reported and ignored.
+    private func loadChildren(
+        of node: SourceNode, path rpath: JSONPath, template: String, eval: inout ARMEvaluator, ctx: DecodeContext, into file: inout LoadedFile
+    ) {
+        guard let children = node.member(caseInsensitive: "resources") else { return }
+        guard let elements = children.elements else {
+            ctx.error(.invalidTemplate, "resources must be an array, found \(children.kindName)", rpath / "resources", children.position)
+            return
+        }
+        for (i, child) in elements.enumerated() {
+            let type = child.member(caseInsensitive: "type")?.stringValue?.lowercased() ?? ""
+            if type == "triggers" || type == TriggerResource.resourceType.lowercased() {
+                loadTrigger(child, path: rpath / "resources" / i, template: template, eval: &eval, ctx: ctx, into: &file)
+            } else {
+                ctx.warning(.invalidTemplate, "child resource of type '\(type)' of an image template is ignored", rpath / "resources" / i, child.position)
+            }
+        }
+    }
+
+    /// A trigger resource, top level (named `TEMPLATE/NAME`) or a template's child (named `NAME`), with its
+    /// expressions evaluated.
+    private func loadTrigger(
+        _ node: SourceNode, path rpath: JSONPath, template: String?, eval: inout ARMEvaluator, ctx: DecodeContext, into file: inout LoadedFile
+    ) {
+        guard var members = node.members else {
+            ctx.error(.invalidTemplate, "a resource must be an object, found \(node.kindName)", rpath, node.position)
+            return
+        }
+        if let cond = node.member(caseInsensitive: "condition"), case .bool(false) = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx).value {
+            return
+        }
+        members.removeAll { ["dependson", "condition"].contains($0.key.lowercased()) }
+        let evaluated = eval.evaluateTree(SourceNode(.object(members), at: node.position), path: rpath, ctx: ctx)
+        var sink = ctx.sink
+        if var trigger = TriggerResource.decode(evaluated, path: rpath, fileTemplate: template, sink: &sink) {
+            trigger.scope = options.scope
+            file.triggers.append(trigger)
+        }
+        ctx.sink = sink
     }
 
     /// `{"parameters": {"name": {"value": ...}}}`, names lower-cased.

@@ -187,7 +187,8 @@ public enum TemplateLoader {
             loadBare(root, into: &file, options: options)
         case .trigger:
             var sink = DiagnosticSink(file: path)
-            if let t = TriggerResource.decode(root, path: .root, fileTemplate: TriggerResource.template(fromFileName: path), sink: &sink) {
+            if var t = TriggerResource.decode(root, path: .root, fileTemplate: TriggerResource.template(fromFileName: path), sink: &sink) {
+                t.scope = options.scope
                 file.triggers = [t]
             }
             file.diagnostics = sink.items

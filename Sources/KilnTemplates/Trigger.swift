@@ -21,6 +21,16 @@ public struct TriggerResource: Sendable, Hashable {
     /// Where the resource sits in its file, and its line.
     public var resourcePath: JSONPath
     public var line: Int
+    /// The subscription and resource group its template is in (the file's defaults).
+    public var scope = LoadOptions.defaultScope
+
+    /// The template's resource id.
+    public var templateId: String {
+        ResourceID(
+            subscription: scope.subscriptionId, resourceGroup: scope.resourceGroup, providerNamespace: "Microsoft.VirtualMachineImages",
+            segments: [(type: "imageTemplates", name: templateName)]
+        ).description
+    }
 
     public init(templateName: String, name: String, kind: TriggerKind, apiVersion: APIVersion = .latest, resourcePath: JSONPath = .root, line: Int = 1) {
         self.templateName = templateName

@@ -31,7 +31,13 @@ struct KilnContext {
     var core: KilnCore {
         KilnCore(
             paths: paths, store: store, artifactPolicy: configuration?.artifactPolicy ?? .untrusted,
-            buildNetwork: configuration?.buildNetwork ?? .automatic())
+            buildNetwork: configuration?.buildNetwork ?? .automatic(), retention: retention)
+    }
+
+    /// The configuration's `retention`, else the defaults.
+    var retention: RetentionSettings {
+        guard let c = configuration else { return RetentionSettings() }
+        return RetentionSettings(runImages: c.retentionRunImages, galleryVersions: c.retentionGalleryVersions)
     }
 }
 

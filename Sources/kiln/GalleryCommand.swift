@@ -167,9 +167,7 @@ struct Gallery: AsyncParsableCommand {
             }
             let defId = parts.dropLast(2).joined(separator: "/")
             do {
-                let removed = try await ctx.core.removeGalleryVersion(definitionId: defId, version: v)
-                for dir in GalleryImageVersionDocument.replicaDirectories(removed) { try? FileManager.default.removeItem(atPath: dir) }
-                try? FileManager.default.removeItem(atPath: (ctx.paths.absolute(removed.path) as NSString).deletingLastPathComponent)
+                try await ctx.core.deleteGalleryVersion(definitionId: defId, version: v)
             } catch {
                 throw CLIError.message("\(error)")
             }

@@ -24,15 +24,19 @@ func printPlan(_ plan: Plan, verbose: Bool) {
         print("  \(marks[item.action]!) \(item.summary)")
         for d in item.diagnostics { print("      \(d.description)") }
     }
+    for t in plan.triggers where verbose || t.isChange { print("  \(t.isChange ? "*" : "=") \(t.summary)") }
 }
 
 func printReport(_ report: ReconcileReport) {
     for g in report.galleryResults { printError("  \(g)") }
     for o in report.outcomes { printError("  \(o.ok ? "✓" : "✗") \(o.item.summary): \(o.result)") }
+    for t in report.triggerResults { printError("  \(t.ok ? "✓" : "✗") \(t.summary)\(t.ok ? "" : ": \(t.result)")") }
     for item in report.plan.items where [.invalid, .wait, .rebuild].contains(item.action) {
         printError("  \(item.action == .invalid ? "!" : "…") \(item.summary)")
         for d in item.diagnostics { printError("      \(d.description)") }
     }
     let unchanged = report.plan.items.filter { $0.action == .unchanged }.count
-    if report.outcomes.isEmpty, report.plan.invalid.isEmpty { printError("  nothing to do at \(report.plan.commit.short) (\(unchanged) unchanged)") }
+    if report.outcomes.isEmpty, report.triggerResults.isEmpty, report.plan.invalid.isEmpty {
+        printError("  nothing to do at \(report.plan.commit.short) (\(unchanged) unchanged)")
+    }
 }

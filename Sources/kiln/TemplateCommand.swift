@@ -39,7 +39,7 @@ struct Template: AsyncParsableCommand {
         let core = KilnCore(
             paths: ctx.paths, store: ctx.store, identities: identities, regions: regions,
             artifactPolicy: ctx.configuration?.artifactPolicy ?? .untrusted,
-            buildNetwork: ctx.configuration?.buildNetwork ?? .automatic())
+            buildNetwork: ctx.configuration?.buildNetwork ?? .automatic(), retention: ctx.retention)
         for r in await core.recoverAbandonedRuns() {
             printError("kiln: run \(r.id) of \(r.templateId) was left unfinished by a process that is gone; marked \(r.runState)")
         }

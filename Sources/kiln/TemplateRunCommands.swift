@@ -24,12 +24,13 @@ extension Template {
         @Argument(help: "Template name or resource id.") var name: String
         @Flag(help: "Wait for the run to finish, showing progress.") var wait = false
         @Flag(help: "With --wait, print every log line, not only the steps.") var follow = false
+        @Flag(help: "Build even when an earlier run captured an image from the same inputs (which is otherwise reused).") var force = false
         @Option(help: "Runs executed at once by the background worker (across processes).") var parallelism = 1
 
         func run(_ env: KilnEnvironment) async throws {
             let core = try await Template.core(env)
             let queued: RunRecord
-            do { queued = try await core.queueRun(name) } catch { throw CLIError.core(error) }
+            do { queued = try await core.queueRun(name, force: force) } catch { throw CLIError.core(error) }
             guard wait else {
                 try spawnWorker(env, paths: core.paths, parallelism: parallelism)
                 switch env.output {

@@ -146,6 +146,29 @@ import Testing
         #expect(short.triggers.first?.templateName == "app" && short.triggers.first?.kind == .sourceImage, "\(short.diagnostics)")
     }
 
+    /// AIB's ARM forms: a child resource of the template, and a top-level resource named by expression.
+    @Test func triggersInADeploymentTemplateLoad() throws {
+        let text = """
+            {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+             "parameters": {"imageTemplateName": {"type": "string", "defaultValue": "app"}},
+             "resources": [
+              {"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2022-07-01", "name": "[parameters('imageTemplateName')]",
+               "location": "westeurope", "identity": {"type": "None"},
+               "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+                              "distribute": [{"type": "VHD", "runOutputName": "vhd"}]},
+               "resources": [{"type": "triggers", "apiVersion": "2022-07-01", "name": "source", "dependsOn": ["[parameters('imageTemplateName')]"],
+                              "properties": {"kind": "SourceImage"}}]},
+              {"type": "Microsoft.VirtualMachineImages/imageTemplates/triggers", "apiVersion": "2022-07-01",
+               "name": "[concat(parameters('imageTemplateName'), '/nightly')]", "properties": {"kind": "SourceImage"}}
+             ]}
+            """
+        let f = Self.load(text, path: "templates/app.json")
+        #expect(f.isValid, "\(f.errors)")
+        #expect(f.templates.map(\.template.name) == ["app"])
+        #expect(f.triggers.map { "\($0.templateName)/\($0.name)" } == ["app/source", "app/nightly"])
+        #expect(f.triggers.first?.resourcePath.description == "$.resources[0].resources[0]")
+    }
+
     @Test(arguments: [
         (
             #"{"type": "Microsoft.VirtualMachineImages/imageTemplates/triggers", "name": "app/source",\#n "properties": {\#n "kind": "Schedule"}}"#,

@@ -10,6 +10,60 @@ import KilnTestSupport
 import Testing
 
 @Suite(.serialized) struct ReconcilerTests {
+    /// Triggers as files of the repository: created with their template, made again when it is recreated,
+    /// pruned with their file; one for a template the repository does not define is an invalid file.
+    @Test func triggersInTheRepositoryFollowTheirTemplates() async throws {
+        let f = try GitOpsFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        try f.write("kiln.yaml", GitOpsFixture.kilnYAML)
+        try f.write("scripts/setup.sh", "#!/bin/sh\necho one\n")
+        try f.write("templates/alpha.json", GitOpsFixture.template("alpha"))
+        let trigger =
+            #"{"type": "Microsoft.VirtualMachineImages/imageTemplates/triggers", "apiVersion": "2022-07-01", "name": "source", "properties": {"kind": "SourceImage"}}"#
+        try f.write("templates/alpha.trigger.json", trigger)
+        try f.push("a template and its trigger")
+        let r1 = try await f.controller().reconcileOnce(executeRuns: false)
+        #expect(r1.report.triggerResults.map(\.summary) == ["create trigger alpha/source [templates/alpha.trigger.json]"], "\(r1.report.triggerResults)")
+        #expect(!r1.report.hasProblems)
+        let made = try #require(try await f.core.triggers().first)
+        #expect(made.id.hasSuffix("/resourceGroups/rg-gitops/providers/Microsoft.VirtualMachineImages/imageTemplates/alpha/triggers/source"))
+        #expect(made.sourceFile == "templates/alpha.trigger.json" && made.managedBy != nil)
+
+        // Again: nothing.
+        let r2 = try await f.controller().reconcileOnce(executeRuns: false)
+        #expect(r2.report.triggerResults.isEmpty && r2.report.outcomes.isEmpty)
+
+        // The template is recreated (its script changed): the trigger went with it and is made again.
+        try f.write("scripts/setup.sh", "#!/bin/sh\necho two\n")
+        let c3 = try f.push("edit the script")
+        let ctl = try f.controller()
+        try await ctl.mirror.refresh()
+        let plan = try await ctl.reconciler.plan(at: try #require(ObjectID(hex: c3)))
+        #expect(plan.triggers.map(\.summary) == ["recreate trigger alpha/source [templates/alpha.trigger.json] (its template is recreated)"])
+        let r3 = try await ctl.reconcileOnce(executeRuns: false)
+        #expect(r3.report.triggerResults.map(\.ok) == [true], "\(r3.report.triggerResults)")
+        #expect(try await f.core.triggers().count == 1)
+
+        // A trigger for a template that is not there: the file is invalid, with the line and path.
+        try f.write("templates/ghost.trigger.json", trigger.replacingOccurrences(of: #""name": "source""#, with: #""name": "ghost/source""#))
+        let c4 = try f.push("a stray trigger")
+        try await ctl.mirror.refresh()
+        let bad = try await ctl.reconciler.plan(at: try #require(ObjectID(hex: c4)))
+        let diagnostic = try #require(bad.invalid.first?.diagnostics.first)
+        #expect(diagnostic.file == "templates/ghost.trigger.json" && diagnostic.path.description == "$.name" && diagnostic.line == 1)
+        #expect(diagnostic.message.contains("which the repository does not define"))
+
+        // Its file removed: the trigger is pruned.
+        _ = try git("rm", "-q", "templates/alpha.trigger.json", "templates/ghost.trigger.json", in: f.work)
+        try f.push("no triggers")
+        let r5 = try await f.controller().reconcileOnce(executeRuns: false)
+        #expect(
+            r5.report.triggerResults.map(\.summary) == [
+                "delete trigger alpha/source [templates/alpha.trigger.json] (templates/alpha.trigger.json no longer defines it)"
+            ])
+        #expect(try await f.core.triggers().isEmpty)
+    }
+
     @Test func pushEditRenameDeleteBreakThroughTheReconciler() async throws {
         let f = try GitOpsFixture()
         defer { try? FileManager.default.removeItem(atPath: f.dir) }
