@@ -24,6 +24,12 @@ public struct DebianBootstrap: Sendable {
         public var reused: Bool
         public var packages: [String]
         public var mirror: String
+        /// The installed package set (`name version arch`, sorted) and its digest, part of the cache key.
+        public var installed: [String]
+        public var packageDigest: String
+        /// Refresh only: the archive state the root file system was upgraded against, and whether apt ran.
+        public var archive: ArchiveState?
+        public var upgraded: Bool = false
     }
 
     public var cacheDir: String
@@ -64,8 +70,10 @@ public struct DebianBootstrap: Sendable {
 
     public var rootfsKey: String { String(Self.sha256Hex(DebianRecipe.rootfsFingerprint(mirror: mirror)).prefix(16)) }
 
-    public func diskKey(generation: HyperVGeneration) -> String {
-        String(Self.sha256Hex("\(rootfsKey)|\(generation.rawValue)|\(diskSizeMiB)|layout-r1").prefix(16))
+    /// The disk's key: the recipe (through the root file system's key), the generation and size, and the
+    /// package set actually installed, so that an upgraded root file system is a different disk.
+    public func diskKey(generation: HyperVGeneration, packageDigest: String) -> String {
+        String(Self.sha256Hex("\(rootfsKey)|\(generation.rawValue)|\(diskSizeMiB)|\(packageDigest)|layout-r2").prefix(16))
     }
 
     struct DiskMeta: Codable {
@@ -74,6 +82,8 @@ public struct DebianBootstrap: Sendable {
         var generation: String
         var mirror: String
         var packages: [String]
+        var installed: [String]
+        var packageDigest: String
     }
 
     /// Builds (or reuses) the disk for `generation`.
@@ -94,7 +104,32 @@ public struct DebianBootstrap: Sendable {
     }
 
     func buildLocked(generation: HyperVGeneration, force: Bool) async throws(BootstrapError) -> Result {
-        let key = diskKey(generation: generation)
+        let rootfs = try await buildRootfs(force: force)
+        let installed: [String]
+        do { installed = try await Self.installedPackages(rootfs: rootfs) } catch { throw Self.wrap(error) }
+        return try await disk(from: rootfs, installed: installed, generation: generation, force: force)
+    }
+
+    /// `kiln images refresh`: the disk of the root file system upgraded against `archive` (see DebianUpgrade).
+    public func refresh(generation: HyperVGeneration, sources: DebianSources, archive: ArchiveState) async throws(BootstrapError) -> Result {
+        guard geteuid() == 0 else { throw .needsRoot }
+        let previous = umask(0o022)
+        defer { umask(previous) }
+        let lock: CacheLock
+        do { lock = try await CacheLock.acquire((baseDir as NSString).appendingPathComponent(".lock"), waiting: progress) } catch { throw .io("\(error)") }
+        defer { lock.release() }
+        let upgraded = try await upgradedRootfs(sources: sources, archive: archive)
+        var result = try await disk(from: upgraded.dir, installed: upgraded.record.installed, generation: generation, force: false)
+        result.archive = upgraded.record.archive
+        result.upgraded = upgraded.ran
+        pruneDisks(generation: generation, keeping: result.cacheKey)
+        return result
+    }
+
+    /// Stage 2, cached by `diskKey`: the disk of `rootfs` for `generation`.
+    func disk(from rootfs: String, installed: [String], generation: HyperVGeneration, force: Bool) async throws(BootstrapError) -> Result {
+        let packageDigest = Self.sha256Hex(installed.joined(separator: "\n"))
+        let key = diskKey(generation: generation, packageDigest: packageDigest)
         let diskDir = (baseDir as NSString).appendingPathComponent("disk-\(key)")
         let disk = (diskDir as NSString).appendingPathComponent("disk.qcow2")
         let metaPath = (diskDir as NSString).appendingPathComponent("meta.json")
@@ -104,9 +139,10 @@ public struct DebianBootstrap: Sendable {
             let meta = try? JSONDecoder.iso.decode(DiskMeta.self, from: data)
         {
             progress("reusing the cached image \(key) (built \(ISO8601DateFormatter().string(from: meta.builtAt)); --force rebuilds)")
-            return Result(disk: disk, kernel: kernel, builtAt: meta.builtAt, cacheKey: key, reused: true, packages: meta.packages, mirror: meta.mirror)
+            return Result(
+                disk: disk, kernel: kernel, builtAt: meta.builtAt, cacheKey: key, reused: true, packages: meta.packages, mirror: meta.mirror,
+                installed: meta.installed, packageDigest: meta.packageDigest)
         }
-        let rootfs = try await buildRootfs(force: force)
         progress("making a Gen\(generation == .v1 ? "1 (BIOS)" : "2 (UEFI)") disk")
         let work = (baseDir as NSString).appendingPathComponent("tmp-\(UUID().uuidString)")
         do {
@@ -121,16 +157,42 @@ public struct DebianBootstrap: Sendable {
             try fm.moveItem(atPath: qcow, toPath: disk)
             let vmlinuz = try fm.destinationOfSymbolicLink(atPath: (rootfs as NSString).appendingPathComponent("vmlinuz"))
             try fm.copyItem(atPath: (rootfs as NSString).appendingPathComponent(vmlinuz), toPath: kernel)
-            let meta = DiskMeta(builtAt: Date(), rootfsKey: rootfsKey, generation: generation.rawValue, mirror: mirror, packages: DebianRecipe.packages)
+            let meta = DiskMeta(
+                builtAt: Date(), rootfsKey: rootfsKey, generation: generation.rawValue, mirror: mirror, packages: DebianRecipe.packages,
+                installed: installed, packageDigest: packageDigest)
             try JSONEncoder.iso.encode(meta).write(to: URL(fileURLWithPath: metaPath))
-            return Result(disk: disk, kernel: kernel, builtAt: meta.builtAt, cacheKey: key, reused: false, packages: meta.packages, mirror: mirror)
-        } catch let e as CommandError {
-            throw .command(e)
-        } catch let e as BootstrapError {
-            throw e
+            return Result(
+                disk: disk, kernel: kernel, builtAt: meta.builtAt, cacheKey: key, reused: false, packages: meta.packages, mirror: mirror,
+                installed: installed, packageDigest: packageDigest)
         } catch {
-            throw .io("\(error)")
+            throw Self.wrap(error)
         }
+    }
+
+    static func wrap(_ error: any Error) -> BootstrapError {
+        switch error {
+        case let e as BootstrapError: return e
+        case let e as CommandError: return .command(e)
+        default: return .io("\(error)")
+        }
+    }
+
+    /// Keeps the cache bounded: per generation, the two newest disks (and `keeping`) stay; older ones, and
+    /// disks of an older layout, go. Catalog images are hard links or copies, so they are not affected.
+    func pruneDisks(generation: HyperVGeneration, keeping: String) {
+        let fm = FileManager.default
+        var mine: [(dir: String, builtAt: Date)] = []
+        for name in (try? fm.contentsOfDirectory(atPath: baseDir)) ?? [] where name.hasPrefix("disk-") && name != "disk-\(keeping)" {
+            let dir = (baseDir as NSString).appendingPathComponent(name)
+            guard let data = fm.contents(atPath: (dir as NSString).appendingPathComponent("meta.json")),
+                let meta = try? JSONDecoder.iso.decode(DiskMeta.self, from: data)
+            else {
+                try? fm.removeItem(atPath: dir)
+                continue
+            }
+            if meta.generation == generation.rawValue { mine.append((dir, meta.builtAt)) }
+        }
+        for old in mine.sorted(by: { $0.builtAt > $1.builtAt }).dropFirst(1) { try? fm.removeItem(atPath: old.dir) }
     }
 
     /// Stage 1: the configured root filesystem directory.
@@ -190,12 +252,6 @@ public struct DebianBootstrap: Sendable {
     func configure(rootfs r: String) async throws {
         let fm = FileManager.default
         func p(_ rel: String) -> String { (r as NSString).appendingPathComponent(rel) }
-        // Unique per machine: regenerated at first boot.
-        for f in (try? fm.contentsOfDirectory(atPath: p("etc/ssh"))) ?? [] where f.hasPrefix("ssh_host_") {
-            try fm.removeItem(atPath: p("etc/ssh/\(f)"))
-        }
-        _ = fm.createFile(atPath: p("etc/machine-id"), contents: Data())
-        try? fm.removeItem(atPath: p("var/lib/dbus/machine-id"))
         for f in DebianRecipe.files {
             try fm.ensureDirectory((p(f.path) as NSString).deletingLastPathComponent)
             try? fm.removeItem(atPath: p(f.path))
@@ -205,6 +261,19 @@ public struct DebianBootstrap: Sendable {
         try await ProcessRunner.check("chroot", [r, "systemctl", "mask"] + DebianRecipe.maskedUnits)
         try? fm.removeItem(atPath: p("etc/resolv.conf"))
         try fm.createSymbolicLink(atPath: p("etc/resolv.conf"), withDestinationPath: "/run/systemd/resolve/stub-resolv.conf")
+        try scrub(rootfs: r)
+    }
+
+    /// Removes what must be unique per machine (regenerated at first boot) and what a boot does not need:
+    /// after the bootstrap and again after an upgrade (openssh-server's postinst makes host keys).
+    func scrub(rootfs r: String) throws {
+        let fm = FileManager.default
+        func p(_ rel: String) -> String { (r as NSString).appendingPathComponent(rel) }
+        for f in (try? fm.contentsOfDirectory(atPath: p("etc/ssh"))) ?? [] where f.hasPrefix("ssh_host_") {
+            try fm.removeItem(atPath: p("etc/ssh/\(f)"))
+        }
+        _ = fm.createFile(atPath: p("etc/machine-id"), contents: Data())
+        try? fm.removeItem(atPath: p("var/lib/dbus/machine-id"))
         // No initramfs: the kernel mounts the NVMe root itself. Drop the generated ones and apt's downloads.
         for f in (try? fm.contentsOfDirectory(atPath: p("boot"))) ?? [] where f.hasPrefix("initrd.img") {
             try fm.removeItem(atPath: p("boot/\(f)"))

@@ -10,11 +10,16 @@ public struct ImageService: Sendable {
     public var paths: KilnPaths
     public var database: any ResourceStore
     public var logger: Logger
+    /// Reads APT repositories over http(s) for `refreshDebian12` (file: repositories need none).
+    public var archiveFetcher: (any ArchiveFetching)?
 
-    public init(paths: KilnPaths, database: any ResourceStore, logger: Logger = Logger(label: "kiln.images")) {
+    public init(
+        paths: KilnPaths, database: any ResourceStore, logger: Logger = Logger(label: "kiln.images"), archiveFetcher: (any ArchiveFetching)? = nil
+    ) {
         self.paths = paths
         self.database = database
         self.logger = logger
+        self.archiveFetcher = archiveFetcher
     }
 
     public enum ImageError: Error, Sendable, CustomStringConvertible {
@@ -22,6 +27,7 @@ public struct ImageService: Sendable {
         case notFound(String)
         case invalid(String)
         case bootstrap(DebianBootstrap.BootstrapError)
+        case archive(ArchiveError)
         case command(CommandError)
         case store(StoreError)
         case io(String)
@@ -30,6 +36,7 @@ public struct ImageService: Sendable {
             switch self {
             case .exists(let m), .notFound(let m), .invalid(let m), .io(let m): return m
             case .bootstrap(let e): return e.description
+            case .archive(let e): return e.description
             case .command(let e): return e.description
             case .store(let e): return e.description
             }
@@ -61,12 +68,19 @@ public struct ImageService: Sendable {
         if let mirror { b.mirror = mirror }
         let result: DebianBootstrap.Result
         do { result = try await b.build(generation: generation, force: force) } catch { throw .bootstrap(error) }
+        return try await registerDebian(result, generation: generation, version: requested, sources: nil)
+    }
+
+    /// Records a bootstrapped or refreshed disk in the catalog, unless the catalog holds this disk already.
+    func registerDebian(
+        _ result: DebianBootstrap.Result, generation: HyperVGeneration, version requested: ImageVersion?, sources: DebianSources?
+    ) async throws(ImageError) -> BootstrapOutcome {
         // Leave a kernel for the KVM probe.
         let probe = AcceleratorProbe(cacheDir: paths.cacheDir)
         try? FileManager.default.ensureDirectory((probe.probeKernelPath as NSString).deletingLastPathComponent)
         try? DiskTool.linkOrCopy(result.kernel, to: probe.probeKernelPath)
 
-        let sku = generation == .v1 ? "12" : "12-gen2"
+        let sku = Self.debianSKU(generation)
         let sha: String
         do { sha = try DiskTool.sha256(of: result.disk) } catch { throw .io("cannot read \(result.disk): \(error)") }
         let existing: [CatalogImage]
@@ -81,7 +95,7 @@ public struct ImageService: Sendable {
             }
             version = requested
         } else {
-            version = Self.dateVersion(result.builtAt, taken: Set(existing.map(\.version)))
+            version = Self.dateVersion(sources == nil ? result.builtAt : Date(), taken: Set(existing.map(\.version)))
         }
         var provenance = Provenance(kind: .bootstrapped)
         provenance.suite = DebianRecipe.suite
@@ -89,11 +103,22 @@ public struct ImageService: Sendable {
         provenance.packages = result.packages
         provenance.recipe = DebianRecipe.revision
         provenance.cacheKey = result.cacheKey
+        provenance.packageDigest = result.packageDigest
+        if let sources {
+            provenance.archiveDigest = result.archive?.digest
+            provenance.extraSources = sources.extra.isEmpty ? nil : sources.extra.map(\.description)
+            provenance.include = sources.include.isEmpty ? nil : sources.include
+        }
         let image = try await register(
             disk: result.disk, publisher: "Debian", offer: "debian-12", sku: sku, version: version,
             osType: .linux, generation: generation, sha256: sha, createdAt: result.builtAt, provenance: provenance)
+        // The installed package list beside the disk: what `kiln images refresh` compares and reports.
+        let list = (paths.absolute(image.path) as NSString).deletingLastPathComponent + "/packages.txt"
+        try? Data((result.installed.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: list))
         return BootstrapOutcome(image: image, reusedCache: result.reused, alreadyInCatalog: false)
     }
+
+    static func debianSKU(_ generation: HyperVGeneration) -> String { generation == .v1 ? "12" : "12-gen2" }
 
     /// `YYYY.MMDD.N`: the build date, N counting builds of the same day.
     static func dateVersion(_ date: Date, taken: Set<ImageVersion>) -> ImageVersion {

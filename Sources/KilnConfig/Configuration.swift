@@ -32,6 +32,8 @@ import KilnTemplates
 /// server: { listen: 0.0.0.0:8080, metricsListen: 127.0.0.1:9090 }   # metricsListen optional
 /// retention: { runImages: 2, galleryVersions: 5 }   # kept per template / per gallery image definition (kiln gc)
 /// triggers: { pollInterval: 60s }                    # how often the controller polls SourceImage triggers
+/// images: { refreshInterval: 24h }                   # kiln images refresh debian-12 on a schedule (+ mirror,
+///                                                    #   securityMirror, extraSources: [deb line], include: [pkg])
 /// ```
 public struct KilnConfiguration: Sendable {
     public enum LogFormat: String, Sendable, CaseIterable { case text, logfmt, json }
@@ -74,6 +76,10 @@ public struct KilnConfiguration: Sendable {
     /// `retention.runImages` (per template) and `retention.galleryVersions` (per definition).
     public var retentionRunImages = 2
     public var retentionGalleryVersions = 5
+    /// `images.refreshInterval`: the controller refreshes the Debian 12 base this often (off without it).
+    public var imageRefreshSeconds: Double?
+    /// Where refreshes take packages from (`images.mirror`, `securityMirror`, `extraSources`, `include`).
+    public var debianSources = DebianSources()
 
     public init() {}
 
@@ -144,6 +150,13 @@ public struct KilnConfiguration: Sendable {
             "allowedFileRoots": .array(artifactPolicy.fileRoots.map(JSONValue.string)),
             "allowedHosts": .array((artifactPolicy.allowedNetworks.map(\.description) + artifactPolicy.allowedHostNames).map(JSONValue.string))
         ])
+        var images: [String: JSONValue] = [
+            "mirror": .string(GitRepository.redact(debianSources.mirror)), "securityMirror": .string(GitRepository.redact(debianSources.securityMirror)),
+            "extraSources": .array(debianSources.extra.map { .string($0.relocated(to: GitRepository.redact($0.uri)).description) }),
+            "include": .array(debianSources.include.map(JSONValue.string))
+        ]
+        if let r = imageRefreshSeconds { images["refreshInterval"] = .string(r == r.rounded() ? "\(Int(r))s" : "\(r)s") }
+        out["images"] = .object(images)
         out["distribution"] = .object(["allowedVhdRoots": .array(artifactPolicy.vhdRoots.map(JSONValue.string))])
         switch buildNetwork {
         case .isolated(let allow): out["build"] = .object(["network": .string("isolated"), "allowNetworks": .array(allow.map(JSONValue.string))])
@@ -238,7 +251,7 @@ struct ConfigReader {
             root, "$",
             allowed: [
                 "dataDir", "parallelism", "logging", "author", "regions", "allowOnlyRegions", "identities",
-                "repositories", "server", "artifacts", "distribution", "build", "triggers", "retention"
+                "repositories", "server", "artifacts", "distribution", "build", "triggers", "retention", "images"
             ])
         c.dataDir = absolutePath(top, "dataDir", "$")
         if let (node, line) = top["parallelism"] {
@@ -281,6 +294,7 @@ struct ConfigReader {
                 if key == "runImages" { c.retentionRunImages = count } else { c.retentionGalleryVersions = count }
             }
         }
+        if let (node, _) = top["images"] { images(node, into: &c) }
         if let (node, _) = top["triggers"] {
             let m = members(node, "$.triggers", allowed: ["pollInterval"])
             if let i = string(m, "pollInterval", "$.triggers") {

@@ -69,7 +69,7 @@ extension KilnCore {
     // MARK: Images and galleries
 
     /// The image catalog: bootstrap, import, list, delete.
-    public var images: ImageService { ImageService(paths: paths, database: store, logger: logger) }
+    public var images: ImageService { ImageService(paths: paths, database: store, logger: logger, archiveFetcher: HTTPArchiveFetcher()) }
 
     public func managedImages() async throws(CoreError) -> [ManagedImageRecord] {
         try await stored { () async throws(StoreError) in try await store.managedImages() }

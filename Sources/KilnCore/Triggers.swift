@@ -146,29 +146,13 @@ extension KilnCore {
     }
 }
 
-/// Polls every trigger at an interval, for the controller (one per process; several processes polling one
-/// store are harmless, firing is a compare-and-set). Reports the runs it queued, so workers start for them.
-public actor TriggerPoller {
-    let core: KilnCore
-    let interval: Duration
-    let onQueued: @Sendable ([RunRecord]) -> Void
-    var stopping = false
-
-    public init(core: KilnCore, interval: Duration, onQueued: @escaping @Sendable ([RunRecord]) -> Void) {
-        self.core = core
-        self.interval = interval
-        self.onQueued = onQueued
-    }
-
-    /// Polls until `stop()`; a stop is seen within a second, whatever the interval.
-    public func run() async {
-        while !stopping {
+extension RepeatingTask {
+    /// Polls every trigger at an interval, for the controller (one per process; several processes polling one
+    /// store are harmless, firing is a compare-and-set). Reports the runs it queued, so workers start for them.
+    public static func pollingTriggers(of core: KilnCore, every interval: Duration, onQueued: @escaping @Sendable ([RunRecord]) -> Void) -> RepeatingTask {
+        RepeatingTask(interval: interval) {
             let queued = await core.pollTriggers()
             if !queued.isEmpty { onQueued(queued) }
-            let next = ContinuousClock.now + interval
-            while !stopping, ContinuousClock.now < next { try? await Task.sleep(for: min(.seconds(1), next - ContinuousClock.now)) }
         }
     }
-
-    public func stop() { stopping = true }
 }

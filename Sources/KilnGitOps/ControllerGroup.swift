@@ -48,26 +48,26 @@ public final class ControllerGroup: Sendable {
     public let controllers: [Controller]
     /// Repositories that could not be started (their credentials could not be read): reported, never ready.
     public let unavailable: [RepositoryHealth]
-    /// The process's trigger poller, run beside the controllers.
-    public let triggers: TriggerPoller?
+    /// The process's scheduled work (the trigger poller, the catalog refresh), run beside the controllers.
+    public let background: [RepeatingTask]
 
-    public init(_ controllers: [Controller], unavailable: [RepositoryHealth] = [], triggers: TriggerPoller? = nil) {
+    public init(_ controllers: [Controller], unavailable: [RepositoryHealth] = [], background: [RepeatingTask] = []) {
         self.controllers = controllers
         self.unavailable = unavailable
-        self.triggers = triggers
+        self.background = background
     }
 
-    /// Runs every controller (and the trigger poller) until `stop()`; returns when all have stopped.
+    /// Runs every controller (and the background tasks) until `stop()`; returns when all have stopped.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             for c in controllers { group.addTask { await c.run() } }
-            if let triggers { group.addTask { await triggers.run() } }
+            for task in background { group.addTask { await task.run() } }
         }
     }
 
     public func stop() async {
         for c in controllers { await c.stop() }
-        await triggers?.stop()
+        for task in background { await task.stop() }
     }
 
     public func health() async -> [RepositoryHealth] {

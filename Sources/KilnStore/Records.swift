@@ -15,6 +15,14 @@ public struct Provenance: Sendable, Hashable, Codable {
     public var packages: [String]?
     public var recipe: String?
     public var cacheKey: String?
+    /// Bootstrapped: a digest of the installed package set (`name version arch` of every installed package),
+    /// the part of the cache key that changes when Debian publishes updates.
+    public var packageDigest: String?
+    /// Refreshed: the digest of the archive state it was upgraded against, and the sources and extra
+    /// packages of the upgrade beyond Debian's own.
+    public var archiveDigest: String?
+    public var extraSources: [String]?
+    public var include: [String]?
     /// Imported: the file and the format qemu-img detected.
     public var importedFrom: String?
     public var originalFormat: String?

@@ -42,6 +42,13 @@ struct ControllerCommand: KilnCommand {
         transform: { try Duration.parseArgument($0, atLeast: .seconds(1), hint: "give a duration of at least 1s, like 30s or 5m") })
     var triggerPollInterval: Duration?
     @Option(
+        name: .customLong("image-refresh-interval"),
+        help: ArgumentHelp(
+            "Refresh the catalog's Debian 12 images this often, as `kiln images refresh` does (default: the configuration's images.refreshInterval, else never).",
+            valueName: "DURATION"),
+        transform: { try Duration.parseArgument($0, atLeast: .seconds(60), hint: "give a duration of at least 1m, like 6h or 24h") })
+    var imageRefreshInterval: Duration?
+    @Option(
         name: [.customLong("listen"), .customLong("webhook-listen")],
         help: ArgumentHelp("Serve health, readiness, metrics and webhooks here (default: the configuration's server.listen).", valueName: "HOST:PORT"),
         transform: { try ListenAddress(parsing: $0) })
@@ -102,11 +109,19 @@ struct ControllerCommand: KilnCommand {
             throw CLIError.message("no repository could be started")
         }
         let pollEvery = triggerPollInterval ?? .milliseconds(Int((config?.triggerPollSeconds ?? 60) * 1000))
-        let triggers = TriggerPoller(core: core, interval: pollEvery) { runs in
-            for r in runs { printError("kiln controller: a trigger of \(ResourceID.parse(r.templateId)?.name ?? r.templateId) fired: run \(r.id) queued") }
-            launch()
+        var background = [
+            RepeatingTask.pollingTriggers(of: core, every: pollEvery) { runs in
+                for r in runs { printError("kiln controller: a trigger of \(ResourceID.parse(r.templateId)?.name ?? r.templateId) fired: run \(r.id) queued") }
+                launch()
+            }
+        ]
+        if let every = imageRefreshInterval ?? config?.imageRefreshSeconds.map({ Duration.milliseconds(Int($0 * 1000)) }) {
+            background.append(
+                RepeatingTask.refreshingCatalog(of: core, sources: config?.debianSources ?? DebianSources(), every: every) { line in
+                    printError("kiln controller: \(line)")
+                })
         }
-        let group = ControllerGroup(started.controllers, unavailable: started.unavailable, triggers: triggers)
+        let group = ControllerGroup(started.controllers, unavailable: started.unavailable, background: background)
         let signals = Self.stopOnSignals(group, grace: stopGrace)
         if let listen {
             try await serve(group, listen: listen, metricsListen: metricsListen, hooks: started.hooks, metrics: metrics, core: core)

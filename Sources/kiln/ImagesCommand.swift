@@ -9,7 +9,7 @@ import KilnTemplates
 struct Images: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage the local image catalog (the source images templates build from).",
-        subcommands: [Bootstrap.self, Import.self, List.self, Show.self, Delete.self, Boot.self, Managed.self, Lineage.self]
+        subcommands: [Bootstrap.self, Refresh.self, Import.self, List.self, Show.self, Delete.self, Boot.self, Managed.self, Lineage.self]
     )
 }
 

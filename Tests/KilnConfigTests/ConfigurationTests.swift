@@ -22,6 +22,45 @@ import Testing
         #expect(c.listen?.text == "0.0.0.0:8080" && c.listen?.host == "0.0.0.0" && c.listen?.port == 8080)
         let map = c.regionMap(defaultRoot: "/var/lib/kiln/regions")
         #expect(try map.directory(for: "North Europe") == "/srv/kiln-replicas/northeurope")
+        #expect(c.imageRefreshSeconds == 86400 && c.debianSources == DebianSources())
+    }
+
+    @Test func imageRefreshSettings() throws {
+        let c = try KilnConfiguration.parse(
+            """
+            images:
+              refreshInterval: 6h
+              mirror: https://user:pw@mirror.internal/debian
+              extraSources: ["deb [trusted=yes] file:/srv/pkgs ./"]
+              include: [kiln-agent]
+            """, file: "k.yaml")
+        #expect(c.imageRefreshSeconds?.rounded() == 21600)
+        #expect(c.debianSources.securityMirror == "https://user:pw@mirror.internal/debian-security")
+        #expect(c.debianSources.extra.map(\.description) == ["deb [trusted=yes] file:/srv/pkgs ./"] && c.debianSources.include == ["kiln-agent"])
+        let effective = "\(c.effective(dataDir: "/d"))"
+        #expect(!effective.contains("pw@") && effective.contains("mirror.internal"), "\(effective)")
+        do {
+            _ = try KilnConfiguration.parse(
+                """
+                images:
+                  refreshInterval: 10s
+                  mirror: ftp://mirror/debian
+                  extraSources: ["deb-src http://x/debian bookworm main", 3]
+                  include: ["Bad;name"]
+                """, file: "k.yaml")
+            Issue.record("accepted")
+        } catch {
+            let text = error.description
+            for expected in [
+                "k.yaml:2: $.images.refreshInterval: expected a duration of at least 1m, like 6h or 24h; found '10s'",
+                "k.yaml:3: $.images.mirror: expected an http(s) or file: URL of a Debian mirror; found 'ftp://mirror/debian'",
+                "$.images.extraSources[0]: 'deb-src http://x/debian bookworm main' is not an APT source line: it must start with 'deb '",
+                "$.images.extraSources[1]: expected a string",
+                "$.images.include[0]: 'Bad;name' is not a Debian package name"
+            ] {
+                #expect(text.contains(expected), "\(expected) not in \(text)")
+            }
+        }
     }
 
     @Test func metricsListen() throws {

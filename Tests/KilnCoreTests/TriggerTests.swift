@@ -91,7 +91,7 @@ import Testing
         defer { s.cleanup() }
         _ = try await s.core.createTrigger(template: "app", name: "source")
         let seen = Counter()
-        let poller = TriggerPoller(core: s.core, interval: .seconds(1)) { runs in for _ in runs { seen.increment() } }
+        let poller = RepeatingTask.pollingTriggers(of: s.core, every: .seconds(1)) { runs in for _ in runs { seen.increment() } }
         let task = Task { await poller.run() }
         try await Task.sleep(for: .milliseconds(1500))
         #expect(seen.value == 0)
