@@ -55,7 +55,7 @@ public struct BootCheck: Sendable {
         try await vm.start()
         do {
             let ssh = SSHClient(port: port, user: "kiln", keyPath: key.privateKeyPath)
-            try await vm.waitForSSH(ssh, timeout: sshTimeout)
+            try await vm.waitForSSH(ssh, timeout: sshTimeout, resetAfter: sshTimeout)
             let elapsed = ContinuousClock.now - start
             let r = try await ssh.run(command, timeout: .seconds(120))
             await vm.forceKill()

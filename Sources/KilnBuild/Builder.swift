@@ -264,7 +264,7 @@ public struct Builder: Sendable {
             }
             let ssh = SSHClient(host: await vm.sshHost, port: port, user: request.user, keyPath: key.privateKeyPath)
             log.line("waiting for SSH (up to \(request.sshTimeout.components.seconds) s)")
-            try await vm.waitForSSH(ssh, timeout: request.sshTimeout)
+            try await vm.waitForSSH(ssh, timeout: request.sshTimeout, resetAfter: request.sshTimeout, onReset: { log.line($0) })
             return (vm, ssh)
         } catch {
             await vm.forceKill()

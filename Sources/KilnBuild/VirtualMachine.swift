@@ -245,7 +245,28 @@ public actor VirtualMachine {
     }
 
     /// Waits until `ssh` logs in, reporting why not on timeout.
-    public func waitForSSH(_ client: SSHClient, timeout: Duration) async throws(VMError) {
+    ///
+    /// With `resetAfter`, a guest that is not reachable by then is reset once (QMP `system_reset`, then `cont`, so a
+    /// paused guest runs again: the same QEMU process, disk, port and slot) and given `timeout` again. Under TCG on a
+    /// loaded host an early boot occasionally never finishes — seen in CI: GRUB handed over to the kernel, then 300 s
+    /// of silence, where the same disk had booted in 32 s just before — and a second boot costs far less than a failed
+    /// build. `onReset` hears about it first, so the build log says why the boot took twice.
+    public func waitForSSH(
+        _ client: SSHClient, timeout: Duration, resetAfter: Duration? = nil, onReset: @Sendable (String) -> Void = { _ in }
+    ) async throws(VMError) {
+        guard let resetAfter else { return try await waitForSSHOnce(client, timeout: timeout) }
+        do {
+            try await waitForSSHOnce(client, timeout: resetAfter)
+        } catch .sshTimeout(let seconds, let last, let console) where isRunning {
+            let lastLine = console.split(separator: "\n").last.map(String.init) ?? "(no console output)"
+            onReset("SSH was not ready after \(seconds) s (\(last)); resetting the VM once (console: \(lastLine))")
+            await QMP.send(socket: configuration.qmpSocket, command: "system_reset")
+            await QMP.send(socket: configuration.qmpSocket, command: "cont")
+            try await waitForSSHOnce(client, timeout: timeout)
+        }
+    }
+
+    private func waitForSSHOnce(_ client: SSHClient, timeout: Duration) async throws(VMError) {
         let deadline = ContinuousClock.now + timeout
         var last = SSHReadiness.noBanner
         while ContinuousClock.now < deadline {

@@ -110,9 +110,47 @@ import KilnSystem
         // cleanup (the default) leaves no VM of this run.
         #expect(!(try await ProcessRunner.run("pgrep", ["-f", "kiln-\(req.runId)"])).stdout.contains(where: \.isNumber))
     }
+
+    /// A guest that never comes up (here: paused from the start, as a boot that stalls after GRUB looks from
+    /// outside) is reset once after `resetAfter` and then boots; the reset is reported.
+    @Test func aStalledBootIsResetOnceAndThenComesUp() async throws {
+        let image = try await SharedImages.shared.image(.v1).image
+        let paths = SharedImages.shared.paths
+        let dir = (paths.vms as NSString).appendingPathComponent("stall-\(UUID().uuidString.prefix(8).lowercased())")
+        try FileManager.default.ensureDirectory(dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let overlay = dir + "/overlay.qcow2"
+        try await DiskTool.createOverlay(base: image.path, baseFormat: image.format, at: overlay)
+        let key = try await SSHKeyPair.generate(at: dir + "/id_ed25519", comment: "kiln-stall")
+        try await NoCloudSeed(instanceId: "stall", hostname: "stall", user: "kiln", authorizedKeys: [key.publicKey]).write(to: dir + "/seed.img")
+        let port = try #require(SSHClient.freeLoopbackPort())
+        let (accel, _) = await AcceleratorProbe(cacheDir: paths.cacheDir).detect()
+        let vm = VirtualMachine(
+            VMConfiguration(
+                name: "stall-\(port)", disk: overlay, generation: .v1, cpus: 2, memoryMiB: 1024, accelerator: accel,
+                seed: dir + "/seed.img", sshPort: port, runDirectory: dir))
+        try await vm.start()
+        defer { Task { await vm.forceKill() } }
+        await QMP.send(socket: vm.configuration.qmpSocket, command: "stop")
+        let resets = Recorded()
+        let ssh = SSHClient(port: port, user: "kiln", keyPath: key.privateKeyPath)
+        try await vm.waitForSSH(ssh, timeout: .seconds(240), resetAfter: .seconds(8), onReset: { resets.add($0) })
+        #expect(try await ssh.run("true", timeout: .seconds(30)).status == 0)
+        let said = resets.all
+        #expect(said.count == 1 && said[0].hasPrefix("SSH was not ready after 8 s"), "\(said)")
+        await vm.forceKill()
+    }
 }
 
 actor PhaseRecorder {
     var all: [RunSubState] = []
     func add(_ p: RunSubState) { all.append(p) }
+}
+
+/// Lines a `@Sendable` callback reports, read back by the test.
+final class Recorded: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func add(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
 }
