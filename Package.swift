@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0")
     ],
@@ -129,12 +130,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // HTTP: the controller's endpoints (webhooks, /healthz, /readyz, Prometheus /metrics); the AIB REST API later.
+        // HTTP: the AIB REST API (`kiln serve`), the controller's endpoints (webhooks, /healthz, /readyz, Prometheus /metrics).
         .target(
             name: "KilnServer",
             dependencies: [
-                "KilnCore", "KilnGitOps", "KilnStore", "KilnSystem",
+                "KilnCore", "KilnGitOps", "KilnStore", "KilnSystem", "KilnTemplates",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log")

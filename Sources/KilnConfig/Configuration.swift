@@ -30,6 +30,7 @@ import KilnTemplates
 ///     credentials: { tokenFile: /etc/kiln/git.token }   # or tokenEnv, or sshKeyFile (+ knownHosts)
 ///     webhookSecretFile: /etc/kiln/webhook.secret
 /// server: { listen: 0.0.0.0:8080, metricsListen: 127.0.0.1:9090 }   # metricsListen optional
+///   api: { listen: 127.0.0.1:8443, tokens: [{name: ci, file: /etc/kiln/ci.token, role: Contributor, scopes: [/subscriptions/S]}] }
 /// retention: { runImages: 2, galleryVersions: 5 }   # kept per template / per gallery image definition (kiln gc)
 /// triggers: { pollInterval: 60s }                    # how often the controller polls SourceImage triggers
 /// images: { refreshInterval: 24h }                   # kiln images refresh debian-12 on a schedule (+ mirror,
@@ -67,6 +68,8 @@ public struct KilnConfiguration: Sendable {
     public var listen: ListenAddress?
     /// Where `/readyz` and `/metrics` are served instead of `listen` (kept off a public webhook port).
     public var metricsListen: ListenAddress?
+    /// `server.api`: the REST API (`kiln serve`).
+    public var api = APISettings()
     /// What templates' artifact references may reach (`artifacts` and `distribution`); closed by default.
     public var artifactPolicy = ArtifactPolicy.untrusted
     /// Build VMs' network (`build.network`, `build.allowNetworks`): isolated from the host by default.
@@ -377,7 +380,8 @@ struct ConfigReader {
 
     /// `server: { listen, metricsListen }`, each HOST:PORT; metricsListen only alongside listen.
     mutating func server(_ node: SourceNode, into c: inout KilnConfiguration) {
-        let m = members(node, "$.server", allowed: ["listen", "metricsListen"])
+        let m = members(node, "$.server", allowed: ["listen", "metricsListen", "api"])
+        if let (api, _) = m["api"] { self.api(api, into: &c) }
         if let l = string(m, "listen", "$.server") {
             do { c.listen = try ListenAddress(parsing: l) } catch { problem(m["listen"]?.0, "$.server.listen", "\(error)", line: m["listen"]?.1) }
         }

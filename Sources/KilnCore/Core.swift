@@ -346,7 +346,8 @@ public final class KilnCore: Sendable {
         }
     }
 
-    static func changedProperties(_ a: ImageTemplate, _ b: ImageTemplate) -> [String] {
+    /// The JSON paths of the properties that differ, other than those a PATCH may change.
+    public static func changedProperties(_ a: ImageTemplate, _ b: ImageTemplate) -> [String] {
         var out: [String] = []
         if a.location != b.location { out.append("$.location") }
         let pa = a.properties, pb = b.properties

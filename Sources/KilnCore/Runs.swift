@@ -131,7 +131,8 @@ extension RunRecord {
 }
 
 extension Date {
-    var iso8601: String {
+    /// RFC 3339 with fractional seconds, as ARM writes times.
+    public var iso8601: String {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.string(from: self)

@@ -134,7 +134,7 @@ public struct RunDocument: Encodable, Sendable {
         logDirectory = r.logDirectory
         customizationLog = (r.logDirectory as NSString).appendingPathComponent("customization.log")
         timeoutMinutes = r.timeoutMinutes
-        runOutputs = r.outputs.map(RunOutputDocument.init)
+        runOutputs = r.outputs.map { RunOutputDocument($0) }
         source = r.sourceReference
         sourceExactVersion = r.sourceExactVersion
         sourceSha256 = r.sourceSha256
@@ -159,12 +159,15 @@ public struct RunOutputDocument: Encodable, Sendable {
     }
     public static let resourceType = "Microsoft.VirtualMachineImages/imageTemplates/runOutputs"
 
+    /// `…/imageTemplates/T/runOutputs/NAME`, when the template is known.
+    public var id: String?
     public var name: String
     public var type = Self.resourceType
     public var properties: Properties
     public var kiln: Details?
 
-    public init(_ o: RunOutputRecord) {
+    public init(_ o: RunOutputRecord, templateId: String? = nil) {
+        id = templateId.map { "\($0)/runOutputs/\(o.name)" }
         name = o.name
         properties = Properties(provisioningState: o.provisioningState, artifactId: o.artifactId, artifactUri: o.artifactUri)
         kiln = o.message == nil && o.seconds == nil ? nil : Details(message: o.message, seconds: o.seconds)

@@ -31,6 +31,7 @@ extension KilnDatabase {
         }
         m.registerMigration("v7-triggers", migrate: createTriggerTable)
         m.registerMigration("v8-run-images", migrate: createRunImageTable)
+        m.registerMigration("v9-api-operations", migrate: createOperationTable)
         return m
     }
 

@@ -70,6 +70,16 @@ public protocol ResourceStore: Sendable {
     func runImages(templateKey: String) async throws(StoreError) -> [RunImageRecord]
     func removeRunImage(runId: String) async throws(StoreError)
 
+    // MARK: REST API operations
+    func insertOperation(_ operation: OperationRecord) async throws(StoreError)
+    func operation(id: String) async throws(StoreError) -> OperationRecord?
+    /// Ends an operation in progress; one already ended keeps its first answer.
+    @discardableResult
+    func finishOperation(id: String, status: OperationRecord.Status, errorCode: String?, errorMessage: String?) async throws(StoreError) -> OperationRecord
+    /// Removes operations that ended before `date`; how many.
+    @discardableResult
+    func pruneOperations(endedBefore date: Date) async throws(StoreError) -> Int
+
     // MARK: Health
     /// A trivial read: the store answers.
     func ping() async throws(StoreError)

@@ -17,7 +17,7 @@ struct Kiln: AsyncParsableCommand {
         version: version,
         subcommands: [
             Validate.self, Template.self, Images.self, Gallery.self, PlanCommand.self, Reconcile.self, ControllerCommand.self,
-            StatusCommand.self, HistoryCommand.self, GCCommand.self, Config.self, Version.self
+            ServeCommand.self, StatusCommand.self, HistoryCommand.self, GCCommand.self, Config.self, Version.self
         ]
     )
 

@@ -146,7 +146,7 @@ extension Template {
                 if runOutput != nil {
                     try printJSON(RunOutputDocument(outputs[0]))
                 } else {
-                    try printJSON(ListDocument(value: outputs.map(RunOutputDocument.init)))
+                    try printJSON(ListDocument(value: outputs.map { RunOutputDocument($0) }))
                 }
             case .text:
                 for o in outputs {
