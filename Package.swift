@@ -225,6 +225,7 @@ let package = Package(
             dependencies: [
                 "KilnCore", "KilnSystem", "KilnServer", "KilnStore", "KilnGitOps",
                 .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: strict

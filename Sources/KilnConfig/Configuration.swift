@@ -127,11 +127,21 @@ public struct KilnConfiguration: Sendable {
         if let file { out["file"] = .string(file) }
         if let author { out["author"] = .string("\(author.name) <\(author.email)>") }
         if let allowOnlyRegions { out["allowOnlyRegions"] = .array(allowOnlyRegions.map(JSONValue.string)) }
-        if let listen {
-            var server: [String: JSONValue] = ["listen": .string(listen.text)]
-            if let metricsListen { server["metricsListen"] = .string(metricsListen.text) }
-            out["server"] = .object(server)
+        var server: [String: JSONValue] = [:]
+        if let listen { server["listen"] = .string(listen.text) }
+        if let metricsListen { server["metricsListen"] = .string(metricsListen.text) }
+        if api.listen != nil || !api.tokens.isEmpty {
+            var a: [String: JSONValue] = ["allowPlainHTTP": .bool(api.allowPlainHTTP)]
+            if let l = api.listen { a["listen"] = .string(l.text) }
+            a["tokens"] = .array(
+                api.tokens.map { t in
+                    .object([
+                        "name": .string(t.name), "file": .string(t.file), "role": .string(t.role.rawValue), "scopes": .array(t.scopes.map(JSONValue.string))
+                    ])
+                })
+            server["api"] = .object(a)
         }
+        if !server.isEmpty { out["server"] = .object(server) }
         out["identities"] = .array(
             identities.identities.map { i in
                 .object([

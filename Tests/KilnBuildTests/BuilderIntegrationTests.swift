@@ -120,7 +120,7 @@ import KilnSystem
         try FileManager.default.ensureDirectory(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let overlay = dir + "/overlay.qcow2"
-        try await DiskTool.createOverlay(base: image.path, baseFormat: image.format, at: overlay)
+        try await DiskTool.createOverlay(base: paths.absolute(image.path), baseFormat: image.format, at: overlay)
         let key = try await SSHKeyPair.generate(at: dir + "/id_ed25519", comment: "kiln-stall")
         try await NoCloudSeed(instanceId: "stall", hostname: "stall", user: "kiln", authorizedKeys: [key.publicKey]).write(to: dir + "/seed.img")
         let port = try #require(SSHClient.freeLoopbackPort())

@@ -7,6 +7,12 @@ public struct TemplateAddress: Sendable, Hashable {
     public var resourceGroup: String
     public var name: String
 
+    public init(subscription: String, resourceGroup: String, name: String) {
+        self.subscription = subscription
+        self.resourceGroup = resourceGroup
+        self.name = name
+    }
+
     /// The resource id, in the case the request used for the parts the caller named (ARM keeps the caller's case).
     public var resourceId: String {
         "/subscriptions/\(subscription)/resourceGroups/\(resourceGroup)/providers/Microsoft.VirtualMachineImages/imageTemplates/\(name)"

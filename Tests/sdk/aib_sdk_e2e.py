@@ -1,0 +1,149 @@
+"""Drives `kiln serve` with Azure's official Python SDK (azure-mgmt-imagebuilder 2.0.0), as an AIB user would.
+
+Usage: aib_sdk_e2e.py BASE_URL SUBSCRIPTION CONTRIBUTOR_TOKEN READER_TOKEN
+Prints one line per step ("ok <step>: ...") and exits non-zero at the first step that does not behave as
+AIB's does. The last line is JSON with what the caller checks outside (the canceled run's id).
+"""
+import json
+import sys
+import time
+
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+from azure.mgmt.imagebuilder import ImageBuilderClient
+from azure.mgmt.imagebuilder import models as m
+
+BASE, SUB, TOKEN, READER = sys.argv[1:5]
+RG = "sdk-rg"
+KW = {"enforce_https": False}  # loopback HTTP; the SDK refuses bearer tokens over http otherwise
+
+
+class Static:
+    def __init__(self, token):
+        self.token = token
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def client(token):
+    return ImageBuilderClient(Static(token), SUB, base_url=BASE, polling_interval=1, retry_total=0)
+
+
+def ok(step, detail=""):
+    print(f"ok {step}: {detail}", flush=True)
+
+
+def template(name, inline, tags=None):
+    return m.ImageTemplate(
+        location="westeurope",
+        tags=tags or {},
+        identity=m.ImageTemplateIdentity(type="None"),
+        properties=m.ImageTemplateProperties(
+            source=m.ImageTemplatePlatformImageSource(publisher="Debian", offer="debian-12", sku="12", version="latest"),
+            customize=[m.ImageTemplateShellCustomizer(name="step", inline=inline)],
+            distribute=[m.ImageTemplateVhdDistributor(run_output_name="vhd")],
+            build_timeout_in_minutes=30,
+        ),
+    )
+
+
+c = client(TOKEN)
+ops = c.virtual_machine_image_templates
+
+# create → get → list
+created = ops.begin_create_or_update(RG, "sdk-hello", template("sdk-hello", ["echo hello from the SDK | sudo tee /etc/sdk-hello"], {"team": "platform"}), **KW).result()
+assert created.id.endswith("/imageTemplates/sdk-hello"), created.id
+assert created.type == "Microsoft.VirtualMachineImages/imageTemplates", created.type
+assert created.properties.provisioning_state == "Succeeded", created.properties.provisioning_state
+ok("create", created.id)
+got = ops.get(RG, "sdk-hello", **KW)
+assert got.tags == {"team": "platform"}, got.tags
+assert got.properties.exact_staging_resource_group, "exactStagingResourceGroup is empty"
+assert got.properties.last_run_status is None, got.properties.last_run_status
+ok("get", f"tags {got.tags}, staging {got.properties.exact_staging_resource_group}")
+names_rg = [t.name for t in ops.list_by_resource_group(RG, **KW)]
+names_sub = [t.name for t in ops.list(**KW)]
+assert "sdk-hello" in names_rg and "sdk-hello" in names_sub, (names_rg, names_sub)
+ok("list", f"resource group: {names_rg}; subscription: {len(names_sub)} template(s)")
+
+# run (a real build): the LRO lasts the whole build
+start = time.time()
+ops.begin_run(RG, "sdk-hello", **KW).result()
+got = ops.get(RG, "sdk-hello", **KW)
+status = got.properties.last_run_status
+assert status.run_state == "Succeeded", status
+assert status.end_time >= status.start_time, status
+ok("run", f"{status.run_state} in {time.time() - start:.0f} s ({status.message or 'no message'})")
+
+# run outputs
+outputs = list(ops.list_run_outputs(RG, "sdk-hello", **KW))
+assert [o.name for o in outputs] == ["vhd"], outputs
+assert outputs[0].properties.provisioning_state == "Succeeded" and outputs[0].properties.artifact_uri, outputs[0]
+one = ops.get_run_output(RG, "sdk-hello", "vhd", **KW)
+assert one.properties.artifact_uri == outputs[0].properties.artifact_uri
+ok("runOutputs", one.properties.artifact_uri)
+
+# patch tags
+patched = ops.begin_update(RG, "sdk-hello", m.ImageTemplateUpdateParameters(tags={"team": "platform", "tier": "gold"}), **KW).result()
+assert patched.tags == {"team": "platform", "tier": "gold"}, patched.tags
+assert ops.get(RG, "sdk-hello", **KW).tags == patched.tags
+ok("patch", f"tags {patched.tags}")
+
+# cancel a second, slow run
+ops.begin_create_or_update(RG, "sdk-slow", template("sdk-slow", ["sleep 900"]), **KW).result()
+slow = ops.begin_run(RG, "sdk-slow", **KW)
+deadline = time.time() + 300
+while time.time() < deadline:
+    s = ops.get(RG, "sdk-slow", **KW).properties.last_run_status
+    if s is not None and s.run_sub_state in ("Customizing",):
+        break
+    time.sleep(1)
+ops.begin_cancel(RG, "sdk-slow", **KW).result()
+try:
+    slow.result()
+    raise AssertionError("the canceled run's poller succeeded")
+except HttpResponseError:
+    pass
+assert slow.status().lower() == "canceled", slow.status()
+final = ops.get(RG, "sdk-slow", **KW).properties.last_run_status
+assert final.run_state == "Canceled", final
+ok("cancel", f"run poller {slow.status()}, lastRunStatus {final.run_state}")
+
+# delete → 404
+ops.begin_delete(RG, "sdk-hello", **KW).result()
+try:
+    ops.get(RG, "sdk-hello", **KW)
+    raise AssertionError("the deleted template is still there")
+except ResourceNotFoundError as e:
+    assert e.status_code == 404 and e.error.code == "ResourceNotFound", (e.status_code, e.error)
+    ok("delete", f"then get: {e.status_code} {e.error.code}")
+
+# a validation error: 400 with AIB's code and the JSON path
+bad = template("sdk-bad", ["true"])
+bad.properties.distribute = [m.ImageTemplateVhdDistributor(run_output_name="has space")]
+try:
+    ops.begin_create_or_update(RG, "sdk-bad", bad, **KW)
+    raise AssertionError("an invalid template was accepted")
+except HttpResponseError as e:
+    assert e.status_code == 400 and e.error.code == "ValidationFailed", (e.status_code, e.error)
+    assert "$.properties.distribute[0].runOutputName" in e.message, e.message
+    ok("validation", e.message.splitlines()[0])
+
+# a wrong token: 401
+try:
+    client("not-a-token").virtual_machine_image_templates.get(RG, "sdk-slow", **KW)
+    raise AssertionError("a wrong token was accepted")
+except ClientAuthenticationError as e:
+    assert e.status_code == 401, e.status_code
+    ok("wrong token", f"{e.status_code} {e.error.code if e.error else ''}")
+
+# a reader writing: 403
+try:
+    client(READER).virtual_machine_image_templates.begin_delete(RG, "sdk-slow", **KW)
+    raise AssertionError("a reader deleted a template")
+except HttpResponseError as e:
+    assert e.status_code == 403 and e.error.code == "AuthorizationFailed", (e.status_code, e.error)
+    ok("reader writes", f"{e.status_code} {e.error.code}")
+
+print(json.dumps({"canceledTemplate": "sdk-slow"}))
