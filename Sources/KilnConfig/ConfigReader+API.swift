@@ -18,20 +18,36 @@ public struct APISettings: Sendable, Hashable {
         public var scopes: [String]
     }
 
+    /// TLS: a PEM certificate chain and its PEM private key.
+    public struct TLS: Sendable, Hashable {
+        public var certificate: String
+        public var key: String
+    }
+
     public var listen: ListenAddress?
     public var tokens: [Token] = []
-    /// Plain HTTP on an address other than loopback (TLS is not yet served).
+    /// HTTPS with this certificate; without it plain HTTP, on loopback only unless `allowPlainHTTP`.
+    public var tls: TLS?
+    /// Plain HTTP on an address other than loopback (behind a TLS proxy).
     public var allowPlainHTTP = false
 
     public init() {}
 }
 
 extension ConfigReader {
-    /// `api: { listen: HOST:PORT, allowPlainHTTP: bool, tokens: [{name, file, role, scopes: [id…]}] }` under `server`.
+    /// `api: { listen: HOST:PORT, tls: {certificate, key}, allowPlainHTTP: bool, tokens: [{name, file, role, scopes: [id…]}] }`
+    /// under `server`.
     mutating func api(_ node: SourceNode, into c: inout KilnConfiguration) {
         let p = "$.server.api"
-        let m = members(node, p, allowed: ["listen", "allowPlainHTTP", "tokens"])
+        let m = members(node, p, allowed: ["listen", "tls", "allowPlainHTTP", "tokens"])
         var api = APISettings()
+        if let (node, _) = m["tls"] {
+            let t = members(node, "\(p).tls", allowed: ["certificate", "key"])
+            let cert = absolutePath(t, "certificate", "\(p).tls")
+            let key = absolutePath(t, "key", "\(p).tls")
+            for (k, v) in [("certificate", cert), ("key", key)] where v == nil && t[k] == nil { problem(node, "\(p).tls.\(k)", "required: a PEM file") }
+            if let cert, let key { api.tls = APISettings.TLS(certificate: cert, key: key) }
+        }
         if let l = string(m, "listen", p) {
             do { api.listen = try ListenAddress(parsing: l) } catch { problem(m["listen"]?.0, "\(p).listen", "\(error)", line: m["listen"]?.1) }
         }

@@ -133,6 +133,7 @@ public struct KilnConfiguration: Sendable {
         if api.listen != nil || !api.tokens.isEmpty {
             var a: [String: JSONValue] = ["allowPlainHTTP": .bool(api.allowPlainHTTP)]
             if let l = api.listen { a["listen"] = .string(l.text) }
+            if let t = api.tls { a["tls"] = .object(["certificate": .string(t.certificate), "key": .string(t.key)]) }
             a["tokens"] = .array(
                 api.tokens.map { t in
                     .object([

@@ -16,8 +16,8 @@ struct ServeCommand: KilnCommand {
             Answers imageTemplates (list, get, PUT, PATCH, DELETE, run, cancel, runOutputs), triggers and the \
             operation-status resources ARM clients poll, with bearer tokens from server.api.tokens in the \
             configuration (each a name, a file holding the token, a role — Reader or Contributor — and scopes). \
-            Runs are executed by background workers, as `kiln template run` does. Plain HTTP is served on a loopback \
-            address only, unless server.api.allowPlainHTTP is true; TLS is not served yet.
+            Runs are executed by background workers, as `kiln template run` does. HTTPS with server.api.tls \
+            (certificate and key files); plain HTTP on a loopback address only, unless server.api.allowPlainHTTP is true.
             """
     )
     @OptionGroup var global: GlobalOptions
@@ -32,9 +32,9 @@ struct ServeCommand: KilnCommand {
         guard let listen = listen ?? settings.listen else {
             throw ValidationError("give --listen HOST:PORT (or server.api.listen in the configuration)")
         }
-        guard APIServer.isLoopback(listen.host) || settings.allowPlainHTTP else {
+        guard settings.tls != nil || APIServer.isLoopback(listen.host) || settings.allowPlainHTTP else {
             throw CLIError.message(
-                "\(listen.host) is not a loopback address: the API would take bearer tokens over plain HTTP. Listen on 127.0.0.1, or set server.api.allowPlainHTTP: true (behind a TLS proxy)"
+                "\(listen.host) is not a loopback address: the API would take bearer tokens over plain HTTP. Configure server.api.tls (certificate, key), listen on 127.0.0.1, or set server.api.allowPlainHTTP: true (behind a TLS proxy)"
             )
         }
         guard !settings.tokens.isEmpty else {
@@ -55,11 +55,18 @@ struct ServeCommand: KilnCommand {
         api.onRunQueued = {
             do { try spawnWorker(env, paths: paths, parallelism: parallelism) } catch let e as CLIError { e.report() } catch {}
         }
-        let app = APIServer.application(
-            listen: listen, api: api, access: access, logger: Logger(label: "kiln.server"),
-            onRunning: { port in
-                printError("kiln serve: AIB REST API on http://\(listen.host):\(port) (\(access.tokens.count) token(s)); SIGTERM stops it")
-            })
+        let scheme = settings.tls == nil ? "http" : "https"
+        let app: any Service
+        do {
+            app = try APIServer.application(
+                listen: listen, api: api, access: access, tls: settings.tls.map { .init(certificate: $0.certificate, key: $0.key) },
+                logger: Logger(label: "kiln.server"),
+                onRunning: { port in
+                    printError("kiln serve: AIB REST API on \(scheme)://\(listen.host):\(port) (\(access.tokens.count) token(s)); SIGTERM stops it")
+                })
+        } catch {
+            throw CLIError.message("server.api.tls: cannot use the certificate or key (\(error))")
+        }
         let services = ServiceGroup(
             configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "kiln.server")))
         try await services.run()

@@ -2,9 +2,10 @@ import Foundation
 import KilnTestSupport
 import Testing
 
-/// `kiln serve` driven by Azure's official Python SDK (azure-mgmt-imagebuilder 2.0.0, in a virtual environment
-/// made once per cache directory): create, get, list, a real build, run outputs, patch, cancel of a slow run, delete,
-/// and the SDK's exceptions for a validation error, a wrong token and a reader writing (Tests/sdk/aib_sdk_e2e.py).
+/// `kiln serve` over HTTPS driven by Azure's official Python SDK (azure-mgmt-imagebuilder 2.0.0, in a virtual
+/// environment made once per cache directory): create, get, list, a real build, run outputs, patch, 100 concurrent PUTs
+/// and 200 GETs while a slow build runs, its cancel, delete, and the SDK's exceptions for a validation error, a wrong
+/// token and a reader writing (Tests/sdk/aib_sdk_e2e.py).
 /// Part of the serialized VM suite: its builds must not overlap the others'.
 extension TemplateCLITests {
     static let apiData = "/tmp/kiln-cli-api-tests"
@@ -37,10 +38,19 @@ extension TemplateCLITests {
         let (contributor, reader) = ("c-\(UUID().uuidString)", "r-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: Self.apiData + "/c.token", contents: Data(contributor.utf8))
         _ = FileManager.default.createFile(atPath: Self.apiData + "/r.token", contents: Data(reader.utf8))
+        // HTTPS with a certificate of its own, as a production server would have: the SDK checks it and needs no
+        // enforce_https=False.
+        let tls = try await spawnAndWait([
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout", Self.apiData + "/tls.key", "-out", Self.apiData + "/tls.crt"
+        ])
+        try #require(tls.status == 0, "openssl: \(tls.stderr)")
         let config = """
             server:
               api:
                 listen: 127.0.0.1:0
+                tls: {certificate: \(Self.apiData)/tls.crt, key: \(Self.apiData)/tls.key}
                 tokens:
                   - {name: ci, file: \(Self.apiData)/c.token, role: Contributor, scopes: [/subscriptions/\(sub)]}
                   - {name: viewer, file: \(Self.apiData)/r.token, role: Reader}
@@ -50,13 +60,13 @@ extension TemplateCLITests {
             [CLITests.binary, "serve", "--config", Self.apiData + "/kiln.yaml", "--data-dir", Self.apiData], log: Self.apiData + "/serve.log")
         defer { kill(server.pid, SIGKILL) }
         let port = await eventually(.seconds(30)) { server.apiPort != nil } != nil ? server.apiPort : nil
-        let base = "http://127.0.0.1:\(try #require(port, "kiln serve did not start: \(server.output)"))"
+        let base = "https://127.0.0.1:\(try #require(port, "kiln serve did not start: \(server.output)"))"
 
         let script = CLITests.repoRoot.path + "/Tests/sdk/aib_sdk_e2e.py"
-        let r = try await spawnAndWait([python, script, base, sub, contributor, reader])
+        let r = try await spawnAndWait([python, script, base, sub, contributor, reader, Self.apiData + "/tls.crt"])
         print("aib_sdk_e2e.py:\n\(r.stdout)\(r.stderr)")
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)\n--- kiln serve ---\n\(server.output)")
-        for step in ["create", "get", "list", "run", "runOutputs", "patch", "cancel", "delete", "validation", "wrong token", "reader writes"] {
+        for step in ["create", "get", "list", "run", "runOutputs", "patch", "concurrency", "cancel", "delete", "validation", "wrong token", "reader writes"] {
             #expect(r.stdout.contains("ok \(step):"), "step \(step) did not pass")
         }
         // The canceled run's VM is gone.
@@ -75,7 +85,7 @@ extension TemplateCLITests {
 extension Background {
     /// The port `kiln serve` printed it listens on (`… AIB REST API on http://127.0.0.1:PORT …`).
     var apiPort: Int? {
-        guard let line = output.split(separator: "\n").first(where: { $0.contains("REST API on http://127.0.0.1:") }) else { return nil }
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("REST API on https://127.0.0.1:") }) else { return nil }
         return Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber })
     }
 }

@@ -33,7 +33,7 @@ import Testing
             APIToken(name: "other", token: "elsewhere", role: .contributor, scopes: ["/subscriptions/22222222-0000-0000-0000-000000000000"])
         ])
         let api = ImageTemplateAPI(core: core, logger: Logger(label: "test"), pageSize: 3)
-        return APIServer.application(listen: try ListenAddress(parsing: "127.0.0.1:0"), api: api, access: access, logger: Logger(label: "test"))
+        return try APIServer.application(listen: try ListenAddress(parsing: "127.0.0.1:0"), api: api, access: access, logger: Logger(label: "test"))
     }
 
     static func headers(_ token: String? = "contrib", json: Bool = true) -> HTTPFields {
