@@ -10,6 +10,7 @@ import Logging
 import KilnStore
 import KilnSystem
 import KilnTemplates
+import ServiceLifecycle
 
 struct ControllerCommand: KilnCommand {
     static let configuration = CommandConfiguration(
@@ -121,10 +122,17 @@ struct ControllerCommand: KilnCommand {
                     printError("kiln controller: \(line)")
                 })
         }
+        // server.api configured: the same process answers the REST API on its own listener.
+        var api: [any Service] = []
+        if let settings = config?.api, let apiListen = settings.listen {
+            api.append(try ServeCommand.application(env, settings: settings, listen: apiListen, core: core, label: "kiln controller", launch: launch))
+        }
         let group = ControllerGroup(started.controllers, unavailable: started.unavailable, background: background)
         let signals = Self.stopOnSignals(group, grace: stopGrace)
-        if let listen {
-            try await serve(group, listen: listen, metricsListen: metricsListen, hooks: started.hooks, metrics: metrics, core: core)
+        if listen != nil || !api.isEmpty {
+            try await serve(
+                group, listen: listen, metricsListen: metricsListen, hooks: started.hooks, metrics: metrics, core: core, api: api,
+                apiListen: config?.api.listen)
         } else {
             await group.run()
         }
@@ -203,14 +211,15 @@ struct ControllerCommand: KilnCommand {
     }
 
     /// Runs the group while serving health, readiness, metrics and the webhooks on `listen` (readiness and
-    /// metrics on `metricsListen` instead, when given).
+    /// metrics on `metricsListen` instead, when given), and `api` (the REST API's listener) beside them.
     func serve(
-        _ group: ControllerGroup, listen: ListenAddress, metricsListen: ListenAddress?, hooks: [ControllerServer.Repository],
-        metrics: ControllerMetrics, core: KilnCore
+        _ group: ControllerGroup, listen: ListenAddress?, metricsListen: ListenAddress?, hooks: [ControllerServer.Repository],
+        metrics: ControllerMetrics, core: KilnCore, api: [any Service] = [], apiListen: ListenAddress? = nil
     ) async throws {
         var logger = Logger(label: "kiln.server")
         logger.logLevel = global.verbose ? .info : .warning
-        var listeners: [(address: ListenAddress, routes: ControllerServer.Routes)] = [(listen, metricsListen == nil ? .all : .webhooks)]
+        var listeners: [(address: ListenAddress, routes: ControllerServer.Routes)] = []
+        if let listen { listeners.append((listen, metricsListen == nil ? .all : .webhooks)) }
         if let metricsListen { listeners.append((metricsListen, .observability)) }
         let apps = try ControllerServer.applications(
             listeners, repositories: hooks, metrics: metrics, readiness: { await Readiness.check(group, core: core) }, logger: logger,
@@ -220,9 +229,10 @@ struct ControllerCommand: KilnCommand {
                 printError("kiln controller: serving \(label)\(host):\(port) (\(routes.paths))")
             })
         do {
-            try await ControllerServer.serve(apps, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
+            try await ControllerServer.serve(apps + api, while: { await group.run() }, stop: { await group.stop() }, logger: logger)
         } catch {
-            throw CLIError.message("cannot serve \([listen, metricsListen].compactMap { $0?.text }.joined(separator: " and ")): \(error)")
+            let addresses = [listen, metricsListen, api.isEmpty ? nil : apiListen].compactMap { $0?.text }
+            throw CLIError.message("cannot serve \(addresses.joined(separator: " and ")): \(error)")
         }
     }
 }

@@ -32,6 +32,24 @@ struct ServeCommand: KilnCommand {
         guard let listen = listen ?? settings.listen else {
             throw ValidationError("give --listen HOST:PORT (or server.api.listen in the configuration)")
         }
+        let core = try await Template.core(env)
+        let paths = core.paths
+        let parallelism = self.parallelism ?? env.configuration?.parallelism ?? 1
+        let app = try Self.application(env, settings: settings, listen: listen, core: core, label: "kiln serve", extra: "; SIGTERM stops it") {
+            do { try spawnWorker(env, paths: paths, parallelism: parallelism) } catch let e as CLIError { e.report() } catch {}
+        }
+        let services = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "kiln.server")))
+        try await services.run()
+    }
+
+    /// The API's listener over `core`, checked against the settings (a listener off loopback needs TLS or
+    /// `allowPlainHTTP`; tokens are required and read now). `kiln serve` and `kiln controller` (with `server.api`
+    /// configured) both serve it; `launch` starts something that executes a queued run.
+    static func application(
+        _ env: KilnEnvironment, settings: APISettings, listen: ListenAddress, core: KilnCore, label: String, extra: String = "",
+        launch: @escaping @Sendable () -> Void
+    ) throws -> any Service {
         guard settings.tls != nil || APIServer.isLoopback(listen.host) || settings.allowPlainHTTP else {
             throw CLIError.message(
                 "\(listen.host) is not a loopback address: the API would take bearer tokens over plain HTTP. Configure server.api.tls (certificate, key), listen on 127.0.0.1, or set server.api.allowPlainHTTP: true (behind a TLS proxy)"
@@ -48,27 +66,18 @@ struct ServeCommand: KilnCommand {
                         name: t.name, file: t.file, role: t.role == APISettings.Role.reader ? APIToken.Role.reader : .contributor, scopes: t.scopes)
                 })
         } catch { throw CLIError.message("\(error)") }
-        let core = try await Template.core(env)
-        let paths = core.paths
-        let parallelism = self.parallelism ?? env.configuration?.parallelism ?? 1
         var api = ImageTemplateAPI(core: core, logger: Logger(label: "kiln.api"), artifactPolicy: core.artifactPolicy)
-        api.onRunQueued = {
-            do { try spawnWorker(env, paths: paths, parallelism: parallelism) } catch let e as CLIError { e.report() } catch {}
-        }
+        api.onRunQueued = launch
         let scheme = settings.tls == nil ? "http" : "https"
-        let app: any Service
         do {
-            app = try APIServer.application(
+            return try APIServer.application(
                 listen: listen, api: api, access: access, tls: settings.tls.map { .init(certificate: $0.certificate, key: $0.key) },
                 logger: Logger(label: "kiln.server"),
                 onRunning: { port in
-                    printError("kiln serve: AIB REST API on \(scheme)://\(listen.host):\(port) (\(access.tokens.count) token(s)); SIGTERM stops it")
+                    printError("\(label): AIB REST API on \(scheme)://\(listen.host):\(port) (\(access.tokens.count) token(s))\(extra)")
                 })
         } catch {
             throw CLIError.message("server.api.tls: cannot use the certificate or key (\(error))")
         }
-        let services = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "kiln.server")))
-        try await services.run()
     }
 }

@@ -83,9 +83,11 @@ extension TemplateCLITests {
 }
 
 extension Background {
-    /// The port `kiln serve` printed it listens on (`… AIB REST API on http://127.0.0.1:PORT …`).
+    /// The port `kiln serve` or `kiln controller` printed the REST API listens on (`… AIB REST API on https://127.0.0.1:PORT …`).
     var apiPort: Int? {
-        guard let line = output.split(separator: "\n").first(where: { $0.contains("REST API on https://127.0.0.1:") }) else { return nil }
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("REST API on http") && $0.contains("://127.0.0.1:") }) else {
+            return nil
+        }
         return Int(line.components(separatedBy: "127.0.0.1:")[1].prefix { $0.isNumber })
     }
 }

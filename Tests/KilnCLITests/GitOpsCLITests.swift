@@ -228,14 +228,54 @@ struct Background {
         metrics.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
     }
 
-    /// `--metrics-listen`: readiness and metrics on a port of their own, off the webhook port.
-    @Test func metricsOnAPortOfTheirOwn() async throws {
-        let repo = try GitRemote("metrics-port")
-        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+    /// A repository with `kiln.yaml` and one manual template, `first`, pushed.
+    static func oneTemplateRepository(_ name: String) throws -> GitRemote {
+        let repo = try GitRemote(name)
         try repo.write("kiln.yaml", GitRemote.kilnYAML)
         try repo.write(
             "templates/first.json", GitRemote.template("first", customize: #"[{"type": "Shell", "inline": ["true"]}]"#, tags: #""kiln.run": "manual""#))
         try repo.push("first")
+        return repo
+    }
+
+    /// `server.api` in the controller's configuration: the same process answers the REST API, and the templates
+    /// its repository manages are read-only there (409 naming the repository and file), while GETs work.
+    @Test func theControllerServesTheRESTAPIAndItsTemplatesAreReadOnlyThere() async throws {
+        let repo = try Self.oneTemplateRepository("controller-api")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
+        try "api-token-\(UUID().uuidString)".write(toFile: repo.dir + "/api.token", atomically: true, encoding: .utf8)
+        let config = "server:\n  api:\n    listen: 127.0.0.1:0\n    tokens: [{name: ci, file: \(repo.dir)/api.token, role: Contributor}]\n"
+        try config.write(toFile: repo.dir + "/controller.yaml", atomically: true, encoding: .utf8)
+        let controller = try Background(
+            [
+                CLITests.binary, "controller", "--config", repo.dir + "/controller.yaml", "--data-dir", repo.dir + "/data", "--repo", repo.remote, "--interval",
+                "1h"
+            ],
+            log: repo.dir + "/controller.log")
+        defer { kill(controller.pid, SIGKILL) }
+        let up = await eventually(.seconds(30)) { controller.apiPort != nil && repo.statusLog().first?.hasPrefix("first: Accepted") == true }
+        #expect(up != nil, "\(controller.output)")
+        let port = try #require(controller.apiPort)
+        let token = try String(contentsOfFile: repo.dir + "/api.token", encoding: .utf8)
+        let path =
+            "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-gitops-e2e/providers/Microsoft.VirtualMachineImages/imageTemplates/first?api-version=2025-10-01"
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        let (got, gotResponse) = try await URLSession.shared.data(for: request)
+        #expect((gotResponse as? HTTPURLResponse)?.statusCode == 200, "\(String(decoding: got, as: UTF8.self))")
+        request.httpMethod = "DELETE"
+        let (refused, refusedResponse) = try await URLSession.shared.data(for: request)
+        let message = String(decoding: refused, as: UTF8.self)
+        #expect((refusedResponse as? HTTPURLResponse)?.statusCode == 409, "\(message)")
+        #expect(message.contains("managed by the git repository") && message.contains("templates/first.json"), "\(message)")
+        #expect(!controller.output.contains(token))
+        #expect(await controller.stop(SIGTERM) == 0, "\(controller.output)")
+    }
+
+    /// `--metrics-listen`: readiness and metrics on a port of their own, off the webhook port.
+    @Test func metricsOnAPortOfTheirOwn() async throws {
+        let repo = try Self.oneTemplateRepository("metrics-port")
+        defer { try? FileManager.default.removeItem(atPath: repo.dir) }
         try "a-long-shared-secret\n".write(toFile: repo.dir + "/secret", atomically: true, encoding: .utf8)
         let controller = try Background(
             [

@@ -6,6 +6,7 @@ import KilnCore
 import KilnServer
 import KilnStore
 import KilnSystem
+import KilnTemplates
 import Logging
 import Testing
 
@@ -23,10 +24,14 @@ import Testing
            "distribute": [{"type": "VHD", "runOutputName": "vhd"}]}}
         """
 
-    static func app() throws -> some ApplicationProtocol {
+    static func core() throws -> KilnCore {
         let dir = NSTemporaryDirectory() + "kiln-api-tests-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let core = KilnCore(paths: KilnPaths(dataDir: dir), store: try KilnDatabase())
+        return KilnCore(paths: KilnPaths(dataDir: dir), store: try KilnDatabase())
+    }
+
+    static func app(_ core: KilnCore? = nil) throws -> some ApplicationProtocol {
+        let core = try core ?? Self.core()
         let access = APIAccess(tokens: [
             APIToken(name: "ci", token: "contrib", role: .contributor, scopes: ["/subscriptions/\(sub)"]),
             APIToken(name: "viewer", token: "reader", role: .reader, scopes: []),
@@ -193,6 +198,31 @@ import Testing
             try await client.execute(uri: t, method: .patch, headers: Self.headers(), body: ByteBuffer(string: #"{"properties": {"customize": []}}"#)) { r in
                 #expect(r.status == .badRequest)
                 #expect(Self.error(r.body)["target"] as? String == "$.properties.customize")
+            }
+        }
+    }
+
+    @Test func templatesAGitRepositoryManagesAreReadOnly() async throws {
+        let core = try Self.core()
+        let scope = DeploymentScope(subscriptionId: Self.sub, resourceGroup: "rg", location: "local")
+        let loaded = try #require(
+            TemplateLoader.loadRequestBody(Self.body, name: "managed", apiVersion: .latest, options: LoadOptions(scope: scope), path: "body").templates.first)
+        _ = try await core.create(loaded, origin: TemplateOrigin(file: "templates/managed.json", managedBy: "images"))
+        try await Self.app(core).test(.router) { client in
+            let t = "\(Self.base)/managed?\(Self.v)"
+            let changed = Self.body.replacingOccurrences(of: "echo hello", with: "echo changed")
+            for (method, body) in [(HTTPRequest.Method.put, changed), (.patch, #"{"tags": {"k": "v"}}"#), (.delete, "")] {
+                try await client.execute(uri: t, method: method, headers: Self.headers(json: method != .delete), body: ByteBuffer(string: body)) { r in
+                    #expect(r.status == .conflict, "\(method): \(String(buffer: r.body))")
+                    let message = Self.error(r.body)["message"] as? String ?? ""
+                    #expect(message.contains("git repository images") && message.contains("templates/managed.json"), "\(message)")
+                }
+            }
+            // The same content again changes nothing, and is answered as such.
+            try await client.execute(uri: t, method: .put, headers: Self.headers(), body: ByteBuffer(string: Self.body)) { #expect($0.status == .ok) }
+            // Run is allowed.
+            try await client.execute(uri: "\(Self.base)/managed/run?\(Self.v)", method: .post, headers: Self.headers(json: false)) {
+                #expect($0.status == .accepted)
             }
         }
     }

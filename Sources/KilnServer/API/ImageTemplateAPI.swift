@@ -137,7 +137,6 @@ public struct ImageTemplateAPI: Sendable {
         let replace = loaded.template.tags.first { $0.key.caseInsensitiveCompare(Self.replaceTag) == .orderedSame }
         if let replace { loaded.template.tags[replace.key] = nil }
         if let existing = try? await core.template(a.resourceId) {
-            try refuseIfManaged(existing, action: "changed")
             var fixedPart = loaded.template
             fixedPart.tags = existing.template.tags
             fixedPart.identity = existing.template.identity
@@ -145,7 +144,9 @@ public struct ImageTemplateAPI: Sendable {
             fixedPart.properties.vmProfile = existing.template.properties.vmProfile
             if existing.template == loaded.template {
                 return .json(.ok, try await document(a))
-            } else if fixedPart == existing.template {
+            }
+            try refuseIfManaged(existing, action: "changed")
+            if fixedPart == existing.template {
                 _ = try await core.patch(existing.record.id, to: loaded.template)
                 return .json(.ok, try await document(a))
             } else if replace?.value.lowercased() != "true" {
