@@ -6,8 +6,8 @@ import Testing
 /// environment made once per cache directory): create, get, list, a real build, run outputs, patch, 100 concurrent PUTs
 /// and 200 GETs while a slow build runs, its cancel, delete, and the SDK's exceptions for a validation error, a wrong
 /// token and a reader writing (Tests/sdk/aib_sdk_e2e.py).
-/// Part of the serialized VM suite: its builds must not overlap the others'.
-extension TemplateCLITests {
+/// A suite of its own, so that its two builds overlap the serialized VM suite (KILN_MAX_VMS still bounds the VMs).
+@Suite(.serialized) struct APICLITests {
     static let apiData = "/tmp/kiln-cli-api-tests"
     static let sdkVersion = "2.0.0"
 
@@ -31,7 +31,7 @@ extension TemplateCLITests {
         try? FileManager.default.removeItem(atPath: Self.apiData)
         try FileManager.default.createDirectory(atPath: Self.apiData, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: Self.apiData) }
-        let boot = try await Self.kilnAsync("images", "bootstrap", "debian-12", "--generation", "V1", "--data-dir", Self.apiData)
+        let boot = try await TemplateCLITests.kilnAsync("images", "bootstrap", "debian-12", "--generation", "V1", "--data-dir", Self.apiData)
         try #require(boot.status == 0, "\(boot.stderr)")
         let python = try await Self.sdkPython()
         let sub = "11111111-2222-3333-4444-555555555555"
@@ -71,7 +71,7 @@ extension TemplateCLITests {
         }
         // The canceled run's VM is gone.
         let runs =
-            try Self.json(try await Self.kilnAsync("template", "runs", "sdk-slow", "--output", "json", "--data-dir", Self.apiData))["value"] as? [[String: Any]]
+            try TemplateCLITests.json(try await TemplateCLITests.kilnAsync("template", "runs", "sdk-slow", "--output", "json", "--data-dir", Self.apiData))["value"] as? [[String: Any]]
         let canceled = try #require(runs?.first?["runId"] as? String, "sdk-slow has no run")
         #expect(runs?.first?["runState"] as? String == "Canceled")
         let vms = try await spawnAndWait(["/usr/bin/pgrep", "-f", "kiln-\(canceled)"])
