@@ -71,7 +71,8 @@ import Testing
         }
         // The canceled run's VM is gone.
         let runs =
-            try TemplateCLITests.json(try await TemplateCLITests.kilnAsync("template", "runs", "sdk-slow", "--output", "json", "--data-dir", Self.apiData))["value"] as? [[String: Any]]
+            try TemplateCLITests.json(try await TemplateCLITests.kilnAsync("template", "runs", "sdk-slow", "--output", "json", "--data-dir", Self.apiData))[
+                "value"] as? [[String: Any]]
         let canceled = try #require(runs?.first?["runId"] as? String, "sdk-slow has no run")
         #expect(runs?.first?["runState"] as? String == "Canceled")
         let vms = try await spawnAndWait(["/usr/bin/pgrep", "-f", "kiln-\(canceled)"])
