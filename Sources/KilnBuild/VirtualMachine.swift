@@ -260,9 +260,20 @@ public actor VirtualMachine {
         } catch .sshTimeout(let seconds, let last, let console) where isRunning {
             let lastLine = console.split(separator: "\n").last.map(String.init) ?? "(no console output)"
             onReset("SSH was not ready after \(seconds) s (\(last)); resetting the VM once (console: \(lastLine))")
-            await QMP.send(socket: configuration.qmpSocket, command: "system_reset")
-            await QMP.send(socket: configuration.qmpSocket, command: "cont")
+            await resetAndResume()
             try await waitForSSHOnce(client, timeout: timeout)
+        }
+    }
+
+    /// Resets the guest and makes sure its CPUs run afterwards (a guest paused before the reset stays paused
+    /// until `cont`), checking with `query-status` rather than trusting that the commands arrived.
+    private func resetAndResume() async {
+        let socket = configuration.qmpSocket
+        await QMP.send(socket: socket, command: "system_reset")
+        for _ in 0..<5 {
+            await QMP.send(socket: socket, command: "cont")
+            if await QMP.isRunning(socket: socket) == true { return }
+            try? await Task.sleep(for: .seconds(1))
         }
     }
 
@@ -320,39 +331,5 @@ public actor VirtualMachine {
         if isRunning { return false }
         await removeNetwork()
         return true
-    }
-}
-
-/// The few QEMU Machine Protocol commands Kiln sends.
-enum QMP {
-    /// Sends one command (after the capabilities handshake); best effort.
-    static func send(socket path: String, command: String) async {
-        let fd = Foundation.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard ok == 0 else { return }
-        func sendLine(_ s: String) { _ = s.withCString { Foundation.send(fd, $0, strlen($0), 0) } }
-        func readSome() {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 2000) > 0 {
-                var buf = [UInt8](repeating: 0, count: 4096)
-                _ = recv(fd, &buf, buf.count, 0)
-            }
-        }
-        readSome()  // greeting
-        sendLine("{\"execute\":\"qmp_capabilities\"}\n")
-        readSome()
-        sendLine("{\"execute\":\"\(command)\"}\n")
-        readSome()
     }
 }

@@ -111,7 +111,7 @@ import KilnSystem
         #expect(!(try await ProcessRunner.run("pgrep", ["-f", "kiln-\(req.runId)"])).stdout.contains(where: \.isNumber))
     }
 
-    /// A guest that never comes up (here: paused from the start, as a boot that stalls after GRUB looks from
+    /// A guest that never comes up (here: paused right after QEMU starts, as a boot that stalls after GRUB looks from
     /// outside) is reset once after `resetAfter` and then boots; the reset is reported.
     @Test func aStalledBootIsResetOnceAndThenComesUp() async throws {
         let image = try await SharedImages.shared.image(.v1).image
@@ -131,7 +131,8 @@ import KilnSystem
                 seed: dir + "/seed.img", sshPort: port, runDirectory: dir))
         try await vm.start()
         defer { Task { await vm.forceKill() } }
-        await QMP.send(socket: vm.configuration.qmpSocket, command: "stop")
+        #expect(await QMP.send(socket: vm.configuration.qmpSocket, command: "stop") == .returned("{}"))
+        #expect(await QMP.isRunning(socket: vm.configuration.qmpSocket) == false, "the guest is paused")
         let resets = Recorded()
         let ssh = SSHClient(port: port, user: "kiln", keyPath: key.privateKeyPath)
         try await vm.waitForSSH(ssh, timeout: .seconds(240), resetAfter: .seconds(8), onReset: { resets.add($0) })

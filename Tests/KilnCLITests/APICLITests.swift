@@ -49,24 +49,44 @@ import Testing
         let config = """
             server:
               api:
-                listen: 127.0.0.1:0
+                listen: 127.0.0.1:\(try #require(MultiRepositoryCLITests.freePort()))
                 tls: {certificate: \(Self.apiData)/tls.crt, key: \(Self.apiData)/tls.key}
                 tokens:
                   - {name: ci, file: \(Self.apiData)/c.token, role: Contributor, scopes: [/subscriptions/\(sub)]}
                   - {name: viewer, file: \(Self.apiData)/r.token, role: Reader}
             """
         _ = FileManager.default.createFile(atPath: Self.apiData + "/kiln.yaml", contents: Data(config.utf8))
-        let server = try Background(
-            [CLITests.binary, "serve", "--config", Self.apiData + "/kiln.yaml", "--data-dir", Self.apiData], log: Self.apiData + "/serve.log")
-        defer { kill(server.pid, SIGKILL) }
-        let port = await eventually(.seconds(30)) { server.apiPort != nil } != nil ? server.apiPort : nil
-        let base = "https://127.0.0.1:\(try #require(port, "kiln serve did not start: \(server.output)"))"
+        let serve = [CLITests.binary, "serve", "--config", Self.apiData + "/kiln.yaml", "--data-dir", Self.apiData]
+        let first = try Background(serve, log: Self.apiData + "/serve.log")
+        defer { kill(first.pid, SIGKILL) }
+        let port = await eventually(.seconds(30)) { first.apiPort != nil } != nil ? first.apiPort : nil
+        let base = "https://127.0.0.1:\(try #require(port, "kiln serve did not start: \(first.output)"))"
 
+        // While the real build runs, the script asks for the server to be killed (SIGKILL) and started again on the
+        // same port; its poller must then see the run's operation end Succeeded.
         let script = CLITests.repoRoot.path + "/Tests/sdk/aib_sdk_e2e.py"
-        let r = try await spawnAndWait([python, script, base, sub, contributor, reader, Self.apiData + "/tls.crt"])
+        let sdk = Task {
+            let r = try await spawnAndWait([python, script, base, sub, contributor, reader, Self.apiData + "/tls.crt", Self.apiData])
+            _ = FileManager.default.createFile(atPath: Self.apiData + "/sdk-done", contents: Data())
+            return r
+        }
+        let asked = await eventually(.seconds(900)) {
+            FileManager.default.fileExists(atPath: Self.apiData + "/kill-now") || FileManager.default.fileExists(atPath: Self.apiData + "/sdk-done")
+        }
+        #expect(asked != nil && FileManager.default.fileExists(atPath: Self.apiData + "/kill-now"), "the script never asked for the kill")
+        #expect(await first.stop(SIGKILL) == 128 + SIGKILL)
+        let server = try Background(serve, log: Self.apiData + "/serve.log")
+        defer { kill(server.pid, SIGKILL) }
+        let listening = await eventually(.seconds(30)) { server.output.components(separatedBy: "REST API on https://").count == 3 } != nil
+        #expect(listening, "kiln serve did not start again: \(server.output)")
+        _ = FileManager.default.createFile(atPath: Self.apiData + "/restarted", contents: Data())
+        let r = try await sdk.value
         print("aib_sdk_e2e.py:\n\(r.stdout)\(r.stderr)")
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)\n--- kiln serve ---\n\(server.output)")
-        for step in ["create", "get", "list", "run", "runOutputs", "patch", "concurrency", "cancel", "delete", "validation", "wrong token", "reader writes"] {
+        for step in [
+            "create", "get", "list", "kill -9", "run", "runOutputs", "patch", "concurrency", "cancel", "delete", "validation", "wrong token",
+            "reader writes"
+        ] {
             #expect(r.stdout.contains("ok \(step):"), "step \(step) did not pass")
         }
         // The canceled run's VM is gone.

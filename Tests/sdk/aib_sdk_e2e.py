@@ -1,11 +1,14 @@
 """Drives `kiln serve` with Azure's official Python SDK (azure-mgmt-imagebuilder 2.0.0), as an AIB user would.
 
-Usage: aib_sdk_e2e.py BASE_URL SUBSCRIPTION CONTRIBUTOR_TOKEN READER_TOKEN [CA_FILE]
+Usage: aib_sdk_e2e.py BASE_URL SUBSCRIPTION CONTRIBUTOR_TOKEN READER_TOKEN [CA_FILE [RESTART_DIR]]
+With RESTART_DIR, the script creates RESTART_DIR/kill-now while its real build runs and waits for RESTART_DIR/restarted:
+the caller kills the server with SIGKILL and starts it again in between, and the run's poller must still end Succeeded.
 With an https BASE_URL the server's certificate is checked against CA_FILE, and the SDK runs as it does against
 Azure. With http every call passes enforce_https=False. Prints one line per step ("ok <step>: ...") and exits non-zero at the first step that does not behave as
 AIB's does. The last line is JSON with what the caller checks outside (the canceled run's id).
 """
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +20,7 @@ from azure.mgmt.imagebuilder import models as m
 
 BASE, SUB, TOKEN, READER = sys.argv[1:5]
 CA = sys.argv[5] if len(sys.argv) > 5 else None
+RESTART_DIR = sys.argv[6] if len(sys.argv) > 6 else None
 RG = "sdk-rg"
 # Over plain (loopback) HTTP the SDK refuses to send bearer tokens unless told per call.
 KW = {} if BASE.startswith("https://") else {"enforce_https": False}
@@ -74,7 +78,20 @@ ok("list", f"resource group: {names_rg}; subscription: {len(names_sub)} template
 
 # run (a real build): the LRO lasts the whole build
 start = time.time()
-ops.begin_run(RG, "sdk-hello", **KW).result()
+run = ops.begin_run(RG, "sdk-hello", **KW)
+if RESTART_DIR:
+    # The server is killed (SIGKILL) and started again while the build runs; the same poller carries on.
+    while ops.get(RG, "sdk-hello", **KW).properties.last_run_status.run_sub_state not in ("Customizing", "Validating", "Distributing"):
+        time.sleep(1)
+    open(os.path.join(RESTART_DIR, "kill-now"), "w").close()
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(RESTART_DIR, "restarted")):
+        assert time.time() < deadline, "the server was not restarted"
+        time.sleep(0.2)
+    assert run.status().lower() == "inprogress", run.status()
+    ok("kill -9", f"server killed and restarted while the run was {ops.get(RG, 'sdk-hello', **KW).properties.last_run_status.run_sub_state}")
+run.result()
+assert run.status().lower() == "succeeded", run.status()
 got = ops.get(RG, "sdk-hello", **KW)
 status = got.properties.last_run_status
 assert status.run_state == "Succeeded", status
