@@ -32,12 +32,15 @@ public struct TemplateOrigin: Sendable {
     /// The hash the caller compares to decide "changed", when it covers more than the template (GitOps: the
     /// referenced repository files too); else the template's own.
     public var contentHash: String?
+    /// Who asks: `systemData.createdBy` (an API token's name, the repository, the CLI's user).
+    public var actor: ResourceActor?
 
     public init(
         file: String? = nil, commit: String? = nil, relativeArtifacts: RelativeArtifactSource? = nil, managedBy: String? = nil,
-        trustsLocalFiles: Bool = false, contentHash: String? = nil
+        trustsLocalFiles: Bool = false, contentHash: String? = nil, actor: ResourceActor? = nil
     ) {
         self.contentHash = contentHash
+        self.actor = actor
         self.file = file
         self.commit = commit
         self.relativeArtifacts = relativeArtifacts
@@ -158,6 +161,7 @@ public final class KilnCore: Sendable {
             sourceFile: origin.file, sourceCommit: origin.commit, provisioningState: .creating,
             stagingDirectory: staging.directory, stagingResourceGroup: staging.resourceGroupId, createdAt: Date())
         record.managedBy = origin.managedBy
+        record.modified(by: origin.actor ?? origin.managedBy.map { ResourceActor($0, kind: .application) })
         do {
             try await store.insertTemplate(record)
         } catch .conflict {
@@ -310,7 +314,7 @@ public final class KilnCore: Sendable {
     /// AIB's PATCH: only `identity`, `tags`, `properties.distribute` and `properties.vmProfile` may change, and
     /// no distribute target may be removed. `updated` is the whole template with the changes applied.
     @discardableResult
-    public func patch(_ idOrName: String, to updated: ImageTemplate) async throws(CoreError) -> TemplateResource {
+    public func patch(_ idOrName: String, to updated: ImageTemplate, by actor: ResourceActor? = nil) async throws(CoreError) -> TemplateResource {
         let current = try await template(idOrName)
         var comparable = updated
         comparable.identity = current.template.identity
@@ -339,6 +343,7 @@ public final class KilnCore: Sendable {
             let r = try await store.updateTemplate(id: current.record.id) { r in
                 r.document = doc
                 r.contentHash = hash
+                r.modified(by: actor)
             }
             return TemplateResource(record: r, template: updated, resourceId: current.resourceId)
         } catch {

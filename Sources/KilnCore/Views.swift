@@ -10,18 +10,29 @@ import KilnTemplates
 public struct ImageTemplateResourceDocument: Encodable, Sendable {
     public static let resourceType = "Microsoft.VirtualMachineImages/imageTemplates"
 
+    /// Who reads the document: the host's operator (CLI) sees where things are on the host; an API client does not.
+    public enum Audience: Sendable { case host, api }
+
     public var id: String
     public var template: ImageTemplate
     public var status: ImageTemplateStatus
+    public var systemData: SystemData
     public var kiln: KilnTemplateDetails
+    public var audience: Audience
 
     /// - Parameters:
     ///   - status: the status document (`KilnCore.statusDocument`, with the parent looked up); without it, the
     ///     one the records give.
     ///   - outdated: `KilnCore.outdated`, when the caller asked.
-    public init(_ resource: TemplateResource, lastRun: RunRecord?, status statusDocument: TemplateStatusDocument? = nil, outdated: String? = nil) {
+    ///   - audience: `.api` leaves host paths (staging, logs, disks) out of the `kiln` object.
+    public init(
+        _ resource: TemplateResource, lastRun: RunRecord?, status statusDocument: TemplateStatusDocument? = nil, outdated: String? = nil,
+        audience: Audience = .host
+    ) {
         let r = resource.record
         id = r.id
+        self.audience = audience
+        systemData = SystemData(r)
         template = resource.template
         var s = ImageTemplateStatus()
         s.provisioningState = r.provisioningState
@@ -37,7 +48,7 @@ public struct ImageTemplateResourceDocument: Encodable, Sendable {
             outdated: outdated)
     }
 
-    enum CodingKeys: String, CodingKey { case id, type, name, location, tags, identity, properties, kiln }
+    enum CodingKeys: String, CodingKey { case id, type, name, location, tags, identity, properties, systemData, kiln }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -48,7 +59,11 @@ public struct ImageTemplateResourceDocument: Encodable, Sendable {
         try c.encode(template.tags, forKey: .tags)
         try c.encode(template.identity, forKey: .identity)
         try c.encode(PropertiesDocument(properties: template.properties, status: status), forKey: .properties)
-        try c.encode(kiln, forKey: .kiln)
+        try c.encode(systemData, forKey: .systemData)
+        switch audience {
+        case .host: try c.encode(kiln, forKey: .kiln)
+        case .api: try c.encode(KilnTemplateSummary(kiln), forKey: .kiln)
+        }
     }
 
     /// `properties`: what the user wrote, then the read-only state in the same object; `source.exactVersion`
@@ -79,6 +94,41 @@ public struct ImageTemplateResourceDocument: Encodable, Sendable {
             var c = encoder.container(keyedBy: Keys.self)
             try c.encode(exactVersion, forKey: .exactVersion)
         }
+    }
+}
+
+/// ARM's `systemData` of a resource.
+public struct SystemData: Encodable, Sendable {
+    public var createdBy: String?
+    public var createdByType: String?
+    public var createdAt: String
+    public var lastModifiedBy: String?
+    public var lastModifiedByType: String?
+    public var lastModifiedAt: String
+
+    public init(_ r: TemplateRecord) {
+        createdBy = r.creator?.name
+        createdByType = r.creator?.kind.rawValue
+        createdAt = r.createdAt.iso8601
+        lastModifiedBy = r.lastModifier?.name
+        lastModifiedByType = r.lastModifier?.kind.rawValue
+        lastModifiedAt = r.updatedAt.iso8601
+    }
+}
+
+/// The part of `KilnTemplateDetails` an API client sees: no host paths (staging, logs, disks).
+struct KilnTemplateSummary: Encodable {
+    var contentHash: String
+    /// The file inside its repository, for a template a repository manages.
+    var sourceFile: String?
+    var sourceCommit: String?
+    var outdated: String?
+
+    init(_ d: KilnTemplateDetails) {
+        contentHash = d.contentHash
+        sourceFile = d.sourceCommit == nil ? nil : d.sourceFile
+        sourceCommit = d.sourceCommit
+        outdated = d.outdated
     }
 }
 

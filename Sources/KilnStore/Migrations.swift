@@ -32,6 +32,15 @@ extension KilnDatabase {
         m.registerMigration("v7-triggers", migrate: createTriggerTable)
         m.registerMigration("v8-run-images", migrate: createRunImageTable)
         m.registerMigration("v9-api-operations", migrate: createOperationTable)
+        m.registerMigration("v10-template-system-data") { db in
+            // ARM's systemData: who created a template (an API token's name, a repository, a CLI user) and who changed it last.
+            try db.alter(table: "imageTemplate") { t in
+                t.add(column: "createdBy", .text)
+                t.add(column: "createdByType", .text)
+                t.add(column: "lastModifiedBy", .text)
+                t.add(column: "lastModifiedByType", .text)
+            }
+        }
         return m
     }
 

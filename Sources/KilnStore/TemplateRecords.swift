@@ -19,6 +19,25 @@ public struct StagedArtifact: Sendable, Hashable, Codable {
     }
 }
 
+/// Who created or last changed a resource, as ARM's `systemData` reports it (`createdBy`, `createdByType`).
+public struct ResourceActor: Sendable, Hashable, Codable {
+    /// ARM's `createdByType` values Kiln uses.
+    public enum Kind: String, Sendable, Hashable, Codable {
+        /// A person at the CLI (the operating-system user name).
+        case user = "User"
+        /// An API token (its configured name) or a GitOps repository.
+        case application = "Application"
+    }
+
+    public var name: String
+    public var kind: Kind
+
+    public init(_ name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
+}
+
 /// An image template resource as the core keeps it. The template itself is stored as JSON text that
 /// KilnCore writes and reads back through the template decoder; the store does not interpret it.
 public struct TemplateRecord: Sendable, Hashable, Codable {
@@ -46,6 +65,25 @@ public struct TemplateRecord: Sendable, Hashable, Codable {
     public var artifacts: [StagedArtifact]
     public var createdAt: Date
     public var updatedAt: Date
+    /// `systemData`: who created the template and who changed it last (nil for templates created before v10).
+    public var createdBy: String?
+    public var createdByType: ResourceActor.Kind?
+    public var lastModifiedBy: String?
+    public var lastModifiedByType: ResourceActor.Kind?
+
+    public var creator: ResourceActor? { createdBy.map { ResourceActor($0, kind: createdByType ?? .user) } }
+    public var lastModifier: ResourceActor? { lastModifiedBy.map { ResourceActor($0, kind: lastModifiedByType ?? .user) } }
+
+    /// Records `actor` as the last to change the template (and as its creator when it has none yet).
+    public mutating func modified(by actor: ResourceActor?) {
+        guard let actor else { return }
+        if createdBy == nil {
+            createdBy = actor.name
+            createdByType = actor.kind
+        }
+        lastModifiedBy = actor.name
+        lastModifiedByType = actor.kind
+    }
 
     public init(
         id: String, subscription: String, resourceGroup: String, name: String, location: String, document: String,

@@ -82,7 +82,7 @@ extension Template {
             let core = try await Template.core(env)
             let origin = TemplateOrigin(
                 file: absolute, relativeArtifacts: DirectoryArtifactSource(templateFile: absolute, repositoryRoot: repository),
-                trustsLocalFiles: trustLocalFiles)
+                trustsLocalFiles: trustLocalFiles, actor: ResourceActor(ProcessInfo.processInfo.userName, kind: .user))
             var failed = false
             var created: [ImageTemplateResourceDocument] = []
             for t in loaded.templates {

@@ -35,6 +35,7 @@ import Testing
         let access = APIAccess(tokens: [
             APIToken(name: "ci", token: "contrib", role: .contributor, scopes: ["/subscriptions/\(sub)"]),
             APIToken(name: "viewer", token: "reader", role: .reader, scopes: []),
+            APIToken(name: "release", token: "contrib2", role: .contributor, scopes: ["/subscriptions/\(sub)"]),
             APIToken(name: "other", token: "elsewhere", role: .contributor, scopes: ["/subscriptions/22222222-0000-0000-0000-000000000000"])
         ])
         let api = ImageTemplateAPI(core: core, logger: Logger(label: "test"), pageSize: 3)
@@ -198,6 +199,29 @@ import Testing
             try await client.execute(uri: t, method: .patch, headers: Self.headers(), body: ByteBuffer(string: #"{"properties": {"customize": []}}"#)) { r in
                 #expect(r.status == .badRequest)
                 #expect(Self.error(r.body)["target"] as? String == "$.properties.customize")
+            }
+        }
+    }
+
+    /// `systemData` names the token that created the template and the one that changed it last; an API client
+    /// sees no host path (staging area, logs, disks) in the `kiln` object.
+    @Test func systemDataNamesTheTokensAndNoHostPathShows() async throws {
+        try await Self.app().test(.router) { client in
+            let t = "\(Self.base)/sd1?\(Self.v)"
+            try await client.execute(uri: t, method: .put, headers: Self.headers(), body: ByteBuffer(string: Self.body)) { #expect($0.status == .created) }
+            try await client.execute(uri: t, method: .patch, headers: Self.headers("contrib2"), body: ByteBuffer(string: #"{"tags": {"k": "v"}}"#)) {
+                #expect($0.status == .ok)
+            }
+            try await client.execute(uri: t, method: .get, headers: Self.headers("reader")) { r in
+                let body = String(buffer: r.body)
+                let doc = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+                let system = try #require(doc["systemData"] as? [String: Any], "\(body)")
+                #expect(system["createdBy"] as? String == "ci" && system["createdByType"] as? String == "Application", "\(system)")
+                #expect(system["lastModifiedBy"] as? String == "release" && system["lastModifiedByType"] as? String == "Application", "\(system)")
+                #expect((system["createdAt"] as? String)?.hasSuffix("Z") == true && system["lastModifiedAt"] != nil, "\(system)")
+                let kiln = try #require(doc["kiln"] as? [String: Any], "\(body)")
+                #expect(kiln["contentHash"] is String && kiln["stagingDirectory"] == nil && kiln["lastRun"] == nil, "\(kiln)")
+                #expect(!body.contains("/tmp/") && !body.contains("contrib"), "\(body)")
             }
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KilnCore
+import KilnStore
 import KilnTemplates
 
 /// One REST API request as the handlers see it: parsed, authenticated and with its api-version checked.
@@ -15,6 +16,9 @@ public struct APIRequest: Sendable {
     public var baseURL: String
     /// The `$skipToken` of a list's next page.
     public var skipToken: String?
+
+    /// The caller as `systemData` names it: the token's configured name.
+    public var actor: ResourceActor { ResourceActor(caller.name, kind: .application) }
 
     public init(
         method: HTTPRequest.Method, route: ARMRoute, apiVersion: APIVersion, body: [UInt8] = [], caller: APIToken, baseURL: String,

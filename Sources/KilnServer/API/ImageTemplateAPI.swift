@@ -98,7 +98,7 @@ public struct ImageTemplateAPI: Sendable {
 
     func document(_ a: TemplateAddress) async throws -> ImageTemplateResourceDocument {
         let t = try await resource(a)
-        return ImageTemplateResourceDocument(t, lastRun: try await core.latestRun(templateId: t.record.id))
+        return ImageTemplateResourceDocument(t, lastRun: try await core.latestRun(templateId: t.record.id), audience: .api)
     }
 
     func listTemplates(_ r: APIRequest, subscription: String, resourceGroup: String?) async throws -> APIResponse {
@@ -106,7 +106,7 @@ public struct ImageTemplateAPI: Sendable {
         let start = max(0, r.skipToken.flatMap(Int.init) ?? 0)
         let page = Array(all.dropFirst(start).prefix(pageSize))
         var docs: [ImageTemplateResourceDocument] = []
-        for t in page { docs.append(ImageTemplateResourceDocument(t, lastRun: try await core.latestRun(templateId: t.record.id))) }
+        for t in page { docs.append(ImageTemplateResourceDocument(t, lastRun: try await core.latestRun(templateId: t.record.id), audience: .api)) }
         let next = start + page.count < all.count ? nextLink(r, skip: start + page.count) : nil
         return .json(.ok, PageDocument(value: docs, nextLink: next))
     }
@@ -147,7 +147,7 @@ public struct ImageTemplateAPI: Sendable {
             }
             try refuseIfManaged(existing, action: "changed")
             if fixedPart == existing.template {
-                _ = try await core.patch(existing.record.id, to: loaded.template)
+                _ = try await core.patch(existing.record.id, to: loaded.template, by: r.actor)
                 return .json(.ok, try await document(a))
             } else if replace?.value.lowercased() != "true" {
                 let changed = KilnCore.changedProperties(existing.template, loaded.template)
@@ -158,13 +158,13 @@ public struct ImageTemplateAPI: Sendable {
             }
             try await core.delete(existing.record.id)
         }
-        let created = try await core.create(loaded, origin: TemplateOrigin(file: nil, trustsLocalFiles: false))
+        let created = try await core.create(loaded, origin: TemplateOrigin(file: nil, trustsLocalFiles: false, actor: r.actor))
         let op = OperationRecord(
             kind: .createTemplate, resourceId: created.record.id, subscription: a.subscription, location: created.template.location, status: .succeeded)
         try await core.startOperation(op)
         logger.info("api: template created", metadata: ["template": "\(created.record.id)", "by": "\(r.caller.name)"])
         return .json(
-            .created, ImageTemplateResourceDocument(created, lastRun: nil),
+            .created, ImageTemplateResourceDocument(created, lastRun: nil, audience: .api),
             headers: [("Azure-AsyncOperation", statusURL(r, op)), ("Retry-After", Self.retryAfter)])
     }
 
@@ -184,7 +184,7 @@ public struct ImageTemplateAPI: Sendable {
         try refuseIfManaged(existing, action: "changed")
         let merged = try TemplatePatch.apply(r.text, to: existing.template, strict: r.apiVersion.isStrict)
         let loaded = try load(r, a, text: merged)
-        _ = try await core.patch(existing.record.id, to: loaded.template)
+        _ = try await core.patch(existing.record.id, to: loaded.template, by: r.actor)
         logger.info("api: template patched", metadata: ["template": "\(existing.record.id)", "by": "\(r.caller.name)"])
         return .json(.ok, try await document(a))
     }
