@@ -27,7 +27,14 @@ struct TemplateDecoder {
 
         r.accept("apiVersion", "id", "systemData", "dependsOn", "comments", "condition", "metadata", "$schema")
         if let t = r.string("type") {
-            if t.lowercased() != "microsoft.virtualmachineimages/imagetemplates" {
+            if t.lowercased() == "microsoft.virtualmachineimages" {
+                // AIB's quickstarts are written for `az resource create --is-full-object --resource-type
+                // Microsoft.VirtualMachineImages/imageTemplates`, which takes the full type from the command line.
+                ctx.warning(
+                    .invalidRequestContent,
+                    "resource type '\(t)' is the short form of AIB's quickstarts (for `az resource create --is-full-object --resource-type Microsoft.VirtualMachineImages/imageTemplates`); read as Microsoft.VirtualMachineImages/imageTemplates",
+                    path / "type", r.value("type")!.node.position)
+            } else if t.lowercased() != "microsoft.virtualmachineimages/imagetemplates" {
                 ctx.error(
                     .invalidRequestContent, "resource type '\(t)' is not Microsoft.VirtualMachineImages/imageTemplates", path / "type",
                     r.value("type")!.node.position)

@@ -54,6 +54,17 @@ import Testing
         #expect(f.templates.count == 1)
     }
 
+    /// AIB's quickstarts write `"type": "Microsoft.VirtualMachineImages"` (for `az resource create --is-full-object
+    /// --resource-type …/imageTemplates`): read as an image template, with a warning that names the form.
+    @Test func theQuickstartShortTypeLoadsWithAWarning() throws {
+        let f = try Self.loadFile(Fixtures.path("realworld/10-quickstart-short-type-sig.json"), filled: true)
+        #expect(f.errors.isEmpty, "\(f.errors.map(\.description))")
+        let t = try #require(f.templates.first)
+        #expect(t.template.name == "10-quickstart-short-type-sig" && t.apiVersion == APIVersion("2022-02-14"))
+        let warning = try #require(f.diagnostics.first { $0.severity == .warning && $0.path == JSONPath.root / "type" })
+        #expect(warning.message.contains("short form of AIB's quickstarts") && warning.line == 2, "\(warning)")
+    }
+
     @Test func oldApiVersionIsCaseInsensitiveAndToleratesUnknownProperties() throws {
         let f = try Self.loadFile(Fixtures.path("realworld/02-sig-replication-2020-02-14.json"), filled: true)
         let t = try #require(f.templates.first)
