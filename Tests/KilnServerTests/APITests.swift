@@ -203,6 +203,25 @@ import Testing
         }
     }
 
+    /// A method a path does not have is 405 with `Allow`, before the body's type or the api-version is looked at
+    /// (schemathesis found PUT without a Content-Type on a GET-only path answered 415).
+    @Test func anUnsupportedMethodIs405WithAllow() async throws {
+        try await Self.app().test(.router) { client in
+            try await client.execute(uri: "\(Self.base)/t1/runOutputs?\(Self.v)", method: .put, headers: Self.headers(json: false)) { r in
+                #expect(r.status == .methodNotAllowed)
+                #expect(r.headers[.allow] == "GET")
+                #expect(Self.error(r.body)["code"] as? String == "MethodNotAllowed")
+            }
+            try await client.execute(uri: "\(Self.base)/t1?api-version=0", method: .post, headers: Self.headers()) { r in
+                #expect(r.status == .methodNotAllowed)
+                #expect(r.headers[.allow] == "GET, PUT, PATCH, DELETE")
+            }
+            try await client.execute(uri: "\(Self.base)/t1/run?\(Self.v)", method: .get, headers: Self.headers()) { r in
+                #expect(r.status == .methodNotAllowed && r.headers[.allow] == "POST")
+            }
+        }
+    }
+
     /// `systemData` names the token that created the template and the one that changed it last; an API client
     /// sees no host path (staging area, logs, disks) in the `kiln` object.
     @Test func systemDataNamesTheTokensAndNoHostPathShows() async throws {

@@ -74,6 +74,12 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             r.headers.append(("WWW-Authenticate", "Bearer realm=\"kiln\", error=\"invalid_token\", error_description=\"\(e.message)\""))
             return r
         }
+        // A method the path does not have is 405, whatever the body or api-version (RFC 9110: with Allow).
+        guard route.allowedMethods.contains(request.method) else {
+            var r = APIResponse.error(.methodNotAllowed(request.method.rawValue))
+            r.headers.append(("Allow", route.allowedMethods.map(\.rawValue).joined(separator: ", ")))
+            return r
+        }
         let query = request.uri.queryParameters
         let version: APIVersion
         switch APIVersionGate.check(query["api-version"].map(String.init)) {

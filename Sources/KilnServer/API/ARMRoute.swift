@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 
 /// An image template addressed by a request path: `/subscriptions/S/resourceGroups/G/providers/
 /// Microsoft.VirtualMachineImages/imageTemplates/N`, with every part checked against the spec's patterns.
@@ -47,6 +48,16 @@ public enum ARMRoute: Sendable, Hashable {
         case .templates(let s, _), .operationStatus(let s, _, _): return s
         case .template(let a), .action(let a, _), .runOutputs(let a), .runOutput(let a, _), .triggers(let a), .trigger(let a, _):
             return a.subscription
+        }
+    }
+
+    /// The methods the route answers: anything else is 405 with these in `Allow`.
+    public var allowedMethods: [HTTPRequest.Method] {
+        switch self {
+        case .providerOperations, .templates, .runOutputs, .runOutput, .triggers, .operationStatus: return [.get]
+        case .template: return [.get, .put, .patch, .delete]
+        case .action: return [.post]
+        case .trigger: return [.get, .put, .delete]
         }
     }
 
