@@ -21,8 +21,11 @@ struct DeploymentLoader {
         let ctx = DecodeContext(sink: sink, apiVersion: .latest)
         ctx.strict = false
         options.applyArtifactRules(to: ctx)
-        var eval = ARMEvaluator(scope: options.scope)
+        var scope = options.scope
+        if scope.deploymentName == nil { scope.deploymentName = TemplateLoader.baseName(path) }
+        var eval = ARMEvaluator(scope: scope)
         checkTopLevelMembers(members, ctx: ctx)
+        collectFunctions(root, eval: &eval, ctx: ctx)
 
         // Parameters file.
         var fileValues: [String: FileParameter] = [:]
@@ -54,9 +57,35 @@ struct DeploymentLoader {
             case "$schema", "contentversion", "apiprofile", "parameters", "variables", "resources", "outputs", "metadata", "languageversion", "definitions":
                 break
             case "functions":
-                ctx.warning(.invalidTemplate, "user-defined functions are not supported; expressions that call them fail", JSONPath.root / m.key, m.keyPosition)
+                break
             default:
                 ctx.warning(.invalidTemplate, "unknown deployment template property '\(m.key)' is ignored", JSONPath.root / m.key, m.keyPosition)
+            }
+        }
+    }
+
+    /// User-defined functions (`functions: [{namespace, members: {name: {parameters, output}}}]`), called as
+    /// `namespace.name(…)`.
+    private func collectFunctions(_ root: SourceNode, eval: inout ARMEvaluator, ctx: DecodeContext) {
+        guard let fs = root.member(caseInsensitive: "functions") else { return }
+        let base = JSONPath.root / "functions"
+        guard let list = fs.elements else {
+            ctx.error(.invalidTemplate, "functions must be an array of namespaces, found \(fs.kindName)", base, fs.position)
+            return
+        }
+        for (i, ns) in list.enumerated() {
+            guard let namespace = ns.member(caseInsensitive: "namespace")?.stringValue, let members = ns.member(caseInsensitive: "members")?.members else {
+                ctx.error(.invalidTemplate, "a function namespace needs 'namespace' (a string) and 'members' (an object)", base / i, ns.position)
+                continue
+            }
+            for m in members {
+                let p = base / i / "members" / m.key
+                guard let output = m.value.member(caseInsensitive: "output")?.member(caseInsensitive: "value") else {
+                    ctx.error(.invalidTemplate, "function '\(namespace).\(m.key)' needs output.value", p, m.value.position)
+                    continue
+                }
+                let names = (m.value.member(caseInsensitive: "parameters")?.elements ?? []).compactMap { $0.member(caseInsensitive: "name")?.stringValue }
+                eval.userFunctions["\(namespace).\(m.key)".lowercased()] = ARMEvaluator.UserFunction(parameters: names, output: output)
             }
         }
     }
@@ -326,7 +355,9 @@ struct DeploymentLoader {
             value = eval.evaluateTree(fv.node, path: path, ctx: ctx)
         } else if let def = decl.member(caseInsensitive: "defaultValue") {
             where_ = "defaultValue"
+            eval.inParameterDefault = true
             value = eval.evaluateTree(def, path: path / "defaultValue", ctx: ctx)
+            eval.inParameterDefault = false
             if ctx.isSuppressed(value!) { return nil }
         }
         guard let value else {

@@ -70,14 +70,17 @@ import Testing
     }
 
     @Test(arguments: [
-        ("[reference('x').location]", "the function 'reference' is not supported"),
-        ("[utcNow()]", "the function 'utcNow' is not supported"),
+        ("[reference('x').location]", "reference() reads live Azure state"),
+        ("[listKeys('x', '2020-01-01')]", "listKeys() reads live Azure state"),
+        ("[utcNow()]", "utcNow() can only be used in a parameter's defaultValue"),
+        ("[newGuid()]", "newGuid() can only be used in a parameter's defaultValue"),
+        ("[noSuchFunction()]", "'noSuchFunction' is not an ARM template function"),
         ("[parameters('missing')]", "parameter 'missing' is not defined"),
         ("[variables('loop')]", "refers to itself"),
         ("[concat('a']", "missing ')'"),
         ("[format('{2}', 'a')]", "has no argument"),
         ("[toLower('a', 'b')]", "takes 1 argument"),
-        ("[resourceGroup().nope]", "no property 'nope'")
+        ("[resourceGroup().nope]", "property 'nope' doesn't exist, available properties are 'id', 'name'")
     ])
     func reportsWhatIsWrong(_ text: String, _ fragment: String) {
         do {
