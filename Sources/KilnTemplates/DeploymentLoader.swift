@@ -206,15 +206,22 @@ struct DeploymentLoader {
             loadTrigger(node, path: rpath, template: nil, eval: &eval, ctx: ctx, into: &file)
             return nil
         }
+        if typeText.lowercased() == "microsoft.compute/galleries/images" {
+            loadGalleryDefinition(node, path: rpath, eval: &eval, ctx: ctx, into: &file)
+            return nil
+        }
         if typeText.lowercased() != Self.imageTemplatesType {
             var name = nameNode?.stringValue
             if let n = name, ARMExpression.isExpression(n) {
                 name = (try? eval.evaluateStrict(nameNode!))?.stringValue ?? n
             }
-            let reason =
+            var reason =
                 typeText.lowercased() == "microsoft.resources/deployments"
                 ? "nested deployments are not expanded by Kiln"
                 : "Kiln handles only Microsoft.VirtualMachineImages/imageTemplates"
+            if let (at, expression) = Self.runtimeState(in: node, path: rpath) {
+                reason += "; its \(at) is runtime state of Azure (\(expression)), which Kiln neither creates nor reads"
+            }
             file.skipped.append(
                 SkippedResource(path: rpath.description, line: node.position.line, type: typeText.isEmpty ? "(no type)" : typeText, name: name, reason: reason))
             ctx.warning(
@@ -240,6 +247,59 @@ struct DeploymentLoader {
         // dependsOn has no meaning for a single template; child resources (triggers) are read after it.
         rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
         return eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
+    }
+
+    /// A gallery image definition declared beside the templates: created as Kiln's own, the way `galleries/*.yaml`
+    /// files are. Properties Kiln has no use for (`recommended`, `purchasePlan`, `features`, …) are left out.
+    private func loadGalleryDefinition(_ node: SourceNode, path rpath: JSONPath, eval: inout ARMEvaluator, ctx: DecodeContext, into file: inout LoadedFile) {
+        if let cond = node.member(caseInsensitive: "condition"), case .bool(false) = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx).value {
+            return
+        }
+        let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
+        let evaluated = eval.evaluateTree(node, path: rpath, ctx: ctx)
+        guard ctx.sink.items.filter({ $0.severity == .error }).count == errorsBefore, var members = evaluated.members else { return }
+        let used: Set<String> = ["osType", "osState", "hyperVGeneration", "identifier", "description", "endOfLifeDate"].reduce(into: []) {
+            $0.insert($1.lowercased())
+        }
+        members = members.filter { ["type", "apiversion", "name", "location", "properties"].contains($0.key.lowercased()) }
+        if let i = members.firstIndex(where: { $0.key.lowercased() == "properties" }), let props = members[i].value.members {
+            members[i].value = SourceNode(.object(props.filter { used.contains($0.key.lowercased()) }), at: members[i].value.position)
+        }
+        var sink = DiagnosticSink(file: path)
+        let definition = GalleryImageDefinition.decode(SourceNode(.object(members), at: node.position), scope: options.scope, sink: &sink)
+        // The decoder reads a resource at the root of its own file; here it sits at `rpath`.
+        for var d in sink.items {
+            d.path = JSONPath(rpath.components + d.path.components)
+            ctx.sink.append(contentsOf: [d])
+        }
+        if let definition { file.galleryDefinitions.append(definition) }
+    }
+
+    /// The first place in a resource that reads what only a real Azure deployment has (`reference()` of a resource,
+    /// `list*()`), and the expression: a skipped resource that does so is reported, not evaluated.
+    static func runtimeState(in node: SourceNode, path: JSONPath) -> (JSONPath, String)? {
+        func reads(_ e: ARMExpression) -> Bool {
+            switch e {
+            case .string, .integer: return false
+            case .property(let b, _): return reads(b)
+            case .index(let b, let i): return reads(b) || reads(i)
+            case .call(let name, let args):
+                let n = name.lowercased()
+                return n == "reference" || n == "references" || (n.hasPrefix("list") && n.count > 4) || args.contains(where: reads)
+            }
+        }
+        switch node.value {
+        case .string(let s):
+            guard ARMExpression.isExpression(s), let e = try? ARMExpression.parse(s), reads(e) else { return nil }
+            return (path, s)
+        case .array(let elements):
+            for (i, e) in elements.enumerated() { if let found = runtimeState(in: e, path: path / i) { return found } }
+        case .object(let members):
+            for m in members where m.key.lowercased() != "dependson" { if let found = runtimeState(in: m.value, path: path / m.key) { return found } }
+        default:
+            break
+        }
+        return nil
     }
 
     /// An image template's child resources: its trigger (`type: triggers`, named by itself); anything else is

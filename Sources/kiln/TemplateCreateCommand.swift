@@ -83,6 +83,15 @@ extension Template {
             let origin = TemplateOrigin(
                 file: absolute, relativeArtifacts: DirectoryArtifactSource(templateFile: absolute, repositoryRoot: repository),
                 trustsLocalFiles: trustLocalFiles, actor: ResourceActor(ProcessInfo.processInfo.userName, kind: .user))
+            // Image definitions the deployment declares beside its templates are Kiln's own, as `kiln gallery create` makes them.
+            for d in loaded.galleryDefinitions {
+                do {
+                    let (_, change) = try await core.ensureGalleryDefinition(d)
+                    if env.output == .text, change != .unchanged { printError("gallery image definition \(d.gallery)/\(d.name): \(change.rawValue)") }
+                } catch {
+                    throw CLIError.core(error)
+                }
+            }
             var failed = false
             var created: [ImageTemplateResourceDocument] = []
             for t in loaded.templates {
