@@ -44,9 +44,14 @@ struct DeploymentLoader {
         let deploymentInvalid = ctx.sink.hasErrors || (paramsCtx?.sink.hasErrors ?? false)
         var names: [String: JSONPath] = [:]
         for (node, rpath) in resources {
-            loadResource(node, path: rpath, names: &names, eval: &eval, ctx: ctx, into: &file)
+            if let copy = node.member(caseInsensitive: "copy") {
+                loadCopies(of: node, copy: copy, path: rpath, names: &names, eval: &eval, ctx: ctx, into: &file)
+            } else {
+                loadResource(node, path: rpath, names: &names, eval: &eval, ctx: ctx, into: &file)
+            }
         }
-        if deploymentInvalid { file.templates.removeAll() }
+        // A deployment is all or nothing, as in ARM: any error (a duplicate name from a copy loop, a bad template) deploys none.
+        if deploymentInvalid || ctx.sink.hasErrors { file.templates.removeAll() }
         file.diagnostics = ctx.sink.items + (paramsCtx?.sink.items ?? [])
     }
 
@@ -62,6 +67,68 @@ struct DeploymentLoader {
                 ctx.warning(.invalidTemplate, "unknown deployment template property '\(m.key)' is ignored", JSONPath.root / m.key, m.keyPosition)
             }
         }
+    }
+
+    /// The parameters in an order where each default comes after the parameters it reads (declaration order
+    /// otherwise), and the first cycle of defaults found (lower-cased names), whose members are left out.
+    static func resolutionOrder(
+        _ decls: [SourceNode.Member], supplied: (String) -> Bool
+    ) -> (ordered: [SourceNode.Member], cycle: [String]?) {
+        let byName = Dictionary(decls.map { ($0.key.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+        func reads(_ d: SourceNode.Member) -> [String] {
+            guard !supplied(d.key.lowercased()), let def = d.value.member(caseInsensitive: "defaultValue") else { return [] }
+            return parameterReferences(in: def).filter { byName[$0] != nil }
+        }
+        var state: [String: Int] = [:]  // 1 visiting, 2 done
+        var ordered: [SourceNode.Member] = []
+        var cycle: [String]?
+        var stack: [String] = []
+        func visit(_ n: String) {
+            if state[n] == 2 { return }
+            if state[n] == 1 {
+                if cycle == nil, let i = stack.firstIndex(of: n) { cycle = Array(stack[i...]) }
+                return
+            }
+            state[n] = 1
+            stack.append(n)
+            for m in reads(byName[n]!) { visit(m) }
+            stack.removeLast()
+            state[n] = 2
+            if !(cycle?.contains(n) ?? false) { ordered.append(byName[n]!) }
+        }
+        for d in decls { visit(d.key.lowercased()) }
+        return (ordered, cycle)
+    }
+
+    /// The names (lower-cased) of `parameters('…')` calls with a literal name anywhere in `node`'s expressions.
+    static func parameterReferences(in node: SourceNode) -> [String] {
+        func walk(_ e: ARMExpression, _ out: inout [String]) {
+            switch e {
+            case .string, .integer: break
+            case .property(let b, _): walk(b, &out)
+            case .index(let b, let i):
+                walk(b, &out)
+                walk(i, &out)
+            case .call(let name, let args):
+                if name.lowercased() == "parameters", args.count == 1, case .string(let p) = args[0] { out.append(p.lowercased()) }
+                for a in args { walk(a, &out) }
+            }
+        }
+        var out: [String] = []
+        switch node.value {
+        case .string(let s):
+            if ARMExpression.isExpression(s), let e = try? ARMExpression.parse(s) { walk(e, &out) }
+        case .array(let elements):
+            for e in elements { out += parameterReferences(in: e) }
+        case .object(let members):
+            for m in members {
+                out += parameterReferences(in: SourceNode(.string(m.key)))
+                out += parameterReferences(in: m.value)
+            }
+        default:
+            break
+        }
+        return out
     }
 
     /// User-defined functions (`functions: [{namespace, members: {name: {parameters, output}}}]`), called as
@@ -101,8 +168,19 @@ struct DeploymentLoader {
         if let declared {
             if let decls = declared.members {
                 eval.allowVariables = false
-                for d in decls {
-                    declaredNames.insert(d.key.lowercased())
+                declaredNames = Set(decls.map { $0.key.lowercased() })
+                let (ordered, cycle) = Self.resolutionOrder(
+                    decls, supplied: { n in fileValues[n] != nil || options.parameters.keys.contains { $0.lowercased() == n } })
+                if let cycle, let first = decls.first(where: { $0.key.lowercased() == cycle[0] }) {
+                    let names = cycle.map { c in decls.first { $0.key.lowercased() == c }?.key ?? c }
+                    ctx.error(
+                        .invalidTemplate,
+                        "the defaultValues of parameters \((names + [names[0]]).map { "'\($0)'" }.joined(separator: " → ")) refer to each other in a cycle",
+                        JSONPath.root / "parameters" / first.key / "defaultValue",
+                        first.value.member(caseInsensitive: "defaultValue")?.position ?? first.keyPosition)
+                    for c in cycle { eval.failedParameters.insert(c) }
+                }
+                for d in ordered {
                     let p = JSONPath.root / "parameters" / d.key
                     if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()].map { ($0.node, $0.keyPosition) }, eval: &eval, ctx: ctx)
                     {
@@ -137,7 +215,12 @@ struct DeploymentLoader {
         }
         for v in vm {
             if v.key.lowercased() == "copy" {
-                ctx.error(.invalidTemplate, "variable copy loops are not supported", JSONPath.root / "variables" / v.key, v.keyPosition)
+                guard let loops = ARMEvaluator.propertyLoops(v.value) else {
+                    ctx.error(
+                        .invalidTemplate, "variables.copy must be an array of {name, count, input}", JSONPath.root / "variables" / v.key, v.keyPosition)
+                    continue
+                }
+                for l in loops { eval.variableLoops[l.name] = (l.count, l.input) }
                 continue
             }
             eval.variableDefinitions[v.key] = v.value
@@ -158,6 +241,31 @@ struct DeploymentLoader {
         }
         ctx.error(.invalidTemplate, "resources must be an array, found \(r.kindName)", JSONPath.root / "resources", r.position)
         return []
+    }
+
+    /// A resource `copy {name, count}` loop: `count` instances (0 to 800), each loaded with `copyIndex()` at its index.
+    private func loadCopies(
+        of node: SourceNode, copy: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
+        ctx: DecodeContext, into file: inout LoadedFile
+    ) {
+        guard let loopName = copy.armMember("name")?.stringValue, let countNode = copy.armMember("count") else {
+            ctx.error(.invalidTemplate, "a resource copy loop needs 'name' (a string) and 'count'", rpath / "copy", copy.position)
+            return
+        }
+        let instance = SourceNode(.object((node.members ?? []).filter { $0.key.lowercased() != "copy" }), at: node.position)
+        var failure: (String, SourcePosition)?
+        do {
+            _ = try eval.loopInstances(name: loopName, count: countNode) { e in
+                loadResource(instance, path: rpath, names: &names, eval: &e, ctx: ctx, into: &file)
+                return .null
+            }
+        } catch let e as ARMEvaluator.EvalError {
+            failure = (e.message, countNode.position)
+        } catch is ARMEvaluator.AlreadyReported {
+        } catch {
+            failure = ("\(error)", countNode.position)
+        }
+        if let (message, position) = failure { ctx.error(.invalidTemplate, message, rpath / "copy" / "count", position) }
     }
 
     /// Expands and decodes one resource. A template is added to `file` only when it decoded without new
@@ -237,12 +345,6 @@ struct DeploymentLoader {
                         path: rpath.description, line: node.position.line, type: typeText, name: nameNode?.stringValue, reason: "condition is false"))
                 return nil
             }
-        }
-        if let copy = node.member(caseInsensitive: "copy") {
-            ctx.error(
-                .invalidTemplate, "resource copy loops are not supported for imageTemplates; declare each template as its own resource", rpath / "copy",
-                copy.position)
-            return nil
         }
         // dependsOn has no meaning for a single template; child resources (triggers) are read after it.
         rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }

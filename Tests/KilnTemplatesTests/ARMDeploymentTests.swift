@@ -53,4 +53,86 @@ import Testing
             "\(e)")
         #expect(e.line == 7)
     }
+
+    /// A deployment around one image template resource; `resource` replaces the marker inside `resources`.
+    static func deployment(parameters: String = "{}", variables: String = "{}", resources: String) -> String {
+        """
+        {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+         "parameters": \(parameters), "variables": \(variables), "resources": [\(resources)]}
+        """
+    }
+
+    static func template(name: String, copy: String = "", customize: String = "[]") -> String {
+        """
+        {"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01", "name": "\(name)", \(copy)
+         "location": "westeurope", "identity": {"type": "None"},
+         "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+           "customize": \(customize), "distribute": [{"type": "VHD", "runOutputName": "v"}]}}
+        """
+    }
+
+    /// Resource, property and variable copy loops, with copyIndex() and its offset; a count of 0 makes nothing.
+    @Test func copyLoopsExpand() throws {
+        let vars = #"{"copy": [{"name": "steps", "count": 2, "input": {"type": "Shell", "name": "[concat('v', copyIndex('steps'))]", "inline": ["true"]}}]}"#
+        let customize = #"[{"type": "Shell", "name": "first", "inline": ["true"]}]"#
+        let resources =
+            Self.template(
+                name: "[format('img-{0}', copyIndex(1))]", copy: #""copy": {"name": "imgs", "count": "[parameters('n')]"},"#,
+                customize: #""[variables('steps')]""#) + ", "
+            + Self.template(name: "none", copy: #""copy": {"name": "zero", "count": 0},"#, customize: customize)
+        let text = Self.deployment(parameters: #"{"n": {"type": "int", "defaultValue": 3}}"#, variables: vars, resources: resources)
+        let f = load(text, path: "loops.json", options: LoadOptions(scope: Self.scope))
+        #expect(f.errors.isEmpty, "\(f.errors.map(\.description))")
+        #expect(f.templates.map(\.template.name) == ["img-1", "img-2", "img-3"])
+        #expect(f.templates.first?.template.properties.customize.map(\.name) == ["v0", "v1"])
+
+        // A property loop inside the resource: `copy` under properties makes the array it names.
+        let propertyLoop =
+            #"{"copy": [{"name": "customize", "count": 2, "input": {"type": "Shell", "name": "[concat('p', copyIndex('customize'))]", "inline": ["true"]}}]}"#
+        let withProperties = Self.deployment(
+            resources: """
+                {"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01", "name": "props", "location": "westeurope",
+                 "identity": {"type": "None"}, "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12",
+                 "version": "latest"}, "distribute": [{"type": "VHD", "runOutputName": "v"}], "customizeHolder": 1}}
+                """.replacingOccurrences(of: #""customizeHolder": 1"#, with: String(propertyLoop.dropFirst().dropLast())))
+        let g = load(withProperties, path: "props.json", options: LoadOptions(scope: Self.scope))
+        #expect(g.errors.isEmpty, "\(g.errors.map(\.description))")
+        #expect(g.templates.first?.template.properties.customize.map(\.name) == ["p0", "p1"])
+    }
+
+    /// Bad deployment templates: one diagnostic each, naming the JSON path and line.
+    @Test(arguments: [
+        (Self.deployment(resources: Self.template(name: "[noSuch('x')]")), "'noSuch' is not an ARM template function", "$.resources[0].name", 2),
+        (Self.deployment(resources: Self.template(name: "[substring(1, 0)]")), "substring(): argument 1 must be a string", "$.resources[0].name", 2),
+        (
+            Self.deployment(resources: Self.template(name: "[concat('x', copyIndex())]", copy: #""copy": {"name": "many", "count": 801},"#)),
+            "must be between 0 and 800", "$.resources[0].copy.count", 2
+        ),
+        (
+            Self.deployment(
+                parameters: #"{"a": {"type": "string", "defaultValue": "[parameters('b')]"}, "b": {"type": "string", "defaultValue": "[parameters('a')]"}}"#,
+                resources: Self.template(name: "[parameters('a')]")),
+            "'a' → 'b' → 'a' refer to each other in a cycle", "$.parameters.a.defaultValue", 2
+        )
+    ])
+    func badDeploymentsGetOneDiagnostic(_ text: String, _ message: String, _ path: String, _ line: Int) {
+        let f = load(text, path: "bad.json", options: LoadOptions(scope: Self.scope))
+        #expect(f.templates.isEmpty)
+        #expect(f.errors.count == 1, "\(f.errors.map(\.description))")
+        let e = f.errors.first
+        #expect(e?.message.contains(message) == true && e?.path.description == path && e?.line == line, "\(f.errors.map(\.description))")
+    }
+
+    /// A value in the parameters file of the wrong type is named with the parameter.
+    @Test func aParametersFileTypeViolationIsNamed() {
+        let text = Self.deployment(
+            parameters: #"{"n": {"type": "int", "defaultValue": 1}}"#, resources: Self.template(name: "[format('x{0}', parameters('n'))]"))
+        let f = load(
+            text, path: "typed.json", parameters: ("typed.parameters.json", #"{"parameters": {"n": {"value": "three"}}}"#),
+            options: LoadOptions(scope: Self.scope))
+        #expect(f.templates.isEmpty)
+        #expect(
+            f.errors.count == 1 && f.errors[0].message.contains("parameter 'n' is declared int but the parameters file gives a string"),
+            "\(f.errors.map(\.description))")
+    }
 }

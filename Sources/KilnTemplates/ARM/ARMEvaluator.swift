@@ -93,6 +93,19 @@ struct ARMEvaluator {
         case .object(let members):
             var out: [SourceNode.Member] = []
             for m in members {
+                if m.key.lowercased() == "copy", let loops = Self.propertyLoops(m.value) {
+                    do {
+                        out += try expandPropertyLoops(loops)
+                    } catch let e as EvalError {
+                        ctx.error(.invalidTemplate, e.message, path / m.key, m.keyPosition)
+                        ctx.suppressed.insert(node.position)
+                    } catch is AlreadyReported {
+                        ctx.suppressed.insert(node.position)
+                    } catch {
+                        ctx.error(.invalidTemplate, "\(error)", path / m.key, m.keyPosition)
+                    }
+                    continue
+                }
                 var key = m.key
                 if ARMExpression.isExpression(key) {
                     let k = evaluateString(key, node: SourceNode(.string(key), at: m.keyPosition), path: path / key, ctx: ctx)
@@ -150,6 +163,10 @@ struct ARMEvaluator {
         case .object(let members):
             var out: [SourceNode.Member] = []
             for m in members {
+                if m.key.lowercased() == "copy", let loops = Self.propertyLoops(m.value) {
+                    out += try expandPropertyLoops(loops)
+                    continue
+                }
                 var key = ARMExpression.unescape(m.key)
                 if ARMExpression.isExpression(m.key) {
                     guard case .string(let k) = try evaluateStrict(SourceNode(.string(m.key))).value else {
@@ -163,6 +180,54 @@ struct ARMEvaluator {
         default:
             return node
         }
+    }
+
+    // MARK: Copy loops
+
+    /// ARM's limit on the instances of one copy loop.
+    static let maximumCopyCount = 800
+
+    /// A `copy` member that is a property (or variable) loop: an array of `{name, count, input}`.
+    static func propertyLoops(_ node: SourceNode) -> [(name: String, count: SourceNode, input: SourceNode)]? {
+        guard let elements = node.elements, !elements.isEmpty else { return nil }
+        var loops: [(String, SourceNode, SourceNode)] = []
+        for e in elements {
+            guard let name = e.armMember("name")?.stringValue, let count = e.armMember("count"), let input = e.armMember("input") else { return nil }
+            loops.append((name, count, input))
+        }
+        return loops
+    }
+
+    /// Each loop becomes a member holding `count` evaluations of its input, `copyIndex('name')` counting them.
+    mutating func expandPropertyLoops(_ loops: [(name: String, count: SourceNode, input: SourceNode)]) throws -> [SourceNode.Member] {
+        var out: [SourceNode.Member] = []
+        for loop in loops {
+            let items = try loopInstances(name: loop.name, count: loop.count) { e in try e.evaluateStrict(loop.input) }
+            out.append(.init(key: loop.name, keyPosition: loop.input.position, value: SourceNode(.array(items), at: loop.input.position)))
+        }
+        return out
+    }
+
+    /// The loop's count, checked (0 to 800), then `body` once per index with `copyIndex()` set.
+    mutating func loopInstances(name: String, count countNode: SourceNode, _ body: (inout ARMEvaluator) throws -> SourceNode) throws -> [SourceNode] {
+        let count = try evaluateStrict(countNode)
+        guard let n = count.intValue else { throw EvalError(message: "the count of copy loop '\(name)' must be an integer, found \(count.kindName)") }
+        guard n >= 0, n <= Self.maximumCopyCount else {
+            throw EvalError(message: "the count of copy loop '\(name)' is \(n); it must be between 0 and \(Self.maximumCopyCount)")
+        }
+        let key = name.lowercased()
+        let saved = (copyIndexes[key], currentLoop)
+        defer {
+            copyIndexes[key] = saved.0
+            currentLoop = saved.1
+        }
+        var items: [SourceNode] = []
+        for i in 0..<n {
+            copyIndexes[key] = i
+            currentLoop = key
+            items.append(try body(&self))
+        }
+        return items
     }
 
     // MARK: Evaluate
@@ -442,7 +507,19 @@ struct ARMEvaluator {
         }
     }
 
+    /// Variables made by `variables.copy` loops: their count and input, evaluated when first used.
+    var variableLoops: [String: (count: SourceNode, input: SourceNode)] = [:]
+
     private mutating func variable(_ name: String) throws -> SourceNode {
+        if let loopKey = variableLoops.keys.first(where: { $0.caseInsensitiveCompare(name) == .orderedSame }), let loop = variableLoops[loopKey] {
+            if let cached = variableCache[loopKey] { return cached }
+            if evaluating.contains(loopKey) { throw EvalError(message: "variable '\(name)' refers to itself") }
+            evaluating.insert(loopKey)
+            defer { evaluating.remove(loopKey) }
+            let value = SourceNode(.array(try loopInstances(name: loopKey, count: loop.count) { e in try e.evaluateStrict(loop.input) }))
+            variableCache[loopKey] = value
+            return value
+        }
         let key = variableDefinitions.keys.first { $0.caseInsensitiveCompare(name) == .orderedSame }
         guard let key, let def = variableDefinitions[key] else {
             throw EvalError(message: "variable '\(name)' is not defined in the template's variables")
