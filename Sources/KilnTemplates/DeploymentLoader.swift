@@ -12,6 +12,20 @@ struct DeploymentLoader {
     private typealias FileParameter = (name: String, node: SourceNode, keyPosition: SourcePosition)
 
     func load(_ root: SourceNode, parameters paramsFile: (path: String, text: String)?, into file: inout LoadedFile) {
+        var fileValues: [String: FileParameter] = [:]
+        var paramsCtx: DecodeContext?
+        if let paramsFile {
+            file.parametersFile = paramsFile.path
+            let pctx = DecodeContext(sink: DiagnosticSink(file: paramsFile.path), apiVersion: .latest)
+            paramsCtx = pctx
+            fileValues = readParametersFile(paramsFile, ctx: pctx)
+        }
+        load(root, values: fileValues, paramsCtx: paramsCtx, into: &file)
+    }
+
+    /// Loads a template whose parameter values are given (from a parameters file, or a nested deployment's
+    /// `properties.parameters`).
+    private func load(_ root: SourceNode, values fileValues: [String: FileParameter], paramsCtx: DecodeContext?, into file: inout LoadedFile) {
         var sink = DiagnosticSink(file: path)
         guard let members = root.members else {
             sink.error(.invalidTemplate, "a deployment template must be a JSON object, found \(root.kindName)", at: .root, root.position)
@@ -27,15 +41,6 @@ struct DeploymentLoader {
         checkTopLevelMembers(members, ctx: ctx)
         collectFunctions(root, eval: &eval, ctx: ctx)
 
-        // Parameters file.
-        var fileValues: [String: FileParameter] = [:]
-        var paramsCtx: DecodeContext?
-        if let paramsFile {
-            file.parametersFile = paramsFile.path
-            let pctx = DecodeContext(sink: DiagnosticSink(file: paramsFile.path), apiVersion: .latest)
-            paramsCtx = pctx
-            fileValues = readParametersFile(paramsFile, ctx: pctx)
-        }
         resolveParameters(root, fileValues: fileValues, paramsCtx: paramsCtx, eval: &eval, ctx: ctx)
         collectVariables(root, eval: &eval, ctx: ctx)
         let resources = collectResources(root, ctx: ctx)
@@ -276,7 +281,7 @@ struct DeploymentLoader {
     ) {
         let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
         let nameNode = node.member(caseInsensitive: "name")
-        guard let evaluated = expandResource(node, path: rpath, nameNode: nameNode, eval: &eval, ctx: ctx, into: &file) else { return }
+        guard let evaluated = expandResource(node, path: rpath, nameNode: nameNode, names: &names, eval: &eval, ctx: ctx, into: &file) else { return }
 
         var vsink = DiagnosticSink(file: path)
         let version = TemplateLoader.apiVersion(of: evaluated, path: rpath, sink: &vsink)
@@ -302,7 +307,7 @@ struct DeploymentLoader {
     /// The imageTemplates resource with its expressions evaluated and deployment-only properties removed, or nil
     /// when it is skipped (another type, a false condition) or cannot be expanded (not an object, a copy loop).
     private func expandResource(
-        _ node: SourceNode, path rpath: JSONPath, nameNode: SourceNode?, eval: inout ARMEvaluator,
+        _ node: SourceNode, path rpath: JSONPath, nameNode: SourceNode?, names: inout [String: JSONPath], eval: inout ARMEvaluator,
         ctx: DecodeContext, into file: inout LoadedFile
     ) -> SourceNode? {
         guard var rmembers = node.members else {
@@ -312,6 +317,12 @@ struct DeploymentLoader {
         let typeText = node.member(caseInsensitive: "type")?.stringValue ?? ""
         if typeText.lowercased() == TriggerResource.resourceType.lowercased() {
             loadTrigger(node, path: rpath, template: nil, eval: &eval, ctx: ctx, into: &file)
+            return nil
+        }
+        if typeText.lowercased() == "microsoft.resources/deployments",
+            let inner = node.member(caseInsensitive: "properties")?.member(caseInsensitive: "template")
+        {
+            loadNestedDeployment(node, template: inner, path: rpath, names: &names, eval: &eval, ctx: ctx, into: &file)
             return nil
         }
         if typeText.lowercased() == "microsoft.compute/galleries/images" {
@@ -325,7 +336,7 @@ struct DeploymentLoader {
             }
             var reason =
                 typeText.lowercased() == "microsoft.resources/deployments"
-                ? "nested deployments are not expanded by Kiln"
+                ? "its template is linked (templateLink), and Kiln reads only inline nested templates"
                 : "Kiln handles only Microsoft.VirtualMachineImages/imageTemplates"
             if let (at, expression) = Self.runtimeState(in: node, path: rpath) {
                 reason += "; its \(at) is runtime state of Azure (\(expression)), which Kiln neither creates nor reads"
@@ -349,6 +360,89 @@ struct DeploymentLoader {
         // dependsOn has no meaning for a single template; child resources (triggers) are read after it.
         rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
         return eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
+    }
+
+    /// A nested `Microsoft.Resources/deployments` with an inline `template`. With `expressionEvaluationOptions.scope`
+    /// `outer` (the classic default) its resources are read with this deployment's parameters and variables; with
+    /// `inner` (the default of a languageVersion 2.0 template) it is a deployment of its own whose parameter values
+    /// are its `properties.parameters`, evaluated here. Its `resourceGroup` moves what it declares there.
+    private func loadNestedDeployment(
+        _ node: SourceNode, template inner: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
+        ctx: DecodeContext, into file: inout LoadedFile
+    ) {
+        if let cond = node.member(caseInsensitive: "condition"), case .bool(false) = eval.evaluateTree(cond, path: rpath / "condition", ctx: ctx).value {
+            return
+        }
+        let props = node.member(caseInsensitive: "properties")!
+        let base = rpath / "properties" / "template"
+        var scope = eval.scope
+        for (key, apply) in [
+            ("resourceGroup", { (s: inout DeploymentScope, v: String) in s.resourceGroup = v }), ("subscriptionId", { $0.subscriptionId = $1 })
+        ] {
+            guard let n = node.member(caseInsensitive: key) else { continue }
+            guard let v = eval.evaluateTree(n, path: rpath / key, ctx: ctx).stringValue else { return }
+            apply(&scope, v)
+        }
+        if let name = node.member(caseInsensitive: "name").flatMap({ eval.evaluateTree($0, path: rpath / "name", ctx: ctx).stringValue }) {
+            scope.deploymentName = name
+        }
+        let written = props.member(caseInsensitive: "expressionEvaluationOptions")?.member(caseInsensitive: "scope")?.stringValue?.lowercased()
+        let isV2 = inner.member(caseInsensitive: "languageVersion")?.stringValue?.hasPrefix("2") ?? false
+        if (written ?? (isV2 ? "inner" : "outer")) == "outer" {
+            let saved = eval.scope
+            eval.scope = scope
+            defer { eval.scope = saved }
+            let nested = inner.member(caseInsensitive: "resources")
+            let entries: [(SourceNode, JSONPath)] =
+                nested?.elements?.enumerated().map { ($0.element, base / "resources" / $0.offset) }
+                ?? nested?.members?.map { ($0.value, base / "resources" / $0.key) } ?? []
+            for (r, p) in entries {
+                if let copy = r.member(caseInsensitive: "copy") {
+                    loadCopies(of: r, copy: copy, path: p, names: &names, eval: &eval, ctx: ctx, into: &file)
+                } else {
+                    loadResource(r, path: p, names: &names, eval: &eval, ctx: ctx, into: &file)
+                }
+            }
+            return
+        }
+        // Inner: the values, evaluated here, are the nested deployment's parameter values (literal there).
+        var values: [String: FileParameter] = [:]
+        if let given = props.member(caseInsensitive: "parameters") {
+            let evaluated = eval.evaluateTree(given, path: rpath / "properties" / "parameters", ctx: ctx)
+            for m in evaluated.members ?? [] {
+                guard let v = m.value.member(caseInsensitive: "value") else {
+                    ctx.error(
+                        .invalidTemplate, "nested deployment parameter '\(m.key)' needs a 'value'", rpath / "properties" / "parameters" / m.key, m.keyPosition)
+                    continue
+                }
+                values[m.key.lowercased()] = (m.key, v, m.keyPosition)
+            }
+        }
+        var nestedOptions = options
+        nestedOptions.scope = scope
+        nestedOptions.parameters = [:]
+        var nested = LoadedFile(path: path)
+        DeploymentLoader(path: path, options: nestedOptions).load(inner, values: values, paramsCtx: nil, into: &nested)
+        for var d in nested.diagnostics {
+            d.path = JSONPath(base.components + d.path.components)
+            ctx.sink.append(contentsOf: [d])
+        }
+        for var t in nested.templates {
+            t.resourcePath = JSONPath(base.components + t.resourcePath.components)
+            if let first = names[t.template.name.lowercased()] {
+                ctx.error(.invalidTemplate, "the template '\(t.template.name)' is declared twice (also at \(first))", t.resourcePath / "name", node.position)
+                continue
+            }
+            names[t.template.name.lowercased()] = t.resourcePath
+            file.templates.append(t)
+        }
+        file.skipped += nested.skipped.map { s in
+            var s = s
+            s.path = base.description + s.path.dropFirst()
+            return s
+        }
+        file.triggers += nested.triggers
+        file.galleryDefinitions += nested.galleryDefinitions
     }
 
     /// A gallery image definition declared beside the templates: created as Kiln's own, the way `galleries/*.yaml`
@@ -513,8 +607,9 @@ struct DeploymentLoader {
                 return nil
             }
         } else if let fv = fileValue {
+            // Values from a parameters file are literal, never expressions (ARM).
             where_ = "the parameters file"
-            value = eval.evaluateTree(fv.node, path: path, ctx: ctx)
+            value = fv.node
         } else if let def = decl.member(caseInsensitive: "defaultValue") {
             where_ = "defaultValue"
             eval.inParameterDefault = true

@@ -135,4 +135,38 @@ import Testing
             f.errors.count == 1 && f.errors[0].message.contains("parameter 'n' is declared int but the parameters file gives a string"),
             "\(f.errors.map(\.description))")
     }
+
+    /// Nested deployments with an inline template: `outer` reads the parent's parameters; `inner` is its own
+    /// deployment with the values it is given, in the resource group it names.
+    @Test func nestedDeploymentsInnerAndOuter() throws {
+        let outer = """
+            {"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "outer-dep",
+             "properties": {"mode": "Incremental", "template": {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+               "contentVersion": "1.0.0.0", "resources": [\(Self.template(name: "[concat(parameters('prefix'), '-outer')]"))]}}}
+            """
+        let inner = """
+            {"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "inner-dep", "resourceGroup": "other-rg",
+             "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
+               "parameters": {"prefix": {"value": "[toUpper(parameters('prefix'))]"}},
+               "template": {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+                 "parameters": {"prefix": {"type": "string"}},
+                 "resources": [\(Self.template(name: "[concat(parameters('prefix'), '-inner-', deployment().name, '-', resourceGroup().name)]"))]}}}
+            """
+        let text = Self.deployment(parameters: #"{"prefix": {"type": "string", "defaultValue": "img"}}"#, resources: outer + ", " + inner)
+        let f = load(text, path: "nested.json", options: LoadOptions(scope: Self.scope))
+        #expect(f.errors.isEmpty, "\(f.errors.map(\.description))")
+        #expect(f.templates.map(\.template.name) == ["img-outer", "IMG-inner-inner-dep-other-rg"])
+        #expect(
+            f.templates.map(\.resourcePath.description) == [
+                "$.resources[0].properties.template.resources[0]", "$.resources[1].properties.template.resources[0]"
+            ])
+
+        // A problem inside the nested template is reported at its path in this file.
+        let broken = Self.deployment(
+            resources: inner.replacingOccurrences(of: "[toUpper(parameters('prefix'))]", with: "x").replacingOccurrences(
+                of: "deployment().name", with: "nope()"))
+        let g = load(broken, path: "nested.json", options: LoadOptions(scope: Self.scope))
+        #expect(g.errors.count == 1 && g.errors[0].path.description == "$.resources[0].properties.template.resources[0].name", "\(g.errors.map(\.description))")
+        #expect(g.templates.isEmpty)
+    }
 }
