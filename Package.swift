@@ -170,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "KilnBench",
             dependencies: [
-                "KilnSystem", "KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore",
+                "KilnSystem", "KilnBuild", "KilnCore", "KilnGit", "KilnGitOps", "KilnStore", "KilnTemplates",
                 .product(name: "Logging", package: "swift-log")
             ],
             swiftSettings: strict

@@ -32,8 +32,12 @@ struct Bench {
             switch a {
             case "--templates": count = Int(args.popFirst() ?? "") ?? count
             case "--dir": dir = args.popFirst() ?? dir
+            case "--arm":
+                // The ARM evaluator on deployment templates (scripts/bench-arm): no repository, no controller.
+                armEvaluation(Array(args))
+                return
             default:
-                print("usage: kiln-bench [--templates N] [--dir DIR]")
+                print("usage: kiln-bench [--templates N] [--dir DIR] | --arm FILE...")
                 exit(2)
             }
         }
