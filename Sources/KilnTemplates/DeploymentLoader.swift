@@ -41,12 +41,18 @@ struct DeploymentLoader {
         checkTopLevelMembers(members, ctx: ctx)
         collectFunctions(root, eval: &eval, ctx: ctx)
 
-        resolveParameters(root, fileValues: fileValues, paramsCtx: paramsCtx, eval: &eval, ctx: ctx)
+        let types = ARMTypes(definitions: root.member(caseInsensitive: "definitions"))
+        resolveParameters(root, fileValues: fileValues, paramsCtx: paramsCtx, types: types, eval: &eval, ctx: ctx)
         collectVariables(root, eval: &eval, ctx: ctx)
         let resources = collectResources(root, ctx: ctx)
 
-        // A problem with parameters or variables fails the whole deployment, as in ARM.
+        // A problem with parameters or variables fails the whole deployment, as in ARM, which validates parameters
+        // before it looks at resources: their consequences there would only repeat the cause.
         let deploymentInvalid = ctx.sink.hasErrors || (paramsCtx?.sink.hasErrors ?? false)
+        if !eval.failedParameters.isEmpty {
+            file.diagnostics = ctx.sink.items + (paramsCtx?.sink.items ?? [])
+            return
+        }
         var names: [String: JSONPath] = [:]
         for (node, rpath) in resources {
             if let copy = node.member(caseInsensitive: "copy") {
@@ -165,7 +171,7 @@ struct DeploymentLoader {
     /// Resolves the declared parameters in declaration order (defaults may refer to earlier ones) into `eval`,
     /// then reports values from the parameters file or the command line for parameters that are not declared.
     private func resolveParameters(
-        _ root: SourceNode, fileValues: [String: FileParameter], paramsCtx: DecodeContext?,
+        _ root: SourceNode, fileValues: [String: FileParameter], paramsCtx: DecodeContext?, types: ARMTypes,
         eval: inout ARMEvaluator, ctx: DecodeContext
     ) {
         let declared = root.member(caseInsensitive: "parameters")
@@ -187,7 +193,8 @@ struct DeploymentLoader {
                 }
                 for d in ordered {
                     let p = JSONPath.root / "parameters" / d.key
-                    if let v = resolveParameter(d, path: p, fileValue: fileValues[d.key.lowercased()].map { ($0.node, $0.keyPosition) }, eval: &eval, ctx: ctx)
+                    if let v = resolveParameter(
+                        d, path: p, fileValue: fileValues[d.key.lowercased()].map { ($0.node, $0.keyPosition) }, types: types, eval: &eval, ctx: ctx)
                     {
                         eval.parameters[d.key] = v
                     } else {
@@ -246,6 +253,19 @@ struct DeploymentLoader {
         }
         ctx.error(.invalidTemplate, "resources must be an array, found \(r.kindName)", JSONPath.root / "resources", r.position)
         return []
+    }
+
+    /// The value with every object member whose value is null removed, at any depth (array elements stay).
+    static func droppingNulls(_ node: SourceNode) -> SourceNode {
+        switch node.value {
+        case .object(let members):
+            let kept = members.filter { !$0.value.isNull }.map { SourceNode.Member(key: $0.key, keyPosition: $0.keyPosition, value: droppingNulls($0.value)) }
+            return SourceNode(.object(kept), at: node.position)
+        case .array(let elements):
+            return SourceNode(.array(elements.map(droppingNulls)), at: node.position)
+        default:
+            return node
+        }
     }
 
     /// A resource `copy {name, count}` loop: `count` instances (0 to 800), each loaded with `copyIndex()` at its index.
@@ -330,6 +350,9 @@ struct DeploymentLoader {
             return nil
         }
         if typeText.lowercased() != Self.imageTemplatesType {
+            // A resource whose condition is false is not part of the deployment (a condition Kiln cannot evaluate, e.g. one
+            // reading runtime state, leaves it listed as skipped).
+            if let cond = node.member(caseInsensitive: "condition"), (try? eval.evaluateStrict(cond))?.boolValue == false { return nil }
             var name = nameNode?.stringValue
             if let n = name, ARMExpression.isExpression(n) {
                 name = (try? eval.evaluateStrict(nameNode!))?.stringValue ?? n
@@ -359,7 +382,8 @@ struct DeploymentLoader {
         }
         // dependsOn has no meaning for a single template; child resources (triggers) are read after it.
         rmembers.removeAll { ["dependson", "condition", "resources"].contains($0.key.lowercased()) }
-        return eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx)
+        // `null` means "not set" in ARM: a template built from nullable parameters leaves those properties out.
+        return Self.droppingNulls(eval.evaluateTree(SourceNode(.object(rmembers), at: node.position), path: rpath, ctx: ctx))
     }
 
     /// A nested `Microsoft.Resources/deployments` with an inline `template`. With `expressionEvaluationOptions.scope`
@@ -576,18 +600,22 @@ struct DeploymentLoader {
     }
 
     private func resolveParameter(
-        _ d: SourceNode.Member, path: JSONPath, fileValue: (node: SourceNode, keyPosition: SourcePosition)?,
+        _ d: SourceNode.Member, path: JSONPath, fileValue: (node: SourceNode, keyPosition: SourcePosition)?, types: ARMTypes,
         eval: inout ARMEvaluator, ctx: DecodeContext
     ) -> SourceNode? {
         guard let decl = d.value.members.map({ SourceNode(.object($0), at: d.value.position) }) else {
             ctx.error(.invalidTemplate, "the declaration of parameter '\(d.key)' must be an object with a 'type'", path, d.value.position)
             return nil
         }
-        guard let typeText = decl.member(caseInsensitive: "type")?.stringValue?.lowercased() else {
+        if let ref = types.danglingReference(in: decl) {
+            ctx.error(.invalidTemplate, "parameter '\(d.key)' refers to '\(ref)', which is not in the template's definitions", path / "$ref", decl.position)
+            return nil
+        }
+        guard let typeText = types.type(of: decl) else {
             ctx.error(.invalidTemplate, "parameter '\(d.key)' has no 'type'", path / "type", decl.position)
             return nil
         }
-        let known = ["string", "securestring", "int", "bool", "object", "secureobject", "array"]
+        let known = ARMTypes.typeNames
         guard known.contains(typeText) else {
             ctx.error(
                 .invalidTemplate, "parameter '\(d.key)' has unknown type '\(typeText)'; expected one of \(known.joined(separator: ", "))", path / "type",
@@ -617,6 +645,11 @@ struct DeploymentLoader {
             eval.inParameterDefault = false
             if ctx.isSuppressed(value!) { return nil }
         }
+        // A nullable parameter nobody gives a value is null (languageVersion 2.0).
+        if value == nil, types.isNullable(decl) {
+            where_ = "no value (nullable)"
+            value = SourceNode(.null, at: d.keyPosition)
+        }
         guard let value else {
             let file = TemplateLoader.siblingParametersPath(for: self.path)
             ctx.error(
@@ -625,28 +658,13 @@ struct DeploymentLoader {
                 path, d.keyPosition)
             return nil
         }
-        let ok: Bool
-        switch (typeText, value.value) {
-        case ("string", .string), ("securestring", .string), ("bool", .bool), ("object", .object), ("secureobject", .object), ("array", .array): ok = true
-        case ("int", .number(let n)): ok = n.int != nil
-        default: ok = false
-        }
-        guard ok else {
+        if !value.isNull, ARMTypes.kindMismatch(value, typeText) != nil {
             ctx.error(.invalidTemplate, "parameter '\(d.key)' is declared \(typeText) but \(where_) gives \(value.kindName)", path, d.keyPosition)
             return nil
         }
-        if let allowed = decl.member(caseInsensitive: "allowedValues")?.elements {
-            let matches = allowed.contains { a in
-                if case .string(let x) = a.value, case .string(let y) = value.value { return x.lowercased() == y.lowercased() }
-                return a.jsonText() == value.jsonText()
-            }
-            if !matches {
-                ctx.error(
-                    .invalidTemplate,
-                    "parameter '\(d.key)' is \(value.jsonText()), which is not among its allowedValues \(allowed.map { $0.jsonText() }.joined(separator: ", "))",
-                    path, d.keyPosition)
-                return nil
-            }
+        if let problem = types.check(value, decl) {
+            ctx.error(.invalidTemplate, "the value of parameter '\(d.key)' from \(where_) is not valid: \(problem)", path, d.keyPosition)
+            return nil
         }
         return value
     }

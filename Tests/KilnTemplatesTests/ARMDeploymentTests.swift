@@ -41,6 +41,46 @@ import Testing
         #expect(d.osType == .windows && d.hyperVGeneration == .v1 && d.publisher == "AzureWindowsBaseline" && d.sku == "2019-Datacenter")
     }
 
+    /// The Azure Verified Module for image templates (compiled Bicep, languageVersion 2.0): definitions with
+    /// `$ref` and a discriminator, nullable parameters, symbolic-name resources, a property copy loop, lambdas,
+    /// a telemetry deployment switched off by its condition, a resource loop of count 0.
+    @Test func theAVMImageTemplateModuleLoads() throws {
+        let f = TemplateLoader.loadFile(Self.fixture("avm-image-template/main.json"), options: LoadOptions(scope: Self.scope))
+        #expect(f.errors.isEmpty, "\(f.errors.map(\.description))")
+        let t = try #require(f.templates.first)
+        let want = try Self.expected("avm-image-template/main.expected.json")
+        #expect(t.template == want.template, "got \(t.template)")
+        #expect(t.resourceId == want.resourceId && t.apiVersion == want.apiVersion)
+        #expect(t.resourcePath.description == "$.resources.imageTemplate")
+        #expect(f.skipped.isEmpty, "the telemetry deployment and the lock are off by their conditions: \(f.skipped)")
+    }
+
+    /// A parameters-file value that breaks the module's types is named with the place inside it.
+    @Test(arguments: [
+        (#"{"type": "Disk", "imageName": "x"}"#, "'Disk' at [0].type is not one of 'SharedImage', 'ManagedImage', 'VHD'"),
+        (#"{"type": "VHD"}"#, "the required property 'imageName' at [0] is missing"),
+        (
+            #"{"type": "SharedImage", "sharedImageGalleryImageDefinitionResourceId": "/x", "storageAccountType": "Premium_LRS"}"#,
+            "\"Premium_LRS\" at [0].storageAccountType is not one of the allowed values"
+        ),
+        (#"{"imageName": "x"}"#, "the discriminator property 'type' at [0] is missing")
+    ])
+    func theAVMModulesTypesAreChecked(_ distribution: String, _ message: String) throws {
+        let path = Self.fixture("avm-image-template/main.json")
+        var params = try String(contentsOfFile: Self.fixture("avm-image-template/main.parameters.json"), encoding: .utf8)
+        let start = try #require(params.range(of: #""distributions": {"#))
+        let end = try #require(params.range(of: #""managedIdentities""#))
+        params.replaceSubrange(start.lowerBound..<end.lowerBound, with: #""distributions": {"value": [\#(distribution)]}, "#)
+        let f = load(
+            try String(contentsOfFile: path, encoding: .utf8), path: path, parameters: ("main.parameters.json", params), options: LoadOptions(scope: Self.scope)
+        )
+        #expect(f.templates.isEmpty)
+        #expect(
+            f.errors.count == 1 && f.errors[0].message.contains("the value of parameter 'distributions' from the parameters file is not valid: \(message)"),
+            "\(f.errors.map(\.description))")
+        #expect(f.errors.first?.path.description == "$.parameters.distributions")
+    }
+
     /// Without `_artifactsLocation`, its default reads `deployment().properties.templateLink`, which a local file
     /// does not have: ARM's own error, at the parameter.
     @Test func aLocalFileHasNoTemplateLink() throws {

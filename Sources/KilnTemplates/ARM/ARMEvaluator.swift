@@ -130,7 +130,7 @@ struct ARMEvaluator {
             return SourceNode(.string(ARMExpression.unescape(s)), at: node.position)
         }
         do {
-            let expr = try ARMExpression.parse(s)
+            let expr = try parsed(s)
             var result = try evaluate(expr)
             result.position = node.position
             result.yamlText = nil
@@ -154,7 +154,7 @@ struct ARMEvaluator {
         case .string(let s):
             guard ARMExpression.isExpression(s) else { return SourceNode(.string(ARMExpression.unescape(s)), at: node.position) }
             let expr: ARMExpression
-            do { expr = try ARMExpression.parse(s) } catch { throw EvalError(message: "cannot parse \(s): \(error.message)") }
+            do { expr = try parsed(s) } catch { throw EvalError(message: "cannot parse \(s): \(error.message)") }
             var v = try evaluate(expr)
             v.position = node.position
             return v
@@ -180,6 +180,16 @@ struct ARMEvaluator {
         default:
             return node
         }
+    }
+
+    /// Parsed expressions by their text: a copy loop evaluates the same (often long) expression once per instance.
+    private var parseCache: [String: ARMExpression] = [:]
+
+    private mutating func parsed(_ text: String) throws(ARMExpression.ParseError) -> ARMExpression {
+        if let e = parseCache[text] { return e }
+        let e = try ARMExpression.parse(text)
+        parseCache[text] = e
+        return e
     }
 
     // MARK: Copy loops
