@@ -45,6 +45,10 @@ struct DeploymentLoader {
         resolveParameters(root, fileValues: fileValues, paramsCtx: paramsCtx, types: types, eval: &eval, ctx: ctx)
         collectVariables(root, eval: &eval, ctx: ctx)
         let resources = collectResources(root, ctx: ctx)
+        eval.declaredResources = resources.map { r in
+            let symbolic: String? = if case .key(let k) = r.path.components.last, r.path.components.count == 2 { k } else { nil }
+            return ARMEvaluator.DeclaredResource(symbolicName: symbolic, type: r.node.member(caseInsensitive: "type")?.stringValue ?? "", node: r.node)
+        }
 
         // A problem with parameters or variables fails the whole deployment, as in ARM, which validates parameters
         // before it looks at resources: their consequences there would only repeat the cause.

@@ -47,10 +47,12 @@ import Testing
         return file
     }
 
-    static func template(_ name: String, customize: String, validate: String = "{}", properties: String = "") -> String {
+    static func template(
+        _ name: String, customize: String, validate: String = "{}", properties: String = "", type: String = "Microsoft.VirtualMachineImages/imageTemplates"
+    ) -> String {
         """
         {
-          "type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01",
+          "type": "\(type)", "apiVersion": "2025-10-01",
           "name": "\(name)", "location": "westeurope", "identity": {"type": "None"},
           "properties": {
             \(properties)
@@ -128,7 +130,9 @@ import Testing
                     """,
                 validate: """
                     {"inVMValidations": [{"type": "Shell", "name": "check", "inline": ["grep -q 'hello from kiln' /etc/kiln/hello.txt", "test -f /var/lib/kiln-e2e/from-script"]}]}
-                    """)
+                    """,
+                // AIB's quickstart form (written for `az resource create --is-full-object`): it builds like any other.
+                type: "Microsoft.VirtualMachineImages")
         }
         // A file:// script outside any allowed root: refused before anything is read, unless the user who
         // wrote the template says it may read their files.
@@ -138,6 +142,7 @@ import Testing
         let created = try await Self.k("template", "create", file, "--trust-local-files")
         #expect(created.status == 0, "\(created.stdout)\(created.stderr)")
         #expect(created.stdout.contains("2 artifacts staged"))
+        #expect(created.stderr.contains("is the short form of AIB's quickstarts"), "\(created.stderr)")
 
         let run = try await Self.k("template", "run", "e2e", "--wait", "--output", "json")
         let r = try Self.json(run)

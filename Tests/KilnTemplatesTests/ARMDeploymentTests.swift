@@ -209,4 +209,35 @@ import Testing
         #expect(g.errors.count == 1 && g.errors[0].path.description == "$.resources[0].properties.template.resources[0].name", "\(g.errors.map(\.description))")
         #expect(g.templates.isEmpty)
     }
+
+    /// `reference()` of a resource the template declares reads what the template says about it, by id or (2.0)
+    /// by symbolic name; anything else is live Azure state and an error that says so.
+    @Test func referenceReadsResourcesOfTheSameTemplate() throws {
+        let definition = """
+            {"type": "Microsoft.Compute/galleries/images", "apiVersion": "2022-03-03", "name": "gal/def", "location": "westeurope",
+             "properties": {"osType": "Linux", "osState": "Generalized", "hyperVGeneration": "V2",
+               "identifier": {"publisher": "Kiln", "offer": "debian", "sku": "[concat('12-', 'ref')]"}}}
+            """
+        let byId = Self.template(name: "[concat('by-id-', reference(resourceId('Microsoft.Compute/galleries/images', 'gal', 'def')).identifier.sku)]")
+        let f = load(Self.deployment(resources: definition + ", " + byId), path: "ref.json", options: LoadOptions(scope: Self.scope))
+        #expect(f.errors.isEmpty, "\(f.errors.map(\.description))")
+        #expect(f.templates.first?.template.name == "by-id-12-ref")
+
+        let v2 = """
+            {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "languageVersion": "2.0",
+             "contentVersion": "1.0.0.0", "resources": {"def": \(definition),
+               "img": \(Self.template(name: "[format('{0}-{1}', reference('def', '2022-03-03', 'full').location, reference('def').identifier.offer)]"))}}
+            """
+        let g = load(v2, path: "ref2.json", options: LoadOptions(scope: Self.scope))
+        #expect(g.errors.isEmpty, "\(g.errors.map(\.description))")
+        #expect(g.templates.first?.template.name == "westeurope-debian")
+
+        let outside = Self.deployment(
+            resources: Self.template(
+                name: "[reference('/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/x').principalId]"))
+        let h = load(outside, path: "ref3.json", options: LoadOptions(scope: Self.scope))
+        #expect(
+            h.errors.count == 1 && h.errors[0].message.contains("names a resource outside this template: its state lives in Azure"),
+            "\(h.errors.map(\.description))")
+    }
 }

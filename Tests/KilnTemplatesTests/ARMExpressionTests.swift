@@ -70,7 +70,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ("[reference('x').location]", "reference() reads live Azure state"),
+        ("[reference('x').location]", "reference('x') names a resource outside this template"),
         ("[listKeys('x', '2020-01-01')]", "listKeys() reads live Azure state"),
         ("[utcNow()]", "utcNow() can only be used in a parameter's defaultValue"),
         ("[newGuid()]", "newGuid() can only be used in a parameter's defaultValue"),

@@ -227,7 +227,9 @@ import Testing
         ("[cidrHost('10.0.0.0/30', 2)]", "outside"),
         ("[dateTimeAdd('yesterday', 'P1D')]", "not an ISO 8601 date"),
         ("[base64ToString('***')]", "not base64"),
-        ("[ns.f(1)]", "not a user-defined function")
+        ("[ns.f(1)]", "not a user-defined function"),
+        ("[" + String(repeating: "concat(", count: 300) + "'x'" + String(repeating: ")", count: 300) + "]", "nests deeper than 200 levels"),
+        ("['" + String(repeating: "x", count: 24_600) + "']", "ARM allows at most 24576")
     ])
     func reportsWhatIsWrong(_ expression: String, _ fragment: String) {
         do {

@@ -242,7 +242,18 @@ struct ARMEvaluator {
 
     // MARK: Evaluate
 
+    /// How deep evaluation may go (expressions within variables within lambdas…) before it is refused: a template
+    /// must not be able to exhaust the stack of the thread that loads it.
+    static let maximumEvaluationDepth = 800
+    private var evaluationDepth = 0
+
     mutating func evaluate(_ e: ARMExpression) throws -> SourceNode {
+        evaluationDepth += 1
+        defer { evaluationDepth -= 1 }
+        guard evaluationDepth <= Self.maximumEvaluationDepth else {
+            throw EvalError(
+                message: "the evaluation nests deeper than \(Self.maximumEvaluationDepth) levels (variables or lambdas that refer to each other too deeply)")
+        }
         switch e {
         case .string(let s): return .string(s)
         case .integer(let i): return .int(i)
@@ -281,7 +292,7 @@ struct ARMEvaluator {
         if let special = try callSpecial(fn, name, args) { return special }
         if fn.contains(".") { return try callUserFunction(fn, name, args) }
         guard let pure = ARMFunctions.all[fn] else {
-            if fn.hasPrefix("list") || ["reference", "references", "pickzones", "providers"].contains(fn) {
+            if fn.hasPrefix("list") || ["references", "pickzones", "providers"].contains(fn) {
                 throw EvalError(message: "\(name)() reads live Azure state, which Kiln has no access to")
             }
             throw EvalError(message: "'\(name)' is not an ARM template function")
@@ -382,6 +393,9 @@ struct ARMEvaluator {
         case "deployment":
             try arity(0...0)
             return ARMContext.deployment(scope)
+        case "reference":
+            try arity(1...3)
+            return try reference(args)
         case "managementgroup":
             throw EvalError(message: "managementGroup() needs a management-group deployment; Kiln deploys to a resource group")
         case "resourceid", "subscriptionresourceid", "tenantresourceid", "managementgroupresourceid", "extensionresourceid":
@@ -391,6 +405,64 @@ struct ARMEvaluator {
         default:
             return nil
         }
+    }
+
+    /// A resource this deployment declares, for `reference()`: its symbolic name (languageVersion 2.0), type and
+    /// unevaluated body.
+    struct DeclaredResource {
+        var symbolicName: String?
+        var type: String
+        var node: SourceNode
+    }
+
+    /// The deployment's resources (set by the loader).
+    var declaredResources: [DeclaredResource] = []
+    /// References being evaluated (a resource whose properties refer to itself), and resources whose names are.
+    private var referencing: Set<String> = []
+    private var namingResources: Set<Int> = []
+
+    /// `reference(symbolicNameOrId, [apiVersion], ['Full'])` of a resource of this template: its properties (or,
+    /// with 'Full', the whole resource) as the template declares them, evaluated now. A resource outside the
+    /// template, or state only Azure has (`principalId`, `provisioningState`), is not available offline.
+    private mutating func reference(_ args: [ARMExpression]) throws -> SourceNode {
+        let target = try stringArg(args[0], "reference")
+        let full = args.count == 3 ? (try stringArg(args[2], "reference")).lowercased() == "full" : false
+        var found: DeclaredResource?
+        for (i, r) in declaredResources.enumerated() {
+            if let s = r.symbolicName, s == target {
+                found = r
+                break
+            }
+            // By id: only resources of the id's type, and never one whose name is being worked out (its name may
+            // itself call reference()).
+            let parts = r.type.split(separator: "/").map(String.init)
+            guard target.hasPrefix("/"), parts.count >= 2, let nameNode = r.node.armMember("name"),
+                target.lowercased().contains("/providers/\(parts[0].lowercased())/\(parts[1].lowercased())/"), !namingResources.contains(i)
+            else { continue }
+            namingResources.insert(i)
+            defer { namingResources.remove(i) }
+            let name = try evaluateStrict(nameNode).armString
+            let names = name.split(separator: "/").map(String.init)
+            guard names.count == parts.count - 1 else { continue }
+            var suffix = "/providers/\(parts[0])"
+            for (t, n) in zip(parts.dropFirst(), names) { suffix += "/\(t)/\(n)" }
+            if target.lowercased().hasSuffix(suffix.lowercased()) {
+                found = r
+                break
+            }
+        }
+        guard let r = found else {
+            throw EvalError(message: "reference('\(target)') names a resource outside this template: its state lives in Azure, which Kiln does not read")
+        }
+        let key = (r.symbolicName ?? target).lowercased()
+        guard !referencing.contains(key) else { throw EvalError(message: "reference('\(target)') refers to itself") }
+        referencing.insert(key)
+        defer { referencing.remove(key) }
+        var members = (r.node.members ?? []).filter { !["dependson", "condition", "copy", "comments", "resources"].contains($0.key.lowercased()) }
+        members = try members.map { .init(key: $0.key, keyPosition: $0.keyPosition, value: try evaluateStrict($0.value)) }
+        let resource = SourceNode(.object(members))
+        if full { return resource }
+        return resource.armMember("properties") ?? .object([])
     }
 
     /// The lambda functions: the lambda argument is read as syntax (`lambda('x', body)`), its body evaluated once per element.

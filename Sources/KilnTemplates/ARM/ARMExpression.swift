@@ -27,7 +27,15 @@ public indirect enum ARMExpression: Sendable, Hashable {
     }
 
     /// Parses the text between the outer brackets.
+    /// ARM's limit on the length of one expression.
+    public static let maximumLength = 24_576
+    /// How deep calls, indexes and properties may nest: far beyond any real template, well within the stack.
+    static let maximumDepth = 200
+
     public static func parse(_ text: String) throws(ParseError) -> ARMExpression {
+        guard text.count <= maximumLength else {
+            throw ParseError(message: "the expression is \(text.count) characters long; ARM allows at most \(maximumLength)")
+        }
         var p = Parser(chars: Array(text.dropFirst().dropLast()))
         p.skipSpaces()
         let e = try p.expression()
@@ -46,7 +54,14 @@ public indirect enum ARMExpression: Sendable, Hashable {
             while index < chars.count, chars[index].isWhitespace { index += 1 }
         }
 
+        var depth = 0
+
         mutating func expression() throws(ParseError) -> ARMExpression {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= ARMExpression.maximumDepth else {
+                throw ParseError(message: "the expression nests deeper than \(ARMExpression.maximumDepth) levels")
+            }
             skipSpaces()
             guard index < chars.count else { throw ParseError(message: "expression ends unexpectedly") }
             var e: ARMExpression
