@@ -197,6 +197,10 @@ public enum DesiredStateReader {
     ) async throws(GitError) -> DesiredStateCache.Entry {
         var fileOptions = options
         fileOptions.repositoryPath = path
+        // What a deployment template reads must depend on its content only (results are cached by blob): newGuid()
+        // is derived from the file's text, and utcNow() needs a value from the parameters file.
+        fileOptions.scope.newGuidSeed = "\(path)\u{0}\(text)\u{0}\(parameters?.text ?? "")"
+        fileOptions.scope.refusesClock = true
         let loaded = TemplateLoader.load(text: text, path: path, options: fileOptions, parameters: parameters)
         return try await evaluate(loaded, file: path, in: byPath, isGallery: isGallery, linkTarget: linkTarget)
     }

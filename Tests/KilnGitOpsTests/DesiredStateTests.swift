@@ -54,6 +54,43 @@ import Testing
         #expect(try await source.read("nope.sh") == nil)
     }
 
+    /// A deployment template in a repository reads the same on every read: `newGuid()` comes from the file's content,
+    /// and `utcNow()` needs a value from the parameters file (the AVM module's `baseTime`).
+    @Test func deploymentTemplatesReadTheSameEveryTime() async throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let work = dir + "/repo"
+        try FileManager.default.createDirectory(atPath: work + "/templates", withIntermediateDirectories: true)
+        let template = """
+            {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+             "parameters": {"stamp": {"type": "string", "defaultValue": "[utcNow('yyyyMMddHHmmss')]"}, "tag": {"type": "string", "defaultValue": "[newGuid()]"}},
+             "resources": [{"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "2025-10-01", "name": "[concat('img-', parameters('stamp'))]",
+               "location": "westeurope", "tags": {"tag": "[parameters('tag')]"}, "identity": {"type": "None"},
+               "properties": {"source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+                 "distribute": [{"type": "VHD", "runOutputName": "v"}]}}]}
+            """
+        try template.write(toFile: work + "/templates/stamped.json", atomically: true, encoding: .utf8)
+        _ = try git("init", "-q", in: work)
+        _ = try git("add", ".", in: work)
+        _ = try git("commit", "-q", "-m", "a stamped template", in: work)
+        let repo = try GitRepository.open(work)
+        let c1 = try #require(try await repo.resolve("HEAD"))
+        let s1 = try await DesiredStateReader.read(repo, at: c1)
+        let message = s1.invalid.first?.diagnostics.first?.message ?? ""
+        #expect(s1.templates.isEmpty && message.contains("utcNow() would give a new value on every read"), "\(message)")
+        #expect(s1.invalid.first?.diagnostics.first?.path.description == "$.parameters.stamp.defaultValue")
+
+        try #"{"parameters": {"stamp": {"value": "20261203"}}}"#.write(toFile: work + "/templates/stamped.parameters.json", atomically: true, encoding: .utf8)
+        _ = try git("add", ".", in: work)
+        _ = try git("commit", "-q", "-m", "pin the stamp", in: work)
+        let c2 = try #require(try await repo.resolve("HEAD"))
+        let a = try await DesiredStateReader.read(repo, at: c2), b = try await DesiredStateReader.read(repo, at: c2)
+        #expect(a.invalid.isEmpty, "\(a.invalid.map { $0.diagnostics.map(\.description) })")
+        let ta = try #require(a.templates.first), tb = try #require(b.templates.first)
+        #expect(ta.loaded.template.name == "img-20261203")
+        #expect(ta.loaded.template.tags["tag"]?.count == 36 && ta.loaded.template.tags == tb.loaded.template.tags && ta.contentHash == tb.contentHash)
+    }
+
     /// The examples' derived images queue after the base image they build from.
     @Test func derivedTemplatesQueueAfterTheImageTheyBuildFrom() async throws {
         let dir = try scratch()

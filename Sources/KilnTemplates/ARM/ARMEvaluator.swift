@@ -15,8 +15,12 @@ public struct DeploymentScope: Sendable, Hashable {
     /// `utcNow()` in parameter defaults: pinned (a GitOps commit's time) so that the same commit always yields the
     /// same template names; nil means the current time.
     public var now: Date?
-    /// `newGuid()` in parameter defaults: derived from this seed (a GitOps commit) when set; random otherwise.
+    /// `newGuid()` in parameter defaults: derived from this seed (in GitOps, the file and its blob) when set; random
+    /// otherwise.
     public var newGuidSeed: String?
+    /// Whether `utcNow()` is refused (GitOps: a value that changed on every read would rename or rebuild the template
+    /// each time, so the parameter must be given a value).
+    public var refusesClock = false
 
     public init(
         subscriptionId: String, resourceGroup: String, location: String, tenantId: String = "00000000-0000-0000-0000-000000000000",
@@ -365,6 +369,12 @@ struct ARMEvaluator {
         case "utcnow":
             try arity(0...1)
             guard inParameterDefault else { throw EvalError(message: "utcNow() can only be used in a parameter's defaultValue") }
+            guard !scope.refusesClock || scope.now != nil else {
+                throw EvalError(
+                    message:
+                        "utcNow() would give a new value on every read of a GitOps repository (and so a new template each time); set this parameter in the parameters file"
+                )
+            }
             let format = args.isEmpty ? "yyyyMMddTHHmmssZ" : try stringArg(args[0], name)
             do { return .string(try ARMDates.format(scope.now ?? Date(), format)) } catch let e as ARMDates.FormatError {
                 throw EvalError(message: "utcNow(): \(e.message)")
