@@ -80,7 +80,11 @@ ok("list", f"resource group: {names_rg}; subscription: {len(names_sub)} template
 start = time.time()
 run = ops.begin_run(RG, "sdk-hello", **KW)
 if RESTART_DIR:
-    # The server is killed (SIGKILL) and started again while the build runs; the same poller carries on.
+    # The server is killed (SIGKILL) and started again while the build runs. A client resumes its long-running
+    # operation from the continuation token it kept (azure-core's way to survive a restart on either side): the
+    # operation-status URL inside it must answer again, InProgress, then Succeeded. The first poller may fail while
+    # the server is down; it is not used again.
+    token = run.continuation_token()
     while ops.get(RG, "sdk-hello", **KW).properties.last_run_status.run_sub_state not in ("Customizing", "Validating", "Distributing"):
         time.sleep(1)
     open(os.path.join(RESTART_DIR, "kill-now"), "w").close()
@@ -88,8 +92,9 @@ if RESTART_DIR:
     while not os.path.exists(os.path.join(RESTART_DIR, "restarted")):
         assert time.time() < deadline, "the server was not restarted"
         time.sleep(0.2)
+    run = ops.begin_run(RG, "sdk-hello", continuation_token=token, **KW)
     assert run.status().lower() == "inprogress", run.status()
-    ok("kill -9", f"server killed and restarted while the run was {ops.get(RG, 'sdk-hello', **KW).properties.last_run_status.run_sub_state}")
+    ok("kill -9", f"server killed and restarted while the run was {ops.get(RG, 'sdk-hello', **KW).properties.last_run_status.run_sub_state}; the operation resumed from its continuation token")
 run.result()
 assert run.status().lower() == "succeeded", run.status()
 got = ops.get(RG, "sdk-hello", **KW)
