@@ -5,6 +5,11 @@ import Foundation
 struct DeploymentLoader {
     let path: String
     let options: LoadOptions
+    /// How deep inside nested deployments this template is.
+    var depth = 0
+
+    /// ARM's limits on a template.
+    static let maximumParameters = 256, maximumVariables = 256, maximumResources = 800
 
     private static let imageTemplatesType = "microsoft.virtualmachineimages/imagetemplates"
 
@@ -38,7 +43,14 @@ struct DeploymentLoader {
         var scope = options.scope
         if scope.deploymentName == nil { scope.deploymentName = TemplateLoader.baseName(path) }
         var eval = ARMEvaluator(scope: scope)
+        eval.deploymentDepth = depth
         checkTopLevelMembers(members, ctx: ctx)
+        for (section, limit) in [("parameters", Self.maximumParameters), ("variables", Self.maximumVariables), ("resources", Self.maximumResources)] {
+            guard let n = root.member(caseInsensitive: section), let count = n.members?.count ?? n.elements?.count, count > limit else { continue }
+            ctx.error(.invalidTemplate, "the template has \(count) \(section); ARM allows at most \(limit)", JSONPath.root / section, n.position)
+            file.diagnostics = ctx.sink.items
+            return
+        }
         collectFunctions(root, eval: &eval, ctx: ctx)
 
         let types = ARMTypes(definitions: root.member(caseInsensitive: "definitions"))
@@ -275,7 +287,7 @@ struct DeploymentLoader {
     /// A resource `copy {name, count}` loop: `count` instances (0 to 800), each loaded with `copyIndex()` at its index.
     private func loadCopies(
         of node: SourceNode, copy: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
-        ctx: DecodeContext, into file: inout LoadedFile
+        ctx: DecodeContext, into file: inout LoadedFile, target: DeploymentScope? = nil
     ) {
         guard let loopName = copy.armMember("name")?.stringValue, let countNode = copy.armMember("count") else {
             ctx.error(.invalidTemplate, "a resource copy loop needs 'name' (a string) and 'count'", rpath / "copy", copy.position)
@@ -284,8 +296,8 @@ struct DeploymentLoader {
         let instance = SourceNode(.object((node.members ?? []).filter { $0.key.lowercased() != "copy" }), at: node.position)
         var failure: (String, SourcePosition)?
         do {
-            _ = try eval.loopInstances(name: loopName, count: countNode) { e in
-                loadResource(instance, path: rpath, names: &names, eval: &e, ctx: ctx, into: &file)
+            _ = try eval.loopInstances(name: loopName, count: countNode, isResourceLoop: true) { e in
+                loadResource(instance, path: rpath, names: &names, eval: &e, ctx: ctx, into: &file, target: target)
                 return .null
             }
         } catch let e as ARMEvaluator.EvalError {
@@ -299,9 +311,11 @@ struct DeploymentLoader {
 
     /// Expands and decodes one resource. A template is added to `file` only when it decoded without new
     /// errors and its name is not taken; resources Kiln does not handle are recorded as skipped.
+    /// - Parameter target: where the resource is deployed when that is not this deployment's scope (a nested
+    ///   deployment in `outer` scope evaluates with the parent's functions but deploys into its own resource group).
     private func loadResource(
         _ node: SourceNode, path rpath: JSONPath, names: inout [String: JSONPath], eval: inout ARMEvaluator,
-        ctx: DecodeContext, into file: inout LoadedFile
+        ctx: DecodeContext, into file: inout LoadedFile, target: DeploymentScope? = nil
     ) {
         let errorsBefore = ctx.sink.items.filter { $0.severity == .error }.count
         let nameNode = node.member(caseInsensitive: "name")
@@ -324,7 +338,7 @@ struct DeploymentLoader {
         loadChildren(of: node, path: rpath, template: template.name, eval: &eval, ctx: ctx, into: &file)
         file.templates.append(
             TemplateLoader.makeLoaded(
-                template, status: status, version: version, scope: options.scope, path: rpath, line: node.position.line,
+                template, status: status, version: version, scope: target ?? options.scope, path: rpath, line: node.position.line,
                 artifactLines: rctx.artifactLines))
     }
 
@@ -339,6 +353,8 @@ struct DeploymentLoader {
             return nil
         }
         let typeText = node.member(caseInsensitive: "type")?.stringValue ?? ""
+        // `existing: true` (languageVersion 2.0) reads a resource that is there already; nothing is deployed.
+        if node.member(caseInsensitive: "existing")?.boolValue == true { return nil }
         if typeText.lowercased() == TriggerResource.resourceType.lowercased() {
             loadTrigger(node, path: rpath, template: nil, eval: &eval, ctx: ctx, into: &file)
             return nil
@@ -416,19 +432,24 @@ struct DeploymentLoader {
         }
         let written = props.member(caseInsensitive: "expressionEvaluationOptions")?.member(caseInsensitive: "scope")?.stringValue?.lowercased()
         let isV2 = inner.member(caseInsensitive: "languageVersion")?.stringValue?.hasPrefix("2") ?? false
+        guard eval.deploymentDepth < 10 else {
+            ctx.error(.invalidTemplate, "nested deployments go deeper than 10 levels", rpath, node.position)
+            return
+        }
         if (written ?? (isV2 ? "inner" : "outer")) == "outer" {
-            let saved = eval.scope
-            eval.scope = scope
-            defer { eval.scope = saved }
+            // Outer scope: the parent's parameters, variables and context functions; the resources go where the nested
+            // deployment points.
+            eval.deploymentDepth += 1
+            defer { eval.deploymentDepth -= 1 }
             let nested = inner.member(caseInsensitive: "resources")
             let entries: [(SourceNode, JSONPath)] =
                 nested?.elements?.enumerated().map { ($0.element, base / "resources" / $0.offset) }
                 ?? nested?.members?.map { ($0.value, base / "resources" / $0.key) } ?? []
             for (r, p) in entries {
                 if let copy = r.member(caseInsensitive: "copy") {
-                    loadCopies(of: r, copy: copy, path: p, names: &names, eval: &eval, ctx: ctx, into: &file)
+                    loadCopies(of: r, copy: copy, path: p, names: &names, eval: &eval, ctx: ctx, into: &file, target: scope)
                 } else {
-                    loadResource(r, path: p, names: &names, eval: &eval, ctx: ctx, into: &file)
+                    loadResource(r, path: p, names: &names, eval: &eval, ctx: ctx, into: &file, target: scope)
                 }
             }
             return
@@ -450,7 +471,9 @@ struct DeploymentLoader {
         nestedOptions.scope = scope
         nestedOptions.parameters = [:]
         var nested = LoadedFile(path: path)
-        DeploymentLoader(path: path, options: nestedOptions).load(inner, values: values, paramsCtx: nil, into: &nested)
+        var loader = DeploymentLoader(path: path, options: nestedOptions)
+        loader.depth = eval.deploymentDepth + 1
+        loader.load(inner, values: values, paramsCtx: nil, into: &nested)
         for var d in nested.diagnostics {
             d.path = JSONPath(base.components + d.path.components)
             ctx.sink.append(contentsOf: [d])
@@ -667,7 +690,9 @@ struct DeploymentLoader {
             return nil
         }
         if let problem = types.check(value, decl) {
-            ctx.error(.invalidTemplate, "the value of parameter '\(d.key)' from \(where_) is not valid: \(problem)", path, d.keyPosition)
+            // A secure value is never repeated in a message.
+            let shown = typeText.hasPrefix("secure") ? "it breaks the declared constraints (a secure value, not shown)" : problem
+            ctx.error(.invalidTemplate, "the value of parameter '\(d.key)' from \(where_) is not valid: \(shown)", path, d.keyPosition)
             return nil
         }
         return value

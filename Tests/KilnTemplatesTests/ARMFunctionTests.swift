@@ -93,6 +93,9 @@ import Testing
         ("[tryGet(createObject('a', createObject('b', 'deep')), 'a', 'b')]", #""deep""#),
         ("[tryGet(createObject('a', 1), 'missing')]", "null"),
         ("[tryGet(null(), 'a')]", "null"),
+        ("[tryGet('abc', 'x')]", "null"),
+        ("[cidrSubnet('::/0', 128, 0)]", #""::/128""#),
+        ("[format('{0:D}', -9223372036854775808)]", #""-9223372036854775808""#),
         // comparison and logic
         ("[coalesce(null(), null(), 'third')]", #""third""#),
         ("[equals(createArray(1, 'a'), createArray(1, 'a'))]", "true"),
@@ -228,6 +231,19 @@ import Testing
         ("[dateTimeAdd('yesterday', 'P1D')]", "not an ISO 8601 date"),
         ("[base64ToString('***')]", "not base64"),
         ("[ns.f(1)]", "not a user-defined function"),
+        // Hostile inputs that once could trap (overflow, over-shift, abs(Int.min), non-finite doubles) or exhaust memory.
+        ("[cidrSubnet('::/0', 128, -1)]", "negative"),
+        ("[cidrHost('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128', 1)]", "outside"),
+        ("[range(9223372036854775807, 1)]", "must not exceed"),
+        ("[substring('abc', 1, 9223372036854775807)]", "must refer to a location within the string"),
+        ("[format('{0,-9223372036854775808}', 'a')]", "too large"),
+        ("[format('{0:D4000000000}', 1)]", "between 0 and 99"),
+        ("[int(float('1e400'))]", "cannot convert"),
+        ("[dateTimeAdd('2020-01-01T00:00:00Z', 'P99999999999999999999D')]", "not an ISO 8601 duration"),
+        ("[dateTimeFromEpoch(9223372036854775807)]", "outside the years 1 to 9999"),
+        ("[padLeft('x', 100000)]", "too large"),
+        ("[map(range(0, 2000), lambda('x', map(range(0, 2000), lambda('y', 1))))]", "more than 1000000 evaluation steps"),
+        ("[reduce(range(0, 30), 'xx', lambda('s', 'i', concat(lambdaVariables('s'), lambdaVariables('s'))))]", "ARM allows a template of at most 4 MB"),
         ("[" + String(repeating: "concat(", count: 300) + "'x'" + String(repeating: ")", count: 300) + "]", "nests deeper than 200 levels"),
         ("['" + String(repeating: "x", count: 24_600) + "']", "ARM allows at most 24576")
     ])

@@ -48,7 +48,7 @@ enum ARMDates {
             } else if ch.isNumber || ch == "." || ch == "," {
                 number.append(ch == "," ? "." : ch)
             } else {
-                guard let v = Double(number) else { return nil }
+                guard let v = Double(number), v.isFinite, v < 1e7 else { return nil }  // 10 million days is past year 9999
                 number = ""
                 let n = Int(v) * sign
                 switch (ch, inTime) {
@@ -64,7 +64,10 @@ enum ARMDates {
             }
         }
         guard number.isEmpty, let moved = gregorian.date(byAdding: components, to: date) else { return nil }
-        return moved.addingTimeInterval(seconds)
+        let result = moved.addingTimeInterval(seconds)
+        // .NET's DateTime: years 1 to 9999.
+        guard result.timeIntervalSince1970 >= -62_135_596_800, result.timeIntervalSince1970 <= 253_402_300_799 else { return nil }
+        return result
     }
 
     /// .NET's `DateTime.ToString(format)` in the invariant culture: the standard one-letter formats and custom
@@ -160,9 +163,11 @@ extension ARMFunctions {
         },
         "datetimefromepoch": { a in
             try a.arity(1...1)
+            let seconds = try a.int(0)
+            guard seconds >= -62_135_596_800, seconds <= 253_402_300_799 else { throw a.fail("\(seconds) is outside the years 1 to 9999") }
             let f = ISO8601DateFormatter()
             f.formatOptions = [.withInternetDateTime]
-            return .string(f.string(from: Date(timeIntervalSince1970: TimeInterval(try a.int(0)))))
+            return .string(f.string(from: Date(timeIntervalSince1970: TimeInterval(seconds))))
         },
         "datetimetoepoch": { a in
             try a.arity(1...1)

@@ -75,6 +75,8 @@ struct ARMEvaluator {
     /// name means.
     var copyIndexes: [String: Int] = [:]
     var currentLoop: String?
+    /// How deep inside nested deployments the evaluation is (outer scope shares this evaluator).
+    var deploymentDepth = 0
     /// `newGuid()` calls so far (each derived value differs when a seed pins them).
     private var newGuidCount = 0
 
@@ -223,7 +225,13 @@ struct ARMEvaluator {
     }
 
     /// The loop's count, checked (0 to 800), then `body` once per index with `copyIndex()` set.
-    mutating func loopInstances(name: String, count countNode: SourceNode, _ body: (inout ARMEvaluator) throws -> SourceNode) throws -> [SourceNode] {
+    /// Loop instances expanded so far in this deployment, and the limit (nested loops multiply).
+    private var instances = 0
+    static let maximumInstances = 100_000
+
+    mutating func loopInstances(
+        name: String, count countNode: SourceNode, isResourceLoop: Bool = false, _ body: (inout ARMEvaluator) throws -> SourceNode
+    ) throws -> [SourceNode] {
         let count = try evaluateStrict(countNode)
         guard let n = count.intValue else { throw EvalError(message: "the count of copy loop '\(name)' must be an integer, found \(count.kindName)") }
         guard n >= 0, n <= Self.maximumCopyCount else {
@@ -235,10 +243,15 @@ struct ARMEvaluator {
             copyIndexes[key] = saved.0
             currentLoop = saved.1
         }
+        instances += n
+        guard instances <= Self.maximumInstances else {
+            throw EvalError(message: "copy loops expand to more than \(Self.maximumInstances) instances in this deployment")
+        }
         var items: [SourceNode] = []
         for i in 0..<n {
             copyIndexes[key] = i
-            currentLoop = key
+            // A bare copyIndex() means the resource loop; property and variable loops are named.
+            if isResourceLoop { currentLoop = key }
             items.append(try body(&self))
         }
         return items
@@ -250,10 +263,18 @@ struct ARMEvaluator {
     /// must not be able to exhaust the stack of the thread that loads it.
     static let maximumEvaluationDepth = 800
     private var evaluationDepth = 0
+    /// A budget of evaluation steps per deployment: a template cannot keep Kiln busy for ever (nested maps over
+    /// ranges, strings that double in each variable).
+    static let maximumSteps = 1_000_000
+    private var steps = 0
 
     mutating func evaluate(_ e: ARMExpression) throws -> SourceNode {
         evaluationDepth += 1
         defer { evaluationDepth -= 1 }
+        steps += 1
+        guard steps <= Self.maximumSteps else {
+            throw EvalError(message: "the template takes more than \(Self.maximumSteps) evaluation steps; Kiln stops it there")
+        }
         guard evaluationDepth <= Self.maximumEvaluationDepth else {
             throw EvalError(
                 message: "the evaluation nests deeper than \(Self.maximumEvaluationDepth) levels (variables or lambdas that refer to each other too deeply)")
@@ -303,8 +324,20 @@ struct ARMEvaluator {
         }
         var values: [SourceNode] = []
         for a in args { values.append(try evaluate(a)) }
-        return try pure(ARMFunctions.Arguments(name: name, values: values))
+        let result = try pure(ARMFunctions.Arguments(name: name, values: values))
+        // ARM limits a deployment's expanded template to 4 MB: no value may grow past it (strings that double).
+        switch result.value {
+        case .string(let s) where s.utf8.count > Self.maximumStringBytes:
+            throw EvalError(message: "\(name)() makes a string of \(s.utf8.count) bytes; ARM allows a template of at most 4 MB")
+        case .array(let a) where a.count > Self.maximumArrayCount:
+            throw EvalError(message: "\(name)() makes an array of \(a.count) elements, more than the \(Self.maximumArrayCount) Kiln allows")
+        default:
+            return result
+        }
     }
+
+    static let maximumStringBytes = 4 << 20
+    static let maximumArrayCount = 100_000
 
     /// Functions that are lazy, take lambdas or read the deployment; nil for the others.
     private mutating func callSpecial(_ fn: String, _ name: String, _ args: [ARMExpression]) throws -> SourceNode? {
@@ -365,7 +398,9 @@ struct ARMEvaluator {
             guard let loop, let i = copyIndexes[loop.lowercased()] else {
                 throw EvalError(message: "copyIndex() is used outside a copy loop\(args.isEmpty ? "" : " of that name")")
             }
-            return .int(i + offset)
+            let (sum, overflow) = i.addingReportingOverflow(offset)
+            guard !overflow else { throw EvalError(message: "copyIndex(): the offset \(offset) overflows") }
+            return .int(sum)
         case "utcnow":
             try arity(0...1)
             guard inParameterDefault else { throw EvalError(message: "utcNow() can only be used in a parameter's defaultValue") }
@@ -465,15 +500,20 @@ struct ARMEvaluator {
             throw EvalError(message: "reference('\(target)') names a resource outside this template: its state lives in Azure, which Kiln does not read")
         }
         let key = (r.symbolicName ?? target).lowercased()
+        if let cached = referenceCache["\(key)\u{0}\(full)"] { return cached }
         guard !referencing.contains(key) else { throw EvalError(message: "reference('\(target)') refers to itself") }
         referencing.insert(key)
         defer { referencing.remove(key) }
         var members = (r.node.members ?? []).filter { !["dependson", "condition", "copy", "comments", "resources"].contains($0.key.lowercased()) }
         members = try members.map { .init(key: $0.key, keyPosition: $0.keyPosition, value: try evaluateStrict($0.value)) }
         let resource = SourceNode(.object(members))
-        if full { return resource }
-        return resource.armMember("properties") ?? .object([])
+        let result = full ? resource : resource.armMember("properties") ?? .object([])
+        referenceCache["\(key)\u{0}\(full)"] = result
+        return result
     }
+
+    /// reference() results by target: a chain of references is evaluated once per resource, not once per path.
+    private var referenceCache: [String: SourceNode] = [:]
 
     /// The lambda functions: the lambda argument is read as syntax (`lambda('x', body)`), its body evaluated once per element.
     private mutating func callHigherOrder(_ fn: String, _ name: String, _ args: [ARMExpression]) throws -> SourceNode {

@@ -83,7 +83,7 @@ extension ARMFunctions {
             try a.arity(2...2)
             let start = try a.int(0), count = try a.int(1)
             guard count >= 0, count <= 10_000 else { throw a.fail("the count \(count) must be between 0 and 10000") }
-            guard start + count <= Int(Int32.max) else { throw a.fail("start + count must not exceed 2147483647") }
+            guard start <= Int(Int32.max) - count, start >= Int(Int32.min) else { throw a.fail("start + count must not exceed 2147483647") }
             return .array((0..<count).map { .int(start + $0) })
         },
         "min": { a in try extreme(a, max: false) },
@@ -163,10 +163,9 @@ extension ARMFunctions {
                 case (.array(let e), .number(let n)):
                     guard let k = n.int, k >= 0, k < e.count else { return .null }
                     current = e[k]
-                case (.null, _):
-                    return .null
                 default:
-                    throw a.fail("cannot look up \(a[i].kindName) in \(current.kindName)")
+                    // Not a container, or a key of the wrong kind: nothing there.
+                    return .null
                 }
             }
             return current

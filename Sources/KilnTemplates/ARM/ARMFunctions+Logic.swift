@@ -53,7 +53,8 @@ extension ARMFunctions {
             try a.arity(1...1)
             switch a[0].value {
             case .number(let n) where n.int != nil: return .int(n.int!)
-            case .number(let n) where n.double != nil: return .int(Int(n.double!.rounded(.towardZero)))
+            case .number(let n) where n.double.flatMap({ Int(exactly: $0.rounded(.towardZero)) }) != nil:
+                return .int(Int(exactly: n.double!.rounded(.towardZero))!)
             case .string(let s) where Int(s.trimmingCharacters(in: .whitespaces)) != nil: return .int(Int(s.trimmingCharacters(in: .whitespaces))!)
             default: throw a.fail("cannot convert \(a[0].kindName) '\(a[0].armString.prefix(40))' to an integer")
             }
@@ -62,7 +63,8 @@ extension ARMFunctions {
             try a.arity(1...1)
             switch a[0].value {
             case .number: return a[0]
-            case .string(let s) where Double(s) != nil: return SourceNode(.number(NumberLiteral(s)))
+            case .string(let s) where Double(s)?.isFinite == true && s.allSatisfy({ $0.isNumber || "+-.eE".contains($0) }):
+                return SourceNode(.number(NumberLiteral(s)))
             default: throw a.fail("cannot convert \(a[0].kindName) to a number")
             }
         }

@@ -16,8 +16,10 @@ extension ARMFunctions {
             let n = try CIDR(try a.string(0), a)
             let newPrefix = try a.int(1), index = try a.int(2)
             guard newPrefix >= n.prefix, newPrefix <= n.bits else { throw a.fail("the new prefix /\(newPrefix) must be between /\(n.prefix) and /\(n.bits)") }
-            let count = UInt128(1) << UInt128(newPrefix - n.prefix)
-            guard index >= 0, UInt128(index) < count else { throw a.fail("subnet index \(index) is out of range (0 to \(count - 1))") }
+            let span = newPrefix - n.prefix
+            guard index >= 0 else { throw a.fail("subnet index \(index) is negative") }
+            // 2^span subnets; with span ≥ 63 every Int index fits.
+            if span < 63, index >= 1 << span { throw a.fail("subnet index \(index) is out of range (0 to \((1 << span) - 1))") }
             let network = n.network + (UInt128(index) << UInt128(n.bits - newPrefix))
             return .string("\(n.text(network))/\(newPrefix)")
         },
@@ -26,9 +28,10 @@ extension ARMFunctions {
             let n = try CIDR(try a.string(0), a)
             let index = try a.int(1)
             guard index >= 0 else { throw a.fail("host index \(index) is negative") }
-            let host = n.firstUsable + UInt128(index)
-            guard host <= n.lastUsable, host >= n.firstUsable else { throw a.fail("host index \(index) is outside \(try a.string(0))") }
-            return .string(n.text(host))
+            guard n.lastUsable >= n.firstUsable, UInt128(index) <= n.lastUsable - n.firstUsable else {
+                throw a.fail("host index \(index) is outside \(try a.string(0))")
+            }
+            return .string(n.text(n.firstUsable + UInt128(index)))
         }
     ]
 

@@ -42,7 +42,7 @@ extension ARMFunctions {
             guard start <= s.count else { throw a.fail("the start index \(start) is beyond the string's length \(s.count)") }
             let length = a.count > 2 ? try a.int(2) : s.count - start
             guard length >= 0 else { throw a.fail("the length \(length) is negative") }
-            guard start + length <= s.count else {
+            guard length <= s.count - start else {
                 throw a.fail(
                     "the index and length parameters must refer to a location within the string (start \(start) + length \(length) > \(s.count))")
             }
@@ -143,7 +143,8 @@ extension ARMFunctions {
                 var text = values[n]
                 if !specifier.isEmpty { text = try numberFormat(text, specifier, fail: fail) }
                 if indexAndWidth.count == 2, let width = Int(indexAndWidth[1]) {
-                    let pad = String(repeating: " ", count: max(0, abs(width) - text.count))
+                    guard width.magnitude <= 16_384 else { throw fail("the width \(width) in '{\(spec)}' is too large") }
+                    let pad = String(repeating: " ", count: max(0, Int(width.magnitude) - text.count))
                     text = width < 0 ? text + pad : pad + text
                 }
                 out += text
@@ -166,12 +167,13 @@ extension ARMFunctions {
         guard let v = Int(text) else { throw fail("the format '\(spec)' needs an integer, found '\(text)'") }
         let kind = spec.first!
         let precision = Int(spec.dropFirst())
+        if let precision, precision < 0 || precision > 99 { throw fail("the precision in '\(spec)' must be between 0 and 99") }
         switch kind {
         case "D", "d":
-            let digits = String(abs(v))
+            let digits = String(v.magnitude)
             return (v < 0 ? "-" : "") + String(repeating: "0", count: max(0, (precision ?? 0) - digits.count)) + digits
         case "N", "n":
-            let digits = String(abs(v))
+            let digits = String(v.magnitude)
             var grouped = ""
             for (i, ch) in digits.reversed().enumerated() {
                 if i > 0, i % 3 == 0 { grouped.append(",") }
