@@ -46,6 +46,10 @@ import Testing
         ("[last('One Two')]", #""o""#),
         ("[take('One Two', 2)]", #""On""#),
         ("[skip('One Two', 4)]", #""Two""#),
+        // .NET strings: UTF-16 units, so a CRLF is two and an emoji is two.
+        ("[split(format('a{0}b', json('\"\\r\\n\"')), json('\"\\n\"'))]", #"["a\r","b"]"#),
+        ("[length('👍')]", "2"),
+        ("[indexOf(format('a{0}b', json('\"\\r\\n\"')), 'b')]", "3"),
         // encodings and URIs
         ("[base64('one, two, three')]", #""b25lLCB0d28sIHRocmVl""#),
         ("[base64ToString('b25lLCB0d28sIHRocmVl')]", #""one, two, three""#),

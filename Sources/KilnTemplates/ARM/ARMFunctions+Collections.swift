@@ -7,7 +7,7 @@ extension ARMFunctions {
         "length": { a in
             try a.arity(1...1)
             switch a[0].value {
-            case .string(let s): return .int(s.count)
+            case .string(let s): return .int(s.utf16.count)
             case .array(let e): return .int(e.count)
             case .object(let m): return .int(m.count)
             default: throw a.fail("takes a string, an array or an object, found \(a[0].kindName)")
@@ -26,7 +26,7 @@ extension ARMFunctions {
         "contains": { a in
             try a.arity(2...2)
             switch a[0].value {
-            case .string(let s): return .bool(s.contains(try a.text(1)))
+            case .string(let s): return .bool(UTF16Text(s).index(of: UTF16Text(try a.text(1)), last: false) >= 0)
             case .array(let e): return .bool(e.contains { $0.armEquals(a[1]) })
             case .object: return .bool(a[0].armMember(try a.text(1)) != nil)
             default: throw a.fail("the container must be a string, an array or an object, found \(a[0].kindName)")
@@ -35,7 +35,9 @@ extension ARMFunctions {
         "first": { a in
             try a.arity(1...1)
             switch a[0].value {
-            case .string(let s): return .string(s.first.map(String.init) ?? "")
+            case .string(let s):
+                let t = UTF16Text(s)
+                return .string(t.count == 0 ? "" : t[0..<1])
             case .array(let e): return e.first ?? .null
             default: throw a.fail("takes a string or an array, found \(a[0].kindName)")
             }
@@ -43,7 +45,9 @@ extension ARMFunctions {
         "last": { a in
             try a.arity(1...1)
             switch a[0].value {
-            case .string(let s): return .string(s.last.map(String.init) ?? "")
+            case .string(let s):
+                let t = UTF16Text(s)
+                return .string(t.count == 0 ? "" : t[(t.count - 1)..<t.count])
             case .array(let e): return e.last ?? .null
             default: throw a.fail("takes a string or an array, found \(a[0].kindName)")
             }
@@ -52,7 +56,7 @@ extension ARMFunctions {
             try a.arity(2...2)
             let n = max(0, try a.int(1))
             switch a[0].value {
-            case .string(let s): return .string(String(s.dropFirst(n)))
+            case .string(let s): return .string(UTF16Text(units: s.utf16.dropFirst(n)).string)
             case .array(let e): return .array(Array(e.dropFirst(n)))
             default: throw a.fail("takes a string or an array, found \(a[0].kindName)")
             }
@@ -61,7 +65,7 @@ extension ARMFunctions {
             try a.arity(2...2)
             let n = max(0, try a.int(1))
             switch a[0].value {
-            case .string(let s): return .string(String(s.prefix(n)))
+            case .string(let s): return .string(UTF16Text(units: s.utf16.prefix(n)).string)
             case .array(let e): return .array(Array(e.prefix(n)))
             default: throw a.fail("takes a string or an array, found \(a[0].kindName)")
             }

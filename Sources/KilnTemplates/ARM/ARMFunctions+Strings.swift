@@ -36,7 +36,7 @@ extension ARMFunctions {
         },
         "substring": { a in
             try a.arity(1...3)
-            let s = Array(try a.string(0))
+            let s = UTF16Text(try a.string(0))
             let start = a.count > 1 ? try a.int(1) : 0
             guard start >= 0 else { throw a.fail("the start index \(start) is negative") }
             guard start <= s.count else { throw a.fail("the start index \(start) is beyond the string's length \(s.count)") }
@@ -46,7 +46,7 @@ extension ARMFunctions {
                 throw a.fail(
                     "the index and length parameters must refer to a location within the string (start \(start) + length \(length) > \(s.count))")
             }
-            return .string(String(s[start..<(start + length)]))
+            return .string(s[start..<(start + length)])
         },
         "replace": { a in
             try a.arity(3...3)
@@ -89,12 +89,12 @@ extension ARMFunctions {
         "indexof": { a in
             try a.arity(2...2)
             if let list = a[0].elements { return .int(list.firstIndex { $0.armEquals(a[1]) } ?? -1) }
-            return .int(index(of: try a.string(1), in: try a.string(0), last: false))
+            return .int(UTF16Text(try a.string(0).lowercased()).index(of: UTF16Text(try a.string(1).lowercased()), last: false))
         },
         "lastindexof": { a in
             try a.arity(2...2)
             if let list = a[0].elements { return .int(list.lastIndex { $0.armEquals(a[1]) } ?? -1) }
-            return .int(index(of: try a.string(1), in: try a.string(0), last: true))
+            return .int(UTF16Text(try a.string(0).lowercased()).index(of: UTF16Text(try a.string(1).lowercased()), last: true))
         },
         "padleft": { a in
             try a.arity(2...3)
@@ -103,7 +103,8 @@ extension ARMFunctions {
             let pad = a.count > 2 ? try a.string(2) : " "
             guard pad.count == 1 else { throw a.fail("the padding must be one character, found '\(pad)'") }
             guard width <= 16_384 else { throw a.fail("the total length \(width) is too large") }
-            return .string(s.count >= width ? s : String(repeating: pad, count: width - s.count) + s)
+            let length = s.utf16.count
+            return .string(length >= width ? s : String(repeating: pad, count: width - length) + s)
         },
         "guid": { a in
             try a.arity(1...Int.max)
@@ -189,33 +190,23 @@ extension ARMFunctions {
         }
     }
 
-    /// Splits on any of the delimiters, keeping empty parts (as .NET's String.Split does).
+    /// Splits on any of the delimiters, keeping empty parts (as .NET's String.Split does), by UTF-16 units.
     static func split(_ s: String, by delimiters: [String]) -> [String] {
-        let nonEmpty = delimiters.filter { !$0.isEmpty }
-        guard !nonEmpty.isEmpty else { return [s] }
+        let ds = delimiters.filter { !$0.isEmpty }.map { Array($0.utf16) }
+        guard !ds.isEmpty else { return [s] }
+        let u = Array(s.utf16)
         var parts: [String] = []
-        var current = ""
-        var rest = Substring(s)
-        while !rest.isEmpty {
-            if let d = nonEmpty.first(where: { rest.hasPrefix($0) }) {
-                parts.append(current)
-                current = ""
-                rest = rest.dropFirst(d.count)
+        var start = 0, i = 0
+        while i < u.count {
+            if let d = ds.first(where: { i + $0.count <= u.count && Array(u[i..<(i + $0.count)]) == $0 }) {
+                parts.append(String(decoding: u[start..<i], as: UTF16.self))
+                i += d.count
+                start = i
             } else {
-                current.append(rest.removeFirst())
+                i += 1
             }
         }
-        parts.append(current)
+        parts.append(String(decoding: u[start..<u.count], as: UTF16.self))
         return parts
-    }
-
-    /// Case-insensitive position of `needle` in characters, or -1.
-    static func index(of needle: String, in hay: String, last: Bool) -> Int {
-        let h = Array(hay.lowercased()), n = Array(needle.lowercased())
-        guard n.count <= h.count else { return -1 }
-        if n.isEmpty { return last ? h.count : 0 }
-        let starts = Array(0...(h.count - n.count))
-        for s in last ? starts.reversed() : starts where Array(h[s..<(s + n.count)]) == n { return s }
-        return -1
     }
 }

@@ -1,5 +1,26 @@
 import Foundation
 
+/// ARM strings are .NET strings: lengths, indexes and splits count UTF-16 code units (`length('👍')` is 2, and
+/// `split('a\r\nb', '\n')` splits inside the line ending), where Swift counts characters.
+struct UTF16Text {
+    var units: [UInt16]
+    init(_ s: String) { units = Array(s.utf16) }
+    init(units: some Collection<UInt16>) { self.units = Array(units) }
+    var count: Int { units.count }
+    var string: String { String(decoding: units, as: UTF16.self) }
+    subscript(_ r: Range<Int>) -> String { String(decoding: units[r], as: UTF16.self) }
+
+    /// Position of `needle`, or -1.
+    func index(of needle: UTF16Text, last: Bool) -> Int {
+        let h = units, n = needle.units
+        guard n.count <= h.count else { return -1 }
+        if n.isEmpty { return last ? max(h.count - 1, 0) : 0 }
+        let starts = 0...(h.count - n.count)
+        for s in last ? Array(starts.reversed()) : Array(starts) where h[s] == n[0] && Array(h[s..<(s + n.count)]) == n { return s }
+        return -1
+    }
+}
+
 /// The evaluator's view of a value: `SourceNode` (so a result keeps the line it came from), with the
 /// constructors, conversions and comparisons ARM's functions are defined by.
 extension SourceNode {
