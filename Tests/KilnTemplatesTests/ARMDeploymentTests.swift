@@ -163,6 +163,16 @@ import Testing
         #expect(e?.message.contains(message) == true && e?.path.description == path && e?.line == line, "\(f.errors.map(\.description))")
     }
 
+    /// copyIndex() in a variable is refused where the variable is used: a variable is the same for every instance.
+    @Test func aVariableCannotReadTheLoopThatUsesIt() {
+        let text = Self.deployment(
+            variables: #"{"n": "[concat('img-', copyIndex())]"}"#,
+            resources: Self.template(name: "[variables('n')]", copy: #""copy": {"name": "imgs", "count": 2},"#))
+        let f = load(text, path: "v.json", options: LoadOptions(scope: Self.scope))
+        #expect(f.templates.isEmpty)
+        #expect(f.errors.first?.message.contains("copyIndex() is used outside a copy loop") == true, "\(f.errors.map(\.description))")
+    }
+
     /// A value in the parameters file of the wrong type is named with the parameter.
     @Test func aParametersFileTypeViolationIsNamed() {
         let text = Self.deployment(

@@ -642,13 +642,26 @@ struct ARMEvaluator {
     /// Variables made by `variables.copy` loops: their count and input, evaluated when first used.
     var variableLoops: [String: (count: SourceNode, input: SourceNode)] = [:]
 
+    /// Evaluates `body` outside any copy loop or lambda: a variable means the same wherever it is used (ARM refuses
+    /// copyIndex() in a variable outside its own copy loop), so its cached value never depends on who asked first.
+    private mutating func inVariableContext<T>(_ body: (inout ARMEvaluator) throws -> T) rethrows -> T {
+        let saved = (copyIndexes, currentLoop, lambdaScopes)
+        copyIndexes = [:]
+        currentLoop = nil
+        lambdaScopes = []
+        defer { (copyIndexes, currentLoop, lambdaScopes) = saved }
+        return try body(&self)
+    }
+
     private mutating func variable(_ name: String) throws -> SourceNode {
         if let loopKey = variableLoops.keys.first(where: { $0.caseInsensitiveCompare(name) == .orderedSame }), let loop = variableLoops[loopKey] {
             if let cached = variableCache[loopKey] { return cached }
             if evaluating.contains(loopKey) { throw EvalError(message: "variable '\(name)' refers to itself") }
             evaluating.insert(loopKey)
             defer { evaluating.remove(loopKey) }
-            let value = SourceNode(.array(try loopInstances(name: loopKey, count: loop.count) { e in try e.evaluateStrict(loop.input) }))
+            let value = try inVariableContext { v in
+                SourceNode(.array(try v.loopInstances(name: loopKey, count: loop.count) { e in try e.evaluateStrict(loop.input) }))
+            }
             variableCache[loopKey] = value
             return value
         }
@@ -662,7 +675,7 @@ struct ARMEvaluator {
         defer { evaluating.remove(key) }
         // Variables are evaluated without a diagnostic sink of their own: an error inside one is reported
         // at the place that uses it.
-        let value = try evaluateStrict(def)
+        let value = try inVariableContext { v in try v.evaluateStrict(def) }
         variableCache[key] = value
         return value
     }
