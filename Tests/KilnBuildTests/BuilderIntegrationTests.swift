@@ -131,7 +131,13 @@ import KilnSystem
                 seed: dir + "/seed.img", sshPort: port, runDirectory: dir))
         try await vm.start()
         defer { Task { await vm.forceKill() } }
-        #expect(await QMP.send(socket: vm.configuration.qmpSocket, command: "stop") == .returned("{}"))
+        // QEMU may not listen on its QMP socket yet the moment its pid file appears: ask until it answers.
+        var paused = await QMP.send(socket: vm.configuration.qmpSocket, command: "stop")
+        for _ in 0..<50 where paused != .returned("{}") {
+            try await Task.sleep(for: .milliseconds(200))
+            paused = await QMP.send(socket: vm.configuration.qmpSocket, command: "stop")
+        }
+        #expect(paused == .returned("{}"))
         #expect(await QMP.isRunning(socket: vm.configuration.qmpSocket) == false, "the guest is paused")
         let resets = Recorded()
         let ssh = SSHClient(port: port, user: "kiln", keyPath: key.privateKeyPath)
