@@ -3,6 +3,19 @@ import Foundation
 /// The context functions, synthesized from `DeploymentScope`: what `resourceGroup()`, `subscription()`,
 /// `tenant()`, `deployer()`, `environment()` and `deployment()` return in Azure, and the resource-id builders.
 enum ARMContext {
+    /// The context function `name` (lower case, one of resourceGroup, subscription, tenant, deployer, environment,
+    /// deployment).
+    static func value(of name: String, _ s: DeploymentScope) -> SourceNode {
+        switch name {
+        case "resourcegroup": return resourceGroup(s)
+        case "subscription": return subscription(s)
+        case "tenant": return tenant(s)
+        case "deployer": return deployer(s)
+        case "environment": return environment
+        default: return deployment(s)
+        }
+    }
+
     static func resourceGroup(_ s: DeploymentScope) -> SourceNode {
         .object([
             ("id", .string("/subscriptions/\(s.subscriptionId)/resourceGroups/\(s.resourceGroup)")), ("name", .string(s.resourceGroup)),

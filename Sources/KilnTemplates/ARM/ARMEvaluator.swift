@@ -420,24 +420,9 @@ struct ARMEvaluator {
             newGuidCount += 1
             if let seed = scope.newGuidSeed { return .string(ARMHash.guid(["kiln-newGuid", seed, String(newGuidCount)])) }
             return .string(UUID().uuidString.lowercased())
-        case "resourcegroup":
+        case "resourcegroup", "subscription", "tenant", "deployer", "environment", "deployment":
             try arity(0...0)
-            return ARMContext.resourceGroup(scope)
-        case "subscription":
-            try arity(0...0)
-            return ARMContext.subscription(scope)
-        case "tenant":
-            try arity(0...0)
-            return ARMContext.tenant(scope)
-        case "deployer":
-            try arity(0...0)
-            return ARMContext.deployer(scope)
-        case "environment":
-            try arity(0...0)
-            return ARMContext.environment
-        case "deployment":
-            try arity(0...0)
-            return ARMContext.deployment(scope)
+            return ARMContext.value(of: fn, scope)
         case "reference":
             try arity(1...3)
             return try reference(args)
